@@ -1,0 +1,1 @@
+//! Packets and streams as JSON: the contract of `ringswim decode` / `ringswim encode`.

@@ -1,0 +1,14 @@
+//! ringswim: SWIM + Lifeguard cluster membership, wire-compatible with
+//! HashiCorp memberlist 0.2.2.
+//!
+//! The crate is split the way data flows (see `README.md`):
+//! - [`wire`]: the bytes — messages, msgpack in Go's dialect, compound packets,
+//!   CRC, labels, compression, encryption, stream framing. No I/O, no state.
+//! - [`config`]: every field of Go's `Config`, with Go's defaults.
+//! - [`inspect`]: packets ↔ JSON, the contract of `ringswim decode`/`encode`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod delegate;
+pub mod inspect;
+pub mod wire;
