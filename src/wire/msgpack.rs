@@ -182,7 +182,9 @@ impl<'a> Reader<'a> {
     /// Reads a string or binary value (any of raw/str/bin forms), or nil as empty.
     pub fn read_bytes(&mut self, what: &'static str) -> Result<&'a [u8], Error> {
         let n = match self.marker(what)? {
-            Marker::Null => return Ok(&[]),
+            // An empty slice at the current position (not a static one), so callers
+            // can locate every returned slice inside the input.
+            Marker::Null => return Ok(&self.buf[self.pos..self.pos]),
             Marker::FixStr(n) => usize::from(n),
             Marker::Str8 | Marker::Bin8 => usize::from(self.byte(what)?),
             Marker::Str16 | Marker::Bin16 => usize::from(self.be16(what)?),

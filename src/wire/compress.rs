@@ -1,0 +1,209 @@
+//! The `compress` message: `[9]{"Algo": u8, "Buf": bytes}`.
+//!
+//! - Algo 0, LZW as Go's `compress/lzw` writes it (LSB first, 8-bit literals,
+//!   codes up to 12 bits, clear and end codes) — through `weezl`, which decodes
+//!   Go's streams and writes streams Go decodes.
+//! - Algo 1, LZ4 block format with a little-endian u32 size prefix (`lz4_flex`).
+//!   Go memberlist rejects it ("Cannot decompress unknown algorithm"), so it is
+//!   only ever sent to peers that announced they understand it.
+//!
+//! Decompression is bounded: output beyond `limit` bytes is an error, so a
+//! small hostile input cannot make a large allocation.
+
+use std::cell::RefCell;
+
+use weezl::{BitOrder, LzwStatus};
+
+use super::Error;
+use super::message::MessageType;
+use super::msgpack::{self, Reader};
+
+/// Compression algorithm of a `compress` message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Go's `lzwAlgo` (0): what every memberlist speaks.
+    Lzw,
+    /// ringswim's LZ4 (1): ringswim peers only.
+    Lz4,
+}
+
+impl Compression {
+    /// The `Algo` value on the wire.
+    pub fn algo(self) -> u8 {
+        match self {
+            Self::Lzw => 0,
+            Self::Lz4 => 1,
+        }
+    }
+
+    /// Name for logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lzw => "lzw",
+            Self::Lz4 => "lz4",
+        }
+    }
+
+    fn from_algo(algo: u64) -> Result<Self, Error> {
+        match algo {
+            0 => Ok(Self::Lzw),
+            1 => Ok(Self::Lz4),
+            other => Err(Error::UnknownCompression(other)),
+        }
+    }
+}
+
+const LZW_LITERAL_WIDTH: u8 = 8;
+
+thread_local! {
+    // weezl's tables are a few KiB; reusing them per thread keeps allocation off
+    // the hot path.
+    static LZW_DECODER: RefCell<weezl::decode::Decoder> =
+        RefCell::new(weezl::decode::Decoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH));
+    static LZW_ENCODER: RefCell<weezl::encode::Encoder> =
+        RefCell::new(weezl::encode::Encoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH));
+}
+
+/// Appends a complete `compress` message holding `data` compressed with `algo`.
+pub fn write_compressed(out: &mut Vec<u8>, algo: Compression, data: &[u8]) {
+    let buf = compress(algo, data);
+    out.push(MessageType::Compress as u8);
+    msgpack::write_map_len(out, 2);
+    msgpack::write_key(out, "Algo");
+    msgpack::write_uint(out, algo.algo().into());
+    msgpack::write_key(out, "Buf");
+    msgpack::write_bytes(out, &buf);
+}
+
+/// Compresses `data` with `algo` (the `Buf` field's contents).
+pub fn compress(algo: Compression, data: &[u8]) -> Vec<u8> {
+    match algo {
+        Compression::Lzw => LZW_ENCODER.with(|enc| {
+            let mut enc = enc.borrow_mut();
+            enc.reset();
+            let mut out = Vec::with_capacity(data.len() / 2 + 16);
+            // 8-bit literals accept every byte value, so encoding cannot fail.
+            let _ = enc.into_vec(&mut out).encode_all(data);
+            out
+        }),
+        Compression::Lz4 => lz4_flex::block::compress_prepend_size(data),
+    }
+}
+
+/// Reads a `compress` body (after the type byte): the algorithm and `Buf`.
+pub fn read_compressed(body: &[u8]) -> Result<(Compression, &[u8]), Error> {
+    let mut algo = 0u64;
+    let mut buf: &[u8] = &[];
+    Reader::new(body).read_struct("compress", |k, r| {
+        match k {
+            b"Algo" => algo = r.read_int("Algo")?,
+            b"Buf" => buf = r.read_bytes("Buf")?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok((Compression::from_algo(algo)?, buf))
+}
+
+/// Decompresses `input`, appending to `out`, failing once `limit` bytes of
+/// output would be exceeded.
+pub fn decompress(algo: Compression, input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    match algo {
+        Compression::Lzw => lzw_decompress(input, limit, out),
+        Compression::Lz4 => lz4_decompress(input, limit, out),
+    }
+}
+
+fn lzw_decompress(mut input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    const CHUNK: usize = 4096;
+    const CORRUPT: Error = Error::Decompress { algo: "lzw" };
+    let start = out.len();
+    LZW_DECODER.with(|dec| {
+        let mut dec = dec.borrow_mut();
+        dec.reset();
+        loop {
+            // Room for one byte past the limit, so exceeding it is detectable.
+            let room = CHUNK.min(limit + 1 - (out.len() - start));
+            let at = out.len();
+            out.resize(at + room, 0);
+            let res = dec.decode_bytes(input, &mut out[at..]);
+            out.truncate(at + res.consumed_out);
+            input = &input[res.consumed_in..];
+            let produced = out.len() - start;
+            if produced > limit {
+                return Err(Error::TooLarge { what: "decompressed payload", len: produced, limit });
+            }
+            match res.status {
+                Ok(LzwStatus::Done) => return Ok(()),
+                Ok(LzwStatus::Ok) => {}
+                // Input exhausted without the end code: Go reports unexpected EOF.
+                Ok(LzwStatus::NoProgress) | Err(_) => return Err(CORRUPT),
+            }
+        }
+    })
+}
+
+fn lz4_decompress(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    const CORRUPT: Error = Error::Decompress { algo: "lz4" };
+    let (size, block) = input.split_first_chunk::<4>().ok_or(CORRUPT)?;
+    let size = u32::from_le_bytes(*size) as usize;
+    if size > limit {
+        return Err(Error::TooLarge { what: "decompressed payload", len: size, limit });
+    }
+    let at = out.len();
+    out.resize(at + size, 0);
+    match lz4_flex::block::decompress_into(block, &mut out[at..]) {
+        Ok(n) if n == size => Ok(()),
+        _ => {
+            out.truncate(at);
+            Err(CORRUPT)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 13) as u8 + b'a').collect()
+    }
+
+    #[test]
+    fn both_algorithms_round_trip() {
+        for algo in [Compression::Lzw, Compression::Lz4] {
+            for len in [0, 1, 100, 5000, 70_000] {
+                let data = sample(len);
+                let mut msg = Vec::new();
+                write_compressed(&mut msg, algo, &data);
+                let (got_algo, buf) = read_compressed(&msg[1..]).unwrap();
+                assert_eq!(got_algo, algo);
+                let mut out = Vec::new();
+                decompress(algo, buf, 1 << 20, &mut out).unwrap();
+                assert_eq!(out, data, "{algo:?} {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let data = vec![0u8; 100_000];
+        for algo in [Compression::Lzw, Compression::Lz4] {
+            let buf = compress(algo, &data);
+            let mut out = Vec::new();
+            let err = decompress(algo, &buf, 10_000, &mut out).unwrap_err();
+            assert!(matches!(err, Error::TooLarge { .. }), "{algo:?}: {err:?}");
+            assert!(out.len() <= 10_001);
+        }
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error() {
+        let mut out = Vec::new();
+        assert!(decompress(Compression::Lzw, &[0xff; 50], 1 << 16, &mut out).is_err());
+        assert!(decompress(Compression::Lzw, &[], 1 << 16, &mut out).is_err());
+        assert!(decompress(Compression::Lz4, &[10, 0, 0, 0, 0xff], 1 << 16, &mut out).is_err());
+        assert!(decompress(Compression::Lz4, &[0xff, 0xff, 0xff, 0x7f], 1 << 16, &mut out).is_err());
+        assert_eq!(read_compressed(&[0x81, 0xa4, b'A', b'l', b'g', b'o', 7]), Err(Error::UnknownCompression(7)));
+    }
+}

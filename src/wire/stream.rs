@@ -1,0 +1,219 @@
+//! TCP stream messages: push/pull, user messages, TCP pings and their acks,
+//! and error replies.
+//!
+//! ```text
+//! [label header]?  then either
+//!   [10][len: u32 BE][version][nonce][ciphertext][tag]   (encrypted; AD = the 5
+//!                                                         header bytes ++ label)
+//! or the plaintext:
+//!   [9]{Algo, Buf}  whose Buf inflates to [type][body]   (compressed)
+//!   [type][body]
+//! body: push/pull  = header{Nodes, UserStateLen, Join} + Nodes states + user state
+//!       user       = header{UserMsgLen} + UserMsgLen bytes
+//!       ping/ack/err = the msgpack struct
+//! ```
+//!
+//! A stream has no outer length unless encrypted, so [`StreamDecoder::decode`]
+//! reports [`Error::Truncated`] while the message is incomplete: a reader keeps
+//! reading (up to [`Limits::max_stream`]) and tries again.
+
+use super::compress;
+use super::frame;
+use super::message::{self, Message, MessageType};
+use super::msgpack::Reader;
+use super::packet::{DecodeOptions, EncodeOptions, Layers};
+use super::Error;
+
+/// A decoded stream message.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamMessage<'a> {
+    /// Label, encryption, compression (CRC is never used on streams).
+    pub layers: Layers<'a>,
+    /// The message.
+    pub message: Message<'a>,
+}
+
+/// Reusable buffer for decompressed stream contents.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    inflated: Vec<u8>,
+}
+
+const ENCRYPT_HEADER_LEN: usize = 5;
+
+impl StreamDecoder {
+    /// A decoder with no buffer yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes one stream message from the start of `buf` (decrypting in place).
+    pub fn decode<'a>(&'a mut self, buf: &'a mut [u8], opts: &DecodeOptions<'_>) -> Result<StreamMessage<'a>, Error> {
+        let limits = opts.limits;
+        let mut layers = Layers::default();
+        let (label_len, start) = match frame::strip_label(buf)? {
+            (label, rest) => (label.len(), buf.len() - rest.len()),
+        };
+        let label_range = start - label_len..start;
+        if !opts.skip_label_check && &buf[label_range.clone()] != opts.label.as_bytes() {
+            return Err(Error::LabelMismatch {
+                expected: opts.label.to_owned(),
+                got: String::from_utf8_lossy(&buf[label_range]).into_owned(),
+            });
+        }
+        let keyring = opts.keyring.filter(|k| k.is_enabled());
+        let first = *buf.get(start).ok_or(Error::Truncated { what: "stream message type" })?;
+
+        let mut plain = start..buf.len();
+        if first == MessageType::Encrypt as u8 {
+            let keyring = keyring.ok_or(Error::NoKeys)?;
+            let header = buf.get(start..start + ENCRYPT_HEADER_LEN).ok_or(Error::Truncated { what: "encrypted stream header" })?;
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            if len > limits.max_stream {
+                return Err(Error::TooLarge { what: "encrypted stream", len, limit: limits.max_stream });
+            }
+            let body_start = start + ENCRYPT_HEADER_LEN;
+            if buf.len() - body_start < len {
+                return Err(Error::Truncated { what: "encrypted stream" });
+            }
+            let mut ad = Vec::with_capacity(ENCRYPT_HEADER_LEN + label_len);
+            ad.extend_from_slice(&buf[start..body_start]);
+            ad.extend_from_slice(&buf[label_range.clone()]);
+            let (range, version) = keyring.decrypt_in_place(&mut buf[body_start..body_start + len], &ad)?;
+            layers.encryption = Some(version);
+            plain = body_start + range.start..body_start + range.end;
+        } else if keyring.is_some() && opts.verify_incoming {
+            return Err(Error::NotEncrypted);
+        }
+
+        let buf: &'a [u8] = buf;
+        layers.label = std::str::from_utf8(&buf[label_range]).map_err(|_| Error::InvalidUtf8 { field: "label" })?;
+        let mut content = &buf[plain];
+        if content.first() == Some(&(MessageType::Compress as u8)) {
+            let (algo, data) = compress::read_compressed(&content[1..])?;
+            layers.compression = Some(algo);
+            self.inflated.clear();
+            compress::decompress(algo, data, limits.max_stream, &mut self.inflated)?;
+            content = &self.inflated;
+        }
+        let message = decode_stream_body(content)?;
+        Ok(StreamMessage { layers, message })
+    }
+}
+
+/// Decodes `[type][body]` of a stream (user messages carry a length header here).
+fn decode_stream_body(content: &[u8]) -> Result<Message<'_>, Error> {
+    let (&kind, body) = content.split_first().ok_or(Error::Truncated { what: "stream message type" })?;
+    match MessageType::from_byte(kind)? {
+        MessageType::User => {
+            let mut r = Reader::new(body);
+            let len = message::read_user_msg_header(&mut r)?;
+            let rest = r.rest();
+            if len > rest.len() {
+                return Err(Error::Truncated { what: "user message" });
+            }
+            Ok(Message::User(&rest[..len]))
+        }
+        other => Message::decode_body(other, body),
+    }
+}
+
+/// Appends `[type][body]` of a stream message (user messages get the length
+/// header Go's `sendUserMsg` writes).
+fn write_stream_body(msg: &Message<'_>, out: &mut Vec<u8>) {
+    match msg {
+        Message::User(payload) => {
+            out.push(MessageType::User as u8);
+            message::write_user_msg_header(out, payload.len());
+            out.extend_from_slice(payload);
+        }
+        other => other.encode(out),
+    }
+}
+
+/// Builds a stream message as Go's `rawSendMsgStream` does: compression (when
+/// asked, always kept, as Go does for streams), then encryption with the 5-byte
+/// header (and label) as additional data, with the label header in front.
+/// `opts.crc` is ignored: streams carry no CRC.
+pub fn encode_stream(msg: &Message<'_>, opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+    let mut body = Vec::new();
+    write_stream_body(msg, &mut body);
+    if let Some(algo) = opts.compression {
+        let mut z = Vec::new();
+        compress::write_compressed(&mut z, algo, &body);
+        body = z;
+    }
+    frame::write_label(out, opts.label)?;
+    match opts.encryption {
+        Some((keyring, version)) => {
+            let len = version.encrypted_len(body.len());
+            let len32 = u32::try_from(len).map_err(|_| Error::TooLarge { what: "stream", len, limit: u32::MAX as usize })?;
+            let header_at = out.len();
+            out.push(MessageType::Encrypt as u8);
+            out.extend_from_slice(&len32.to_be_bytes());
+            let mut ad = out[header_at..].to_vec();
+            ad.extend_from_slice(opts.label.as_bytes());
+            keyring.encrypt_into(version, &body, &ad, out)?;
+        }
+        None => out.extend_from_slice(&body),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::compress::Compression;
+    use crate::wire::message::{Ack, PushNodeState, PushPull};
+    use crate::wire::{EncryptionVersion, Keyring};
+
+    #[test]
+    fn stream_messages_round_trip_through_every_layer() {
+        let ring = Keyring::new(&[&[1; 16]], Some(&[2; 24])).unwrap();
+        let mut states = Vec::new();
+        PushNodeState { name: "n1", addr: &[10, 0, 0, 1], port: 1, ..Default::default() }.write(&mut states);
+        let msgs = [
+            Message::PushPull(PushPull::from_encoded(false, 1, &states, b"state")),
+            Message::User(b"hello over tcp"),
+            Message::Ack(Ack { seq_no: 9, payload: &[] }),
+        ];
+        for msg in msgs {
+            for compression in [None, Some(Compression::Lzw)] {
+                for encryption in [None, Some((&ring, EncryptionVersion::V0)), Some((&ring, EncryptionVersion::V1))] {
+                    for label in ["", "dc1"] {
+                        let mut out = Vec::new();
+                        let enc = EncodeOptions { compression, encryption, label, ..Default::default() };
+                        encode_stream(&msg, &enc, &mut out).unwrap();
+                        let dec = DecodeOptions { keyring: Some(&ring), verify_incoming: encryption.is_some(), label, ..Default::default() };
+                        let mut sd = StreamDecoder::new();
+                        let got = sd.decode(&mut out, &dec).unwrap();
+                        assert_eq!(got.message, msg);
+                        assert_eq!(got.layers.compression, compression);
+                        assert_eq!(got.layers.encryption, encryption.map(|e| e.1));
+                        assert_eq!(got.layers.label, label);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn incomplete_streams_say_truncated_and_huge_claims_are_refused() {
+        let mut out = Vec::new();
+        encode_stream(&Message::User(b"0123456789"), &EncodeOptions::default(), &mut out).unwrap();
+        let mut sd = StreamDecoder::new();
+        let cut = out.len() - 3;
+        assert_eq!(sd.decode(&mut out[..cut], &DecodeOptions::default()).unwrap_err(), Error::Truncated { what: "user message" });
+
+        let ring = Keyring::new(&[], Some(&[2; 16])).unwrap();
+        let mut hostile = vec![10, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
+        let dec = DecodeOptions { keyring: Some(&ring), ..Default::default() };
+        assert!(matches!(sd.decode(&mut hostile, &dec), Err(Error::TooLarge { .. })));
+        let mut plain = out.clone();
+        let strict = DecodeOptions { keyring: Some(&ring), verify_incoming: true, ..Default::default() };
+        assert_eq!(sd.decode(&mut plain, &strict).unwrap_err(), Error::NotEncrypted);
+        let mut enc = Vec::new();
+        encode_stream(&Message::User(b"x"), &EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() }, &mut enc).unwrap();
+        assert_eq!(sd.decode(&mut enc, &DecodeOptions::default()).unwrap_err(), Error::NoKeys);
+    }
+}
