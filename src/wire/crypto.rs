@@ -35,11 +35,12 @@ type Aes192Gcm = AesGcm<Aes192, aes_gcm::aead::consts::U12>;
 type Aes256Gcm = AesGcm<Aes256, aes_gcm::aead::consts::U12>;
 
 /// Encryption format version (the first byte of an encrypted payload).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum EncryptionVersion {
     /// PKCS#7-padded plaintext; spoken with memberlist protocol version 1.
     V0 = 0,
-    /// Unpadded; spoken with protocol versions 2 and up.
+    /// Unpadded; spoken with protocol versions 2 and up (the default).
+    #[default]
     V1 = 1,
 }
 
