@@ -124,7 +124,9 @@ pub fn message_json(msg: &Message<'_>) -> Value {
         Message::Ack(m) => json!({ "SeqNo": m.seq_no, "Payload": hex::encode(m.payload) }),
         Message::Nack(m) => json!({ "SeqNo": m.seq_no }),
         Message::Err(m) => json!({ "Error": m.error }),
-        Message::Suspect(m) | Message::Dead(m) => json!({ "Incarnation": m.incarnation, "Node": m.node, "From": m.from }),
+        Message::Suspect(m) | Message::Dead(m) => {
+            json!({ "Incarnation": m.incarnation, "Node": m.node, "From": m.from })
+        }
         Message::Alive(m) => json!({
             "Incarnation": m.incarnation, "Node": m.node, "Addr": hex::encode(m.addr), "Port": m.port,
             "Meta": hex::encode(m.meta), "Vsn": hex::encode(m.vsn),
@@ -174,7 +176,11 @@ pub fn encode_from_json(input: &Value, req: &EncodeRequest) -> Result<Vec<u8>, I
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("expected an object with a \"messages\" array"))?;
-    let owned: Vec<OwnedMessage> = list.iter().enumerate().map(|(i, m)| OwnedMessage::parse(m).map_err(|e| bad(format!("messages[{i}]: {e}")))).collect::<Result<_, _>>()?;
+    let owned: Vec<OwnedMessage> = list
+        .iter()
+        .enumerate()
+        .map(|(i, m)| OwnedMessage::parse(m).map_err(|e| bad(format!("messages[{i}]: {e}"))))
+        .collect::<Result<_, _>>()?;
     if owned.is_empty() {
         return Err(bad("no messages"));
     }
@@ -291,7 +297,14 @@ impl OwnedMessage {
             Some(_) => return Err("\"fields\" must be an object".into()),
         };
         let mut f = Fields { map, used: Vec::new() };
-        let mut m = OwnedMessage { kind, strings: Default::default(), bytes: Default::default(), ints: [0; 4], flag: false, state_count: 0 };
+        let mut m = OwnedMessage {
+            kind,
+            strings: Default::default(),
+            bytes: Default::default(),
+            ints: [0; 4],
+            flag: false,
+            state_count: 0,
+        };
         match m.kind.as_str() {
             "ping" => {
                 m.ints[0] = f.int("SeqNo", U32)?;
@@ -357,7 +370,8 @@ impl OwnedMessage {
                 sf.hex("Vsn")?,
             );
             sf.finish().map_err(|e| format!("NodeStates[{i}]: {e}"))?;
-            PushNodeState { name: &name, addr: &addr, port, meta: &meta, incarnation, state, vsn: &vsn }.write(&mut self.bytes[1]);
+            PushNodeState { name: &name, addr: &addr, port, meta: &meta, incarnation, state, vsn: &vsn }
+                .write(&mut self.bytes[1]);
         }
         self.state_count = states.len();
         // The counts are derived from the contents; given ones must agree.
@@ -375,7 +389,13 @@ impl OwnedMessage {
         let [b0, b1, b2] = &self.bytes;
         let [i0, i1, i2, _] = self.ints;
         match self.kind.as_str() {
-            "ping" => Message::Ping(Ping { seq_no: i0 as u32, node: s0, source_addr: b0, source_port: i1 as u16, source_node: s1 }),
+            "ping" => Message::Ping(Ping {
+                seq_no: i0 as u32,
+                node: s0,
+                source_addr: b0,
+                source_port: i1 as u16,
+                source_node: s1,
+            }),
             "indirect_ping" => Message::IndirectPing(IndirectPing {
                 seq_no: i0 as u32,
                 target: b1,
@@ -391,7 +411,9 @@ impl OwnedMessage {
             "err" => Message::Err(ErrResp { error: s0 }),
             "suspect" => Message::Suspect(Accusation { incarnation: i0 as u32, node: s0, from: s1 }),
             "dead" => Message::Dead(Accusation { incarnation: i0 as u32, node: s0, from: s1 }),
-            "alive" => Message::Alive(Alive { incarnation: i0 as u32, node: s0, addr: b0, port: i1 as u16, meta: b1, vsn: b2 }),
+            "alive" => {
+                Message::Alive(Alive { incarnation: i0 as u32, node: s0, addr: b0, port: i1 as u16, meta: b1, vsn: b2 })
+            }
             "push_pull" => Message::PushPull(PushPull::from_encoded(self.flag, self.state_count, b1, b0)),
             _ => Message::User(b0),
         }
@@ -409,9 +431,16 @@ mod tests {
             {"type": "alive", "fields": {"Incarnation": 2, "Node": "b", "Addr": "0a000002", "Port": 7946, "Meta": "", "Vsn": "010502000000"}},
             {"type": "user", "fields": {"Payload": "68656c6c6f"}},
         ]});
-        let req = EncodeRequest { compression: Some(Compression::Lzw), crc: true, keys: vec![vec![9; 32]], label: "blue".into(), ..Default::default() };
+        let req = EncodeRequest {
+            compression: Some(Compression::Lzw),
+            crc: true,
+            keys: vec![vec![9; 32]],
+            label: "blue".into(),
+            ..Default::default()
+        };
         let bytes = encode_from_json(&input, &req).unwrap();
-        let out = decode_to_json(&bytes, &DecodeRequest { keys: vec![vec![9; 32]], label: None, stream: false }).unwrap();
+        let out =
+            decode_to_json(&bytes, &DecodeRequest { keys: vec![vec![9; 32]], label: None, stream: false }).unwrap();
         assert_eq!(out["encrypted"], true);
         assert_eq!(out["compressed"], true);
         assert_eq!(out["crc"], true);
@@ -427,7 +456,10 @@ mod tests {
     fn bad_json_names_the_problem() {
         let err = |v: Value| encode_from_json(&v, &EncodeRequest::default()).unwrap_err().to_string();
         assert!(err(json!({"messages": [{"type": "ping", "fields": {"SeqNo": -1}}]})).contains("SeqNo"));
-        assert!(err(json!({"messages": [{"type": "ping", "fields": {"Sequence": 1}}]})).contains("unknown field \"Sequence\""));
+        assert!(
+            err(json!({"messages": [{"type": "ping", "fields": {"Sequence": 1}}]}))
+                .contains("unknown field \"Sequence\"")
+        );
         assert!(err(json!({"messages": [{"type": "bogus"}]})).contains("bogus"));
         assert!(err(json!({"messages": []})).contains("no messages"));
         let many = json!({"messages": vec![json!({"type": "user", "fields": {"Payload": "00"}}); 128]});

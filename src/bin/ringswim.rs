@@ -124,6 +124,10 @@ fn read_stdin() -> Result<Vec<u8>, String> {
 
 fn decode_keys(keys: &[String]) -> Result<Vec<Vec<u8>>, String> {
     keys.iter()
-        .map(|k| base64::engine::general_purpose::STANDARD.decode(k.trim()).map_err(|e| format!("--key {k:?}: not base64: {e}")))
+        .map(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .map_err(|e| format!("--key {k:?}: not base64: {e}"))
+        })
         .collect()
 }

@@ -232,7 +232,13 @@ impl Keyring {
 
     /// Appends `[version][nonce][ciphertext][tag]` of `plain` to `out`, using the
     /// primary key and a random nonce.
-    pub fn encrypt_into(&self, version: EncryptionVersion, plain: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn encrypt_into(
+        &self,
+        version: EncryptionVersion,
+        plain: &[u8],
+        ad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         let key = self.primary().ok_or(Error::NoKeys)?;
         let mut nonce = [0u8; NONCE_SIZE];
         rand::fill(&mut nonce);
@@ -242,7 +248,11 @@ impl Keyring {
 
     /// Decrypts `[version][nonce][ciphertext][tag]` in place, trying every key.
     /// Returns the plaintext range inside `buf` and the version found.
-    pub fn decrypt_in_place(&self, buf: &mut [u8], ad: &[u8]) -> Result<(std::ops::Range<usize>, EncryptionVersion), Error> {
+    pub fn decrypt_in_place(
+        &self,
+        buf: &mut [u8],
+        ad: &[u8],
+    ) -> Result<(std::ops::Range<usize>, EncryptionVersion), Error> {
         if self.keys.is_empty() {
             return Err(Error::NoKeys);
         }
@@ -288,7 +298,14 @@ impl Keyring {
 }
 
 /// Encrypts with an explicit key and nonce (deterministic; tests and benches).
-pub fn seal_with(key: &SecretKey, version: EncryptionVersion, nonce: &[u8; NONCE_SIZE], plain: &[u8], ad: &[u8], out: &mut Vec<u8>) {
+pub fn seal_with(
+    key: &SecretKey,
+    version: EncryptionVersion,
+    nonce: &[u8; NONCE_SIZE],
+    plain: &[u8],
+    ad: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.reserve(version.encrypted_len(plain.len()));
     out.push(version as u8);
     out.extend_from_slice(nonce);

@@ -1,7 +1,8 @@
 //! The messages of memberlist 0.2.2, decoded by borrowing from the packet.
 //!
 //! Each struct mirrors a Go struct field for field (same names in the msgpack
-//! map, same order, same `omitempty`). Decoding accepts keys in any order and
+//! map, same `omitempty`). Go's codec writes map keys sorted by name, not in
+//! declaration order, so every `write` below lists its keys alphabetically. Decoding accepts keys in any order and
 //! skips unknown ones, as Go's decoder does; missing keys keep zero values.
 
 use super::Error;
@@ -308,14 +309,15 @@ impl<'a> Ping<'a> {
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        let fields = 2 + usize::from(!self.source_addr.is_empty())
+        let fields = 2
+            + usize::from(!self.source_addr.is_empty())
             + usize::from(self.source_port != 0)
             + usize::from(!self.source_node.is_empty());
         msgpack::write_map_len(out, fields);
-        msgpack::write_key(out, "SeqNo");
-        msgpack::write_uint(out, self.seq_no.into());
         msgpack::write_key(out, "Node");
         msgpack::write_raw(out, self.node.as_bytes());
+        msgpack::write_key(out, "SeqNo");
+        msgpack::write_uint(out, self.seq_no.into());
         write_source(out, self.source_addr, self.source_port, self.source_node);
     }
 }
@@ -326,13 +328,13 @@ fn write_source(out: &mut Vec<u8>, addr: &[u8], port: u16, node: &str) {
         msgpack::write_key(out, "SourceAddr");
         msgpack::write_raw(out, addr);
     }
-    if port != 0 {
-        msgpack::write_key(out, "SourcePort");
-        msgpack::write_uint(out, port.into());
-    }
     if !node.is_empty() {
         msgpack::write_key(out, "SourceNode");
         msgpack::write_raw(out, node.as_bytes());
+    }
+    if port != 0 {
+        msgpack::write_key(out, "SourcePort");
+        msgpack::write_uint(out, port.into());
     }
 }
 
@@ -357,21 +359,22 @@ impl<'a> IndirectPing<'a> {
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        let fields = 5 + usize::from(!self.source_addr.is_empty())
+        let fields = 5
+            + usize::from(!self.source_addr.is_empty())
             + usize::from(self.source_port != 0)
             + usize::from(!self.source_node.is_empty());
         msgpack::write_map_len(out, fields);
-        msgpack::write_key(out, "SeqNo");
-        msgpack::write_uint(out, self.seq_no.into());
-        msgpack::write_key(out, "Target");
-        msgpack::write_bytes(out, self.target);
-        msgpack::write_key(out, "Port");
-        msgpack::write_uint(out, self.port.into());
-        msgpack::write_key(out, "Node");
-        msgpack::write_raw(out, self.node.as_bytes());
         msgpack::write_key(out, "Nack");
         msgpack::write_bool(out, self.nack);
+        msgpack::write_key(out, "Node");
+        msgpack::write_raw(out, self.node.as_bytes());
+        msgpack::write_key(out, "Port");
+        msgpack::write_uint(out, self.port.into());
+        msgpack::write_key(out, "SeqNo");
+        msgpack::write_uint(out, self.seq_no.into());
         write_source(out, self.source_addr, self.source_port, self.source_node);
+        msgpack::write_key(out, "Target");
+        msgpack::write_bytes(out, self.target);
     }
 }
 
@@ -391,10 +394,10 @@ impl<'a> Ack<'a> {
 
     fn write(&self, out: &mut Vec<u8>) {
         msgpack::write_map_len(out, 2);
-        msgpack::write_key(out, "SeqNo");
-        msgpack::write_uint(out, self.seq_no.into());
         msgpack::write_key(out, "Payload");
         msgpack::write_bytes(out, self.payload);
+        msgpack::write_key(out, "SeqNo");
+        msgpack::write_uint(out, self.seq_no.into());
     }
 }
 
@@ -455,12 +458,12 @@ impl<'a> Accusation<'a> {
 
     fn write(&self, out: &mut Vec<u8>) {
         msgpack::write_map_len(out, 3);
+        msgpack::write_key(out, "From");
+        msgpack::write_raw(out, self.from.as_bytes());
         msgpack::write_key(out, "Incarnation");
         msgpack::write_uint(out, self.incarnation.into());
         msgpack::write_key(out, "Node");
         msgpack::write_raw(out, self.node.as_bytes());
-        msgpack::write_key(out, "From");
-        msgpack::write_raw(out, self.from.as_bytes());
     }
 }
 
@@ -484,16 +487,16 @@ impl<'a> Alive<'a> {
 
     fn write(&self, out: &mut Vec<u8>) {
         msgpack::write_map_len(out, 6);
-        msgpack::write_key(out, "Incarnation");
-        msgpack::write_uint(out, self.incarnation.into());
-        msgpack::write_key(out, "Node");
-        msgpack::write_raw(out, self.node.as_bytes());
         msgpack::write_key(out, "Addr");
         msgpack::write_bytes(out, self.addr);
-        msgpack::write_key(out, "Port");
-        msgpack::write_uint(out, self.port.into());
+        msgpack::write_key(out, "Incarnation");
+        msgpack::write_uint(out, self.incarnation.into());
         msgpack::write_key(out, "Meta");
         msgpack::write_bytes(out, self.meta);
+        msgpack::write_key(out, "Node");
+        msgpack::write_raw(out, self.node.as_bytes());
+        msgpack::write_key(out, "Port");
+        msgpack::write_uint(out, self.port.into());
         msgpack::write_key(out, "Vsn");
         msgpack::write_bytes(out, self.vsn);
     }
@@ -521,16 +524,16 @@ impl<'a> PushNodeState<'a> {
     /// Appends this node state as Go's encoder writes it.
     pub fn write(&self, out: &mut Vec<u8>) {
         msgpack::write_map_len(out, 7);
-        msgpack::write_key(out, "Name");
-        msgpack::write_raw(out, self.name.as_bytes());
         msgpack::write_key(out, "Addr");
         msgpack::write_bytes(out, self.addr);
-        msgpack::write_key(out, "Port");
-        msgpack::write_uint(out, self.port.into());
-        msgpack::write_key(out, "Meta");
-        msgpack::write_bytes(out, self.meta);
         msgpack::write_key(out, "Incarnation");
         msgpack::write_uint(out, self.incarnation.into());
+        msgpack::write_key(out, "Meta");
+        msgpack::write_bytes(out, self.meta);
+        msgpack::write_key(out, "Name");
+        msgpack::write_raw(out, self.name.as_bytes());
+        msgpack::write_key(out, "Port");
+        msgpack::write_uint(out, self.port.into());
         msgpack::write_key(out, "State");
         msgpack::write_int(out, self.state);
         msgpack::write_key(out, "Vsn");
@@ -568,12 +571,12 @@ impl PushPullHeader {
     /// Appends the header as Go writes it.
     pub fn write(&self, out: &mut Vec<u8>) {
         msgpack::write_map_len(out, 3);
+        msgpack::write_key(out, "Join");
+        msgpack::write_bool(out, self.join);
         msgpack::write_key(out, "Nodes");
         msgpack::write_uint(out, self.nodes as u64);
         msgpack::write_key(out, "UserStateLen");
         msgpack::write_uint(out, self.user_state_len as u64);
-        msgpack::write_key(out, "Join");
-        msgpack::write_bool(out, self.join);
     }
 }
 
@@ -632,7 +635,12 @@ impl<'a> PushPull<'a> {
         if header.user_state_len > rest.len() {
             return Err(Error::Truncated { what: "push/pull user state" });
         }
-        Ok(Self { join: header.join, node_count: header.nodes, encoded_states, user_state: &rest[..header.user_state_len] })
+        Ok(Self {
+            join: header.join,
+            node_count: header.nodes,
+            encoded_states,
+            user_state: &rest[..header.user_state_len],
+        })
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -649,24 +657,55 @@ mod tests {
     #[test]
     fn ping_without_source_is_a_two_entry_map() {
         let bytes = Message::Ping(Ping { seq_no: 7, node: "n", ..Default::default() }).to_vec();
-        assert_eq!(bytes, [0, 0x82, 0xa5, b'S', b'e', b'q', b'N', b'o', 7, 0xa4, b'N', b'o', b'd', b'e', 0xa1, b'n']);
-        assert_eq!(Message::decode(&bytes).unwrap(), Message::Ping(Ping { seq_no: 7, node: "n", ..Default::default() }));
+        assert_eq!(bytes, [0, 0x82, 0xa4, b'N', b'o', b'd', b'e', 0xa1, b'n', 0xa5, b'S', b'e', b'q', b'N', b'o', 7]);
+        assert_eq!(
+            Message::decode(&bytes).unwrap(),
+            Message::Ping(Ping { seq_no: 7, node: "n", ..Default::default() })
+        );
     }
 
     #[test]
     fn every_message_round_trips() {
         let mut states = Vec::new();
-        let s = PushNodeState { name: "a", addr: &[10, 0, 0, 1], port: 7946, meta: b"m", incarnation: 3, state: 2, vsn: &[1, 5, 2, 0, 0, 0] };
+        let s = PushNodeState {
+            name: "a",
+            addr: &[10, 0, 0, 1],
+            port: 7946,
+            meta: b"m",
+            incarnation: 3,
+            state: 2,
+            vsn: &[1, 5, 2, 0, 0, 0],
+        };
         s.write(&mut states);
         s.write(&mut states);
         let msgs = [
-            Message::Ping(Ping { seq_no: 1, node: "x", source_addr: &[127, 0, 0, 1], source_port: 9, source_node: "y" }),
-            Message::IndirectPing(IndirectPing { seq_no: 2, target: &[1, 2, 3, 4], port: 5, node: "t", nack: true, ..Default::default() }),
+            Message::Ping(Ping {
+                seq_no: 1,
+                node: "x",
+                source_addr: &[127, 0, 0, 1],
+                source_port: 9,
+                source_node: "y",
+            }),
+            Message::IndirectPing(IndirectPing {
+                seq_no: 2,
+                target: &[1, 2, 3, 4],
+                port: 5,
+                node: "t",
+                nack: true,
+                ..Default::default()
+            }),
             Message::Ack(Ack { seq_no: u32::MAX, payload: b"p" }),
             Message::Nack(Nack { seq_no: 128 }),
             Message::Err(ErrResp { error: "boom" }),
             Message::Suspect(Accusation { incarnation: 65536, node: "n", from: "f" }),
-            Message::Alive(Alive { incarnation: 1, node: "n", addr: &[0; 16], port: 1, meta: &[], vsn: &[1, 5, 2, 0, 0, 0] }),
+            Message::Alive(Alive {
+                incarnation: 1,
+                node: "n",
+                addr: &[0; 16],
+                port: 1,
+                meta: &[],
+                vsn: &[1, 5, 2, 0, 0, 0],
+            }),
             Message::Dead(Accusation { incarnation: 0, node: "n", from: "n" }),
             Message::PushPull(PushPull::from_encoded(true, 2, &states, b"user")),
             Message::User(b"hello"),

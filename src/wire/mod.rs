@@ -21,7 +21,9 @@ pub mod stream;
 pub use compress::Compression;
 pub use crypto::{EncryptionVersion, KeyError, Keyring, SecretKey};
 pub use error::Error;
-pub use message::{Accusation, Ack, Alive, ErrResp, IndirectPing, Message, MessageType, Nack, Ping, PushNodeState, PushPull};
+pub use message::{
+    Accusation, Ack, Alive, ErrResp, IndirectPing, Message, MessageType, Nack, Ping, PushNodeState, PushPull,
+};
 pub use packet::{DecodeOptions, EncodeOptions, Layers, Packet, PacketDecoder, encode_packet};
 pub use stream::{StreamDecoder, StreamMessage, encode_stream};
 

@@ -1,7 +1,7 @@
 //! msgpack in the dialect of `hashicorp/go-msgpack` as memberlist 0.2.2 uses it.
 //!
-//! Writing follows Go byte for byte: structs are maps keyed by Go field names in
-//! declaration order, strings and byte slices are both written as the *old*
+//! Writing follows Go byte for byte: structs are maps keyed by Go field names
+//! sorted by name (Go's codec sorts them; not declaration order), strings and byte slices are both written as the *old*
 //! spec's raw type (fixraw / raw16 / raw32 — never str8 or bin), a nil byte
 //! slice is msgpack nil, integers take the smallest form (positive values always
 //! unsigned). Reading is liberal like Go's decoder: str8, bin8/16/32, signed

@@ -310,7 +310,12 @@ mod tests {
                         let enc = EncodeOptions { compression, force_compression: true, crc, encryption, label };
                         let mut out = Vec::new();
                         encode_packet(&msgs(), &enc, &mut out).unwrap();
-                        let dec = DecodeOptions { keyring: Some(&ring), verify_incoming: encryption.is_some(), label, ..Default::default() };
+                        let dec = DecodeOptions {
+                            keyring: Some(&ring),
+                            verify_incoming: encryption.is_some(),
+                            label,
+                            ..Default::default()
+                        };
                         let (layers, got) = decode_all(out, &dec);
                         assert_eq!(got, msgs());
                         assert_eq!(layers.crc, crc);

@@ -17,12 +17,12 @@
 //! reports [`Error::Truncated`] while the message is incomplete: a reader keeps
 //! reading (up to [`Limits::max_stream`]) and tries again.
 
+use super::Error;
 use super::compress;
 use super::frame;
 use super::message::{self, Message, MessageType};
 use super::msgpack::Reader;
 use super::packet::{DecodeOptions, EncodeOptions, Layers};
-use super::Error;
 
 /// A decoded stream message.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +67,9 @@ impl StreamDecoder {
         let mut plain = start..buf.len();
         if first == MessageType::Encrypt as u8 {
             let keyring = keyring.ok_or(Error::NoKeys)?;
-            let header = buf.get(start..start + ENCRYPT_HEADER_LEN).ok_or(Error::Truncated { what: "encrypted stream header" })?;
+            let header = buf
+                .get(start..start + ENCRYPT_HEADER_LEN)
+                .ok_or(Error::Truncated { what: "encrypted stream header" })?;
             let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
             if len > limits.max_stream {
                 return Err(Error::TooLarge { what: "encrypted stream", len, limit: limits.max_stream });
@@ -147,7 +149,8 @@ pub fn encode_stream(msg: &Message<'_>, opts: &EncodeOptions<'_>, out: &mut Vec<
     match opts.encryption {
         Some((keyring, version)) => {
             let len = version.encrypted_len(body.len());
-            let len32 = u32::try_from(len).map_err(|_| Error::TooLarge { what: "stream", len, limit: u32::MAX as usize })?;
+            let len32 =
+                u32::try_from(len).map_err(|_| Error::TooLarge { what: "stream", len, limit: u32::MAX as usize })?;
             let header_at = out.len();
             out.push(MessageType::Encrypt as u8);
             out.extend_from_slice(&len32.to_be_bytes());
@@ -184,7 +187,12 @@ mod tests {
                         let mut out = Vec::new();
                         let enc = EncodeOptions { compression, encryption, label, ..Default::default() };
                         encode_stream(&msg, &enc, &mut out).unwrap();
-                        let dec = DecodeOptions { keyring: Some(&ring), verify_incoming: encryption.is_some(), label, ..Default::default() };
+                        let dec = DecodeOptions {
+                            keyring: Some(&ring),
+                            verify_incoming: encryption.is_some(),
+                            label,
+                            ..Default::default()
+                        };
                         let mut sd = StreamDecoder::new();
                         let got = sd.decode(&mut out, &dec).unwrap();
                         assert_eq!(got.message, msg);
@@ -203,7 +211,10 @@ mod tests {
         encode_stream(&Message::User(b"0123456789"), &EncodeOptions::default(), &mut out).unwrap();
         let mut sd = StreamDecoder::new();
         let cut = out.len() - 3;
-        assert_eq!(sd.decode(&mut out[..cut], &DecodeOptions::default()).unwrap_err(), Error::Truncated { what: "user message" });
+        assert_eq!(
+            sd.decode(&mut out[..cut], &DecodeOptions::default()).unwrap_err(),
+            Error::Truncated { what: "user message" }
+        );
 
         let ring = Keyring::new(&[], Some(&[2; 16])).unwrap();
         let mut hostile = vec![10, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
@@ -213,7 +224,12 @@ mod tests {
         let strict = DecodeOptions { keyring: Some(&ring), verify_incoming: true, ..Default::default() };
         assert_eq!(sd.decode(&mut plain, &strict).unwrap_err(), Error::NotEncrypted);
         let mut enc = Vec::new();
-        encode_stream(&Message::User(b"x"), &EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() }, &mut enc).unwrap();
+        encode_stream(
+            &Message::User(b"x"),
+            &EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() },
+            &mut enc,
+        )
+        .unwrap();
         assert_eq!(sd.decode(&mut enc, &DecodeOptions::default()).unwrap_err(), Error::NoKeys);
     }
 }
