@@ -75,11 +75,12 @@ pub struct PacketDecoder {
     leaves: Vec<Leaf>,
 }
 
-/// Where a message's bytes are: in the packet, or in an inflated buffer.
+/// A message found while unwrapping: where its bytes are (in the packet, or in
+/// an inflated buffer), or why the compound part that held it was unreadable.
 #[derive(Clone, Debug)]
-struct Leaf {
-    source: Option<usize>,
-    range: Range<usize>,
+enum Leaf {
+    Bytes { source: Option<usize>, range: Range<usize> },
+    Failed(Error),
 }
 
 /// Deepest nesting of compound/compress layers accepted (Go sends at most
@@ -143,12 +144,10 @@ impl PacketDecoder {
         let messages = self
             .leaves
             .iter()
-            .map(|leaf| {
-                let bytes = match leaf.source {
-                    None => &packet[leaf.range.clone()],
-                    Some(i) => &inflated[i][leaf.range.clone()],
-                };
-                Message::decode(bytes)
+            .map(|leaf| match leaf {
+                Leaf::Bytes { source: None, range } => Message::decode(&packet[range.clone()]),
+                Leaf::Bytes { source: Some(i), range } => Message::decode(&inflated[*i][range.clone()]),
+                Leaf::Failed(err) => Err(err.clone()),
             })
             .collect();
         Ok(Packet { layers, messages })
@@ -182,8 +181,12 @@ impl PacketDecoder {
                 let mut parts = CompoundParts::parse(&buf[1..])?;
                 let spans: Vec<Range<usize>> = parts.by_ref().map(|p| span_in(&range, buf, p)).collect();
                 layers.truncated += parts.truncated();
+                // As in Go, an unreadable part (bad compression, too deep) spoils
+                // only itself; the other parts are still delivered.
                 for span in spans {
-                    self.walk(packet, source, span, depth + 1, layers, budget)?;
+                    if let Err(err) = self.walk(packet, source, span, depth + 1, layers, budget) {
+                        self.leaves.push(Leaf::Failed(err));
+                    }
                 }
             }
             k if k == MessageType::Compress as u8 => {
@@ -205,7 +208,7 @@ impl PacketDecoder {
                 *budget -= len;
                 self.walk(packet, Some(slot), 0..len, depth + 1, layers, budget)?;
             }
-            _ => self.leaves.push(Leaf { source, range }),
+            _ => self.leaves.push(Leaf::Bytes { source, range }),
         }
         Ok(())
     }
@@ -340,6 +343,20 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_compound_part_spoils_only_itself() {
+        let good = Message::Nack(Nack { seq_no: 3 }).to_vec();
+        let mut packet = Vec::new();
+        frame::write_compound(&mut packet, &[good.clone(), vec![], vec![9, 0xc1], good.clone()]).unwrap();
+        let mut dec = PacketDecoder::new();
+        let messages = dec.decode(&mut packet, &DecodeOptions::default()).unwrap().messages;
+        assert_eq!(messages.len(), 4);
+        assert_eq!(messages[0], Ok(Message::Nack(Nack { seq_no: 3 })));
+        assert_eq!(messages[1], Err(Error::Truncated { what: "message type" }));
+        assert!(messages[2].is_err());
+        assert_eq!(messages[3], Ok(Message::Nack(Nack { seq_no: 3 })));
+    }
+
+    #[test]
     fn label_must_match() {
         let mut out = Vec::new();
         encode_packet(&msgs()[..1], &EncodeOptions { label: "a", ..Default::default() }, &mut out).unwrap();
@@ -364,7 +381,8 @@ mod tests {
             inner = z;
         }
         let mut dec = PacketDecoder::new();
-        assert_eq!(dec.decode(&mut inner, &DecodeOptions::default()).unwrap_err(), Error::NestingTooDeep);
+        let packet = dec.decode(&mut inner, &DecodeOptions::default()).unwrap();
+        assert_eq!(packet.into_messages().unwrap_err(), Error::NestingTooDeep);
     }
 
     #[test]
@@ -375,7 +393,9 @@ mod tests {
         let mut packet = Vec::new();
         frame::write_compound(&mut packet, &[z.clone(), z]).unwrap();
         let mut dec = PacketDecoder::new();
-        let err = dec.decode(&mut packet, &DecodeOptions::default()).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+        let messages = dec.decode(&mut packet, &DecodeOptions::default()).unwrap().messages;
+        assert_eq!(messages.len(), 2);
+        assert!(messages[0].is_ok(), "the first part fits the budget");
+        assert!(matches!(messages[1], Err(Error::TooLarge { .. })), "{:?}", messages[1]);
     }
 }
