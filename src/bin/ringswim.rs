@@ -93,8 +93,10 @@ fn run(command: Command) -> Result<(), String> {
             };
             let req = DecodeRequest { keys: decode_keys(&keys)?, label, stream };
             let json = inspect::decode_to_json(&bytes, &req).map_err(|e| e.to_string())?;
-            println!("{json}");
-            Ok(())
+            // Written as one piece; a closed pipe is an error, not a panic.
+            let mut line = json.to_string().into_bytes();
+            line.push(b'\n');
+            write_stdout(&line)
         }
         Command::Encode { compress, compression, crc, keys, encryption_version, label, stream } => {
             let input = read_stdin()?;
@@ -111,9 +113,14 @@ fn run(command: Command) -> Result<(), String> {
                 stream,
             };
             let bytes = inspect::encode_from_json(&value, &req).map_err(|e| e.to_string())?;
-            std::io::stdout().write_all(&bytes).map_err(|e| format!("stdout: {e}"))
+            write_stdout(&bytes)
         }
     }
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))
 }
 
 fn read_stdin() -> Result<Vec<u8>, String> {
