@@ -101,9 +101,8 @@ impl PacketDecoder {
         let mut layers = Layers::default();
 
         // Label: split the header off; check it against ours.
-        let (label_len, body_start) = match frame::strip_label(packet)? {
-            (label, rest) => (label.len(), packet.len() - rest.len()),
-        };
+        let (label, rest) = frame::strip_label(packet)?;
+        let (label_len, body_start) = (label.len(), packet.len() - rest.len());
         let label_range = body_start - label_len..body_start;
         check_label(&packet[label_range.clone()], opts)?;
 

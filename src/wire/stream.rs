@@ -51,9 +51,8 @@ impl StreamDecoder {
     pub fn decode<'a>(&'a mut self, buf: &'a mut [u8], opts: &DecodeOptions<'_>) -> Result<StreamMessage<'a>, Error> {
         let limits = opts.limits;
         let mut layers = Layers::default();
-        let (label_len, start) = match frame::strip_label(buf)? {
-            (label, rest) => (label.len(), buf.len() - rest.len()),
-        };
+        let (label, rest) = frame::strip_label(buf)?;
+        let (label_len, start) = (label.len(), buf.len() - rest.len());
         let label_range = start - label_len..start;
         if !opts.skip_label_check && &buf[label_range.clone()] != opts.label.as_bytes() {
             return Err(Error::LabelMismatch {
