@@ -181,6 +181,16 @@ impl<'a> Reader<'a> {
 
     /// Reads a string or binary value (any of raw/str/bin forms), or nil as empty.
     pub fn read_bytes(&mut self, what: &'static str) -> Result<&'a [u8], Error> {
+        // Fast path: fixraw, the form of every key and of most names.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b & 0xe0 == 0xa0
+        {
+            let n = usize::from(b & 0x1f);
+            if let Some(s) = self.buf.get(self.pos + 1..self.pos + 1 + n) {
+                self.pos += 1 + n;
+                return Ok(s);
+            }
+        }
         let n = match self.marker(what)? {
             // An empty slice at the current position (not a static one), so callers
             // can locate every returned slice inside the input.

@@ -171,13 +171,33 @@ impl PacketDecoder {
         if depth > MAX_NESTING {
             return Err(Error::NestingTooDeep);
         }
-        let buf = &self.bytes(packet, source)[range.clone()];
+        // Field borrows, not `self.bytes()`: `buf` borrows `inflated` while
+        // `leaves` grows.
+        let buf = match source {
+            None => &packet[range.clone()],
+            Some(i) => &self.inflated[i][range.clone()],
+        };
         let Some(&kind) = buf.first() else {
             return Err(Error::Truncated { what: "message type" });
         };
         match kind {
             k if k == MessageType::Compound as u8 => {
                 let mut parts = CompoundParts::parse(&buf[1..])?;
+                // The common case, a compound of plain messages, is recorded
+                // without allocating; nested layers take the general path below.
+                let is_layer = |p: &[u8]| matches!(p.first(), Some(&t) if t == MessageType::Compound as u8 || t == MessageType::Compress as u8);
+                if !parts.clone().any(is_layer) {
+                    for p in parts.by_ref() {
+                        let span = span_in(&range, buf, p);
+                        self.leaves.push(if p.is_empty() {
+                            Leaf::Failed(Error::Truncated { what: "message type" })
+                        } else {
+                            Leaf::Bytes { source, range: span }
+                        });
+                    }
+                    layers.truncated += parts.truncated();
+                    return Ok(());
+                }
                 let spans: Vec<Range<usize>> = parts.by_ref().map(|p| span_in(&range, buf, p)).collect();
                 layers.truncated += parts.truncated();
                 // As in Go, an unreadable part (bad compression, too deep) spoils
