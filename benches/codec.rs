@@ -21,12 +21,12 @@
 //! of a real receive path too (the datagram lands in a buffer) and is included.
 //!
 //! If `RINGSWIM_BENCH_PACKETS_DIR` names a directory holding Go-made packets
-//! (`typical.bin`, `typical_lzw.bin`, `typical_full.bin`; `typical_full` is
-//! encrypted with the key 0x00..=0x1f), the decode benches decode exactly those
-//! bytes, and the encode benches encode the messages decoded from
-//! `typical.bin`, so Rust and Go work on identical contents. The encrypted-only
-//! packet is then `typical.bin` sealed with that key and a fixed nonce. Without
-//! the directory, equivalent packets are built here.
+//! (`typical.bin`, `typical_lzw.bin`, `typical_aesgcm.bin`, `typical_full.bin`;
+//! the encrypted ones with the key 0x00..=0x1f), the decode benches decode
+//! exactly those bytes, and the encode benches encode the messages decoded from
+//! `typical.bin`, so Rust and Go work on identical contents (without
+//! `typical_aesgcm.bin`, `typical.bin` is sealed here with that key). Without
+//! the directory, the same messages as the Go bench's are built here.
 //!
 //! Run: `cargo bench --bench codec` (about 40 s); `perf/codec-vs-go.sh` runs it
 //! side by side with Go memberlist's codec.
@@ -50,26 +50,33 @@ fn bench_key() -> [u8; 32] {
 /// Deterministic nonce for packets built here (encode benches use random ones).
 const NONCE: [u8; 12] = [0x5a; 12];
 
-/// The typical message contents, built in Rust.
+/// The typical message contents, built in Rust: the same values as the Go
+/// benchmark's `rsBenchMsgs` (tests/interop/go/zz_ringswim_bench_test.go), so
+/// the packets built here are byte-identical to Go's.
 fn rust_typical_messages() -> Vec<Message<'static>> {
-    const META: &[u8] = b"role=web,dc=dc1,rack=r12,zone=us-east-1a"; // 40 bytes
     const VSN: &[u8] = &[1, 5, 2, 0, 0, 0];
-    let name = |i: usize| -> &'static str { Box::leak(format!("node-{i:04}.dc1.example").into_boxed_str()) };
-    let addr = |i: usize| -> &'static [u8] { Box::leak(Box::new([10, 0, 0, i as u8])) };
+    fn leak_str(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+    fn leak_bytes(b: Vec<u8>) -> &'static [u8] {
+        Box::leak(b.into_boxed_slice())
+    }
+    let name = |i: usize| leak_str(format!("node-{i:04}.dc1.example"));
     let mut msgs = vec![Message::Ping(Ping {
-        seq_no: 123_456,
+        seq_no: 1_234_567,
         node: name(1),
-        source_addr: addr(2),
+        source_addr: &[10, 0, 0, 1],
         source_port: 7946,
-        source_node: name(2),
+        source_node: name(0),
     })];
     for i in 0..5 {
         msgs.push(Message::Alive(Alive {
-            incarnation: 1000 + i as u32,
+            incarnation: 100_000 + i as u32,
             node: name(10 + i),
-            addr: addr(10 + i),
+            addr: leak_bytes(vec![10, 0, 1, 10 + i as u8]),
             port: 7946,
-            meta: META,
+            // 44 bytes, e.g. "role=web,zone=us-east-1a,rack=r00,build=1000".
+            meta: leak_bytes(format!("role=web,zone=us-east-1a,rack=r{i:02},build={:04}", 1000 + i).into_bytes()),
             vsn: VSN,
         }));
     }
@@ -108,9 +115,14 @@ fn build_inputs(ring: &Keyring) -> Inputs {
         };
         let typical = read("typical.bin");
         let messages = decode_static(typical.clone(), &DecodeOptions::default());
-        let typical_aes_gcm = seal(&typical);
+        // Older Go benches did not write typical_aesgcm.bin: seal typical.bin then.
+        let aes_path = dir.join("typical_aesgcm.bin");
+        let (typical_aes_gcm, aes_note) = match std::fs::read(&aes_path) {
+            Ok(bytes) => (bytes, "typical_aesgcm.bin"),
+            Err(_) => (seal(&typical), "typical.bin sealed in Rust"),
+        };
         let inputs = Inputs {
-            source: format!("Go-made packets from {}", dir.display()),
+            source: format!("Go-made packets from {} (aes_gcm: {aes_note})", dir.display()),
             messages,
             typical,
             typical_lzw: read("typical_lzw.bin"),
@@ -139,15 +151,34 @@ fn build_inputs(ring: &Keyring) -> Inputs {
 /// bytes? (A wire-compatibility sanity check, reported, not fatal.)
 fn check_rust_encoding_matches(inputs: &Inputs) {
     let parts: Vec<Vec<u8>> = inputs.messages.iter().map(Message::to_vec).collect();
-    for (name, compression, go) in
-        [("typical.bin", None, &inputs.typical), ("typical_lzw.bin", Some(Compression::Lzw), &inputs.typical_lzw)]
-    {
+    let encode = |compression| {
         let mut out = Vec::new();
         let opts = EncodeOptions { compression, force_compression: true, ..Default::default() };
         encode_packet(&parts, &opts, &mut out).expect("re-encode");
-        let verdict = if &out == go { "byte-identical" } else { "DIFFERENT BYTES" };
-        eprintln!("codec bench: ringswim re-encoding of Go's {name}: {verdict} ({} vs {} bytes)", out.len(), go.len());
+        out
+    };
+    // LZW alone: compress Go's own compound bytes, compare with Go's compress message.
+    let mut lzw_of_go = Vec::new();
+    ringswim::wire::compress::write_compressed(&mut lzw_of_go, Compression::Lzw, &inputs.typical);
+    for (name, out, go) in [
+        ("typical.bin (messages re-encoded)", encode(None), &inputs.typical),
+        ("typical_lzw.bin (messages re-encoded, LZW)", encode(Some(Compression::Lzw)), &inputs.typical_lzw),
+        ("typical_lzw.bin (LZW of Go's typical.bin)", lzw_of_go, &inputs.typical_lzw),
+    ] {
+        let verdict = match out.iter().zip(go.iter()).position(|(a, b)| a != b) {
+            None if out.len() == go.len() => "byte-identical".to_owned(),
+            None => format!("DIFFERENT LENGTH ({} vs Go's {} bytes)", out.len(), go.len()),
+            Some(at) => {
+                let window = |b: &[u8]| hex(&b[at..b.len().min(at + 12)]);
+                format!("DIFFERENT BYTES from offset {at}: ringswim {} vs Go {}", window(&out), window(go))
+            }
+        };
+        eprintln!("codec bench: byte check against Go: {name}: {verdict}");
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads every field of every message, so lazy work cannot be skipped.
@@ -186,7 +217,7 @@ fn layer_summary(bytes: &[u8], opts: &DecodeOptions<'_>) -> String {
     )
 }
 
-fn configure(c: &mut Criterion, name: &str) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+fn configure<'c>(c: &'c mut Criterion, name: &str) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(1));
     g.warm_up_time(Duration::from_secs(1));
@@ -230,8 +261,7 @@ fn benches(c: &mut Criterion) {
         g.bench_function("typical", |b| b.iter(|| run(&EncodeOptions::default())));
         let lzw = EncodeOptions { compression: Some(Compression::Lzw), force_compression: true, ..Default::default() };
         g.bench_function("typical_lzw", |b| b.iter(|| run(&lzw)));
-        let aes =
-            EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() };
+        let aes = EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() };
         g.bench_function("typical_aes_gcm", |b| b.iter(|| run(&aes)));
         g.finish();
     }

@@ -93,7 +93,9 @@ pub fn compress(algo: Compression, data: &[u8]) -> Vec<u8> {
 /// Reads a `compress` body (after the type byte): the algorithm and `Buf`.
 pub fn read_compressed(body: &[u8]) -> Result<(Compression, &[u8]), Error> {
     let mut algo = 0u64;
-    let mut buf: &[u8] = &[];
+    // Missing `Buf` is empty; the empty slice points into `body`, as every
+    // slice this returns does (callers locate it by address).
+    let mut buf: &[u8] = &body[..0];
     Reader::new(body).read_struct("compress", |k, r| {
         match k {
             b"Algo" => algo = r.read_int("Algo")?,

@@ -243,8 +243,14 @@ impl PacketDecoder {
 /// its buffer) lies in that buffer. Ranges instead of slices let the decoder
 /// add buffers while it walks.
 fn span_in(outer_range: &Range<usize>, outer: &[u8], inner: &[u8]) -> Range<usize> {
-    let start = outer_range.start + (inner.as_ptr() as usize - outer.as_ptr() as usize);
-    start..start + inner.len()
+    // Every caller passes a sub-slice; should one not, an empty span is safe.
+    match (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize) {
+        Some(offset) if offset + inner.len() <= outer.len() => {
+            let start = outer_range.start + offset;
+            start..start + inner.len()
+        }
+        _ => outer_range.start..outer_range.start,
+    }
 }
 
 fn check_label(got: &[u8], opts: &DecodeOptions<'_>) -> Result<(), Error> {
@@ -373,6 +379,14 @@ mod tests {
         assert_eq!(messages[1], Err(Error::Truncated { what: "message type" }));
         assert!(messages[2].is_err());
         assert_eq!(messages[3], Ok(Message::Nack(Nack { seq_no: 3 })));
+    }
+
+    #[test]
+    fn compress_without_buf_is_an_error_not_a_panic() {
+        // {"Algo": 0, "BPu": 102} — no Buf at all (found by fuzzing).
+        let mut packet = vec![9, 0x82, 0xa4, b'A', b'l', b'g', b'o', 0, 0xa3, b'B', b'P', b'u', 0x66];
+        let mut dec = PacketDecoder::new();
+        assert_eq!(dec.decode(&mut packet, &DecodeOptions::default()).unwrap_err(), Error::Decompress { algo: "lzw" });
     }
 
     #[test]
