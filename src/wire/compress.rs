@@ -117,15 +117,20 @@ pub fn decompress(algo: Compression, input: &[u8], limit: usize, out: &mut Vec<u
 }
 
 fn lzw_decompress(mut input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
-    const CHUNK: usize = 4096;
+    const MAX_CHUNK: usize = 64 * 1024;
     const CORRUPT: Error = Error::Decompress { algo: "lzw" };
     let start = out.len();
+    // Output space grows with what is actually produced, starting from a size
+    // proportional to the input: a tiny compressed message must not cost a big
+    // zero-filled buffer (thousands of them fit in one packet).
+    let mut chunk = (input.len() * 4 + 64).min(MAX_CHUNK);
     LZW_DECODER.with(|dec| {
         let mut dec = dec.borrow_mut();
         dec.reset();
         loop {
             // Room for one byte past the limit, so exceeding it is detectable.
-            let room = CHUNK.min(limit + 1 - (out.len() - start));
+            let room = chunk.min(limit.saturating_add(1) - (out.len() - start));
+            chunk = (chunk * 2).min(MAX_CHUNK);
             let at = out.len();
             out.resize(at + room, 0);
             let res = dec.decode_bytes(input, &mut out[at..]);
@@ -149,8 +154,11 @@ fn lz4_decompress(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), E
     const CORRUPT: Error = Error::Decompress { algo: "lz4" };
     let (size, block) = input.split_first_chunk::<4>().ok_or(CORRUPT)?;
     let size = u32::from_le_bytes(*size) as usize;
-    if size > limit {
-        return Err(Error::TooLarge { what: "decompressed payload", len: size, limit });
+    // An LZ4 block expands at most ~255 times; a larger claim is a lie that
+    // would otherwise cost an allocation of the claimed size.
+    let plausible = block.len().saturating_mul(255).saturating_add(16);
+    if size > limit.min(plausible) {
+        return Err(Error::TooLarge { what: "decompressed payload", len: size, limit: limit.min(plausible) });
     }
     let at = out.len();
     out.resize(at + size, 0);
@@ -197,6 +205,24 @@ mod tests {
             assert!(matches!(err, Error::TooLarge { .. }), "{algo:?}: {err:?}");
             assert!(out.len() <= 10_001);
         }
+    }
+
+    #[test]
+    fn no_limit_means_no_limit() {
+        let data = sample(10_000);
+        for algo in [Compression::Lzw, Compression::Lz4] {
+            let mut out = Vec::new();
+            decompress(algo, &compress(algo, &data), usize::MAX, &mut out).unwrap();
+            assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn lz4_size_claims_beyond_any_real_ratio_are_refused_before_allocating() {
+        let mut out = Vec::new();
+        let claim = [0x00, 0x00, 0x40, 0x01, 0x10]; // 20 MiB from one byte of block
+        assert!(matches!(decompress(Compression::Lz4, &claim, 20 << 20, &mut out), Err(Error::TooLarge { .. })));
+        assert_eq!(out.capacity(), 0);
     }
 
     #[test]
