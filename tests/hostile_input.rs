@@ -14,12 +14,11 @@
 //! is asserted. No `unsafe`: memory is measured from /proc rather than with a
 //! counting allocator.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::panic::{self, AssertUnwindSafe};
 use std::process::Command;
-use std::sync::Once;
 
+mod common;
+use common::Rng;
 use ringswim::wire::{
     self, Compression, DecodeOptions, EncodeOptions, EncryptionVersion, Keyring, Limits, Message, PacketDecoder,
     StreamDecoder, compress, frame, message::PushPullHeader, msgpack,
@@ -87,65 +86,6 @@ impl Peak {
     }
 }
 
-/// SplitMix64: a tiny, seeded generator (deterministic floods).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn fill(&mut self, out: &mut Vec<u8>, n: usize) {
-        while out.len() % 8 != 0 && n > 0 {
-            out.push(0);
-        }
-        let target = out.len() + n;
-        while out.len() < target {
-            let word = self.next().to_le_bytes();
-            let take = (target - out.len()).min(8);
-            out.extend_from_slice(&word[..take]);
-        }
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n);
-        self.fill(&mut v, n);
-        v
-    }
-}
-
-thread_local! {
-    static CAPTURED: RefCell<Option<Option<String>>> = const { RefCell::new(None) };
-}
-
-/// Panics inside a flood are caught and reported with their input, not printed.
-fn install_quiet_hook() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let captured = CAPTURED.with(|c| match c.borrow_mut().as_mut() {
-                Some(slot) => {
-                    *slot = Some(info.to_string().replace('\n', " "));
-                    true
-                }
-                None => false,
-            });
-            if !captured {
-                previous(info);
-            }
-        }));
-    });
-}
-
 /// What one input came to: the packet- or stream-level error, or one entry
 /// per message ("ok" or the message's error reason), and Go's `trunc`.
 #[derive(Debug, PartialEq)]
@@ -209,7 +149,6 @@ fn flood(
     mut make: impl FnMut(&mut Rng, usize) -> (Vec<u8>, Expect),
     mut decode: impl FnMut(&mut [u8]) -> Outcome,
 ) -> BTreeMap<&'static str, usize> {
-    install_quiet_hook();
     let mut rng = Rng(0xf100d ^ name.len() as u64);
     let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut wrong: Vec<String> = Vec::new();
@@ -218,10 +157,7 @@ fn flood(
     for i in 0..n {
         let (mut input, expect) = make(&mut rng, i);
         let original = input.clone();
-        CAPTURED.with(|c| *c.borrow_mut() = Some(None));
-        let result = panic::catch_unwind(AssertUnwindSafe(|| decode(&mut input)));
-        let site = CAPTURED.with(|c| c.borrow_mut().take().flatten());
-        match result {
+        match common::catch_panic(|| decode(&mut input)) {
             Ok(outcome) => {
                 for r in &outcome.results {
                     *reasons.entry(r).or_default() += 1;
@@ -232,9 +168,8 @@ fn flood(
                         .push(format!("expected {expect:?}, got {outcome:?} for {} bytes {head:02x?}", original.len()));
                 }
             }
-            Err(_) => {
-                let entry =
-                    panics.entry(site.unwrap_or_else(|| "unknown panic".into())).or_insert((0, original.clone()));
+            Err(site) => {
+                let entry = panics.entry(site).or_insert((0, original.clone()));
                 entry.0 += 1;
                 if original.len() < entry.1.len() {
                     entry.1 = original;
@@ -711,7 +646,6 @@ fn many_small_lz4_parts_allocate_in_proportion_to_the_packet() {
 /// must be a typed error, not a panic. Found by the `packet_decode` fuzzer.
 #[test]
 fn compress_message_without_buf_is_a_typed_error() {
-    install_quiet_hook();
     let no_buf_lzw = vec![9, 0x80];
     let algo_only = {
         let mut m = vec![9, 0x81];
@@ -727,23 +661,19 @@ fn compress_message_without_buf_is_a_typed_error() {
     };
     let mut failures = Vec::new();
     for input in [no_buf_lzw.clone(), algo_only.clone(), unknown_key, compound(&[no_buf_lzw, vec![11, 0x80]])] {
-        CAPTURED.with(|c| *c.borrow_mut() = Some(None));
-        let result = panic::catch_unwind(|| {
+        let result = common::catch_panic(|| {
             let mut buf = input.clone();
             let mut dec = PacketDecoder::new();
             packet_outcome(&mut dec, &mut buf, &DecodeOptions::default())
         });
-        let site = CAPTURED.with(|c| c.borrow_mut().take().flatten());
         match result {
             Ok(o) if !o.results.is_empty() && o.results[0] != "ok" => {}
             Ok(o) => failures.push(format!("{input:02x?}: a compress without Buf decoded as {o:?}")),
-            Err(_) => failures.push(format!("{input:02x?}: {}", site.unwrap_or_default())),
+            Err(site) => failures.push(format!("{input:02x?}: {site}")),
         }
         // Streams read the same message.
         let mut buf = input.clone();
-        let r = panic::catch_unwind(AssertUnwindSafe(|| {
-            StreamDecoder::new().decode(&mut buf, &DecodeOptions::default()).is_err()
-        }));
+        let r = common::catch_panic(|| StreamDecoder::new().decode(&mut buf, &DecodeOptions::default()).is_err());
         if !matches!(r, Ok(true)) {
             failures.push(format!("{input:02x?} as a stream: {r:?}"));
         }
@@ -754,7 +684,6 @@ fn compress_message_without_buf_is_a_typed_error() {
 /// `Limits` of `usize::MAX` ("no limit") must not overflow while inflating.
 #[test]
 fn unlimited_limits_do_not_overflow() {
-    install_quiet_hook();
     let unlimited = Limits { max_packet: usize::MAX, max_packet_inflated: usize::MAX, max_stream: usize::MAX };
     let opts = DecodeOptions { limits: unlimited, ..Default::default() };
     let mut failures = Vec::new();
@@ -765,16 +694,12 @@ fn unlimited_limits_do_not_overflow() {
         wire::encode_packet(&[msg.to_vec()], &enc, &mut packet).unwrap();
         let mut stream = Vec::new();
         wire::encode_stream(&msg, &enc, &mut stream).unwrap();
-        CAPTURED.with(|c| *c.borrow_mut() = Some(None));
-        let p = panic::catch_unwind(AssertUnwindSafe(|| {
+        let p = common::catch_panic(|| {
             PacketDecoder::new().decode(&mut packet, &opts).map(|p| p.into_messages().map(|m| m.len()))
-        }));
-        let s = panic::catch_unwind(AssertUnwindSafe(|| {
-            StreamDecoder::new().decode(&mut stream, &opts).map(|m| m.message == msg)
-        }));
-        let site = CAPTURED.with(|c| c.borrow_mut().take().flatten());
+        });
+        let s = common::catch_panic(|| StreamDecoder::new().decode(&mut stream, &opts).map(|m| m.message == msg));
         if !matches!(p, Ok(Ok(Ok(1)))) || !matches!(s, Ok(Ok(true))) {
-            failures.push(format!("{algo:?}: packet {p:?}, stream {s:?}, panic: {}", site.unwrap_or_default()));
+            failures.push(format!("{algo:?}: packet {p:?}, stream {s:?}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

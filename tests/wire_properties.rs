@@ -13,11 +13,10 @@
 //!
 //! Case counts keep the whole file to a few seconds in debug mode.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
 
+mod common;
+use common::Rng;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::strategy::Union;
@@ -667,56 +666,6 @@ fn go_dialect_examples() {
 
 // ------------------------------------------------------------ the garbage corpus
 
-/// SplitMix64: a tiny, seeded, version-independent generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len())]
-    }
-}
-
-thread_local! {
-    /// Set while an input is being decoded under `catch_unwind`: the panic hook
-    /// stores the panic's message and location here instead of printing it.
-    static CAPTURED: RefCell<Option<Option<String>>> = const { RefCell::new(None) };
-}
-
-fn install_quiet_hook() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let captured = CAPTURED.with(|c| match c.borrow_mut().as_mut() {
-                Some(slot) => {
-                    *slot = Some(info.to_string().replace('\n', " "));
-                    true
-                }
-                None => false,
-            });
-            if !captured {
-                previous(info);
-            }
-        }));
-    });
-}
-
 /// Decodes garbage with every decoder, counting error reasons and recording
 /// panics (by site, with the shortest input that hit each).
 #[derive(Default)]
@@ -731,14 +680,10 @@ impl Tally {
     fn run(&mut self, what: &'static str, input: &[u8], f: impl FnOnce(&mut Vec<u8>) -> Result<(), wire::Error>) {
         self.decodes += 1;
         let mut buf = input.to_vec();
-        CAPTURED.with(|c| *c.borrow_mut() = Some(None));
-        let result = panic::catch_unwind(AssertUnwindSafe(|| f(&mut buf)));
-        let site = CAPTURED.with(|c| c.borrow_mut().take().flatten());
-        match result {
+        match common::catch_panic(|| f(&mut buf)) {
             Ok(Ok(())) => self.ok += 1,
             Ok(Err(e)) => *self.reasons.entry(e.reason()).or_default() += 1,
-            Err(_) => {
-                let site = site.unwrap_or_else(|| "unknown panic".into());
+            Err(site) => {
                 let entry = self.panics.entry(site).or_insert_with(|| (0, input.to_vec(), what));
                 entry.0 += 1;
                 if input.len() < entry.1.len() {
@@ -917,7 +862,6 @@ fn mutate(rng: &mut Rng, input: &[u8], others: &[(bool, Vec<u8>)]) -> Vec<u8> {
 /// and streams: every decoder returns Ok or a typed error, never panics.
 #[test]
 fn garbage_never_panics() {
-    install_quiet_hook();
     let ring = Keyring::new(&[], Some(&K16)).unwrap();
     let mut rng = Rng(0x5eed_f09a_4ba9);
     let mut tally = Tally::default();
