@@ -176,12 +176,17 @@ pub fn encode_from_json(input: &Value, req: &EncodeRequest) -> Result<Vec<u8>, I
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("expected an object with a \"messages\" array"))?;
-    let owned: Vec<OwnedMessage> = list
+    let parsed: Vec<JsonMessage> = list
         .iter()
         .enumerate()
-        .map(|(i, m)| OwnedMessage::parse(m).map_err(|e| bad(format!("messages[{i}]: {e}"))))
+        .map(|(i, m)| JsonMessage::parse(m).map_err(|e| bad(format!("messages[{i}]: {e}"))))
         .collect::<Result<_, _>>()?;
-    if owned.is_empty() {
+    let messages: Vec<Message> = parsed
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m.to_message().map_err(|e| bad(format!("messages[{i}]: {e}"))))
+        .collect::<Result<_, _>>()?;
+    if messages.is_empty() {
         return Err(bad("no messages"));
     }
     let keyring = keyring_from(&req.keys)?;
@@ -194,229 +199,195 @@ pub fn encode_from_json(input: &Value, req: &EncodeRequest) -> Result<Vec<u8>, I
     };
     let mut out = Vec::new();
     if req.stream {
-        let [one] = owned.as_slice() else {
+        let [one] = messages.as_slice() else {
             return Err(bad("a stream carries exactly one message"));
         };
-        wire::encode_stream(&one.as_message(), &opts, &mut out)?;
+        wire::encode_stream(one, &opts, &mut out)?;
     } else {
-        if owned.len() > wire::frame::MAX_COMPOUND_PARTS_FOR_GO {
+        if messages.len() > wire::frame::MAX_COMPOUND_PARTS_FOR_GO {
             return Err(bad(format!(
                 "{} messages: a compound of more than {} parts is mis-decoded by Go memberlist 0.2.2",
-                owned.len(),
+                messages.len(),
                 wire::frame::MAX_COMPOUND_PARTS_FOR_GO
             )));
         }
-        let encoded: Vec<Vec<u8>> = owned.iter().map(|m| m.as_message().to_vec()).collect();
+        let encoded: Vec<Vec<u8>> = messages.iter().map(Message::to_vec).collect();
         wire::encode_packet(&encoded, &opts, &mut out)?;
     }
     Ok(out)
 }
 
-/// A message parsed from JSON, owning its bytes until it is encoded. The slots
-/// hold the fields of whichever message `kind` is; `parse` and `as_message`
-/// assign them the same way per type.
-#[derive(Debug)]
-struct OwnedMessage {
-    kind: String,
-    strings: [String; 3],
-    bytes: [Vec<u8>; 3],
-    ints: [u64; 4],
-    flag: bool,
-    state_count: usize,
+/// The fields each message type has (anything else in the input is a typo).
+fn known_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "ping" => &["SeqNo", "Node", "SourceAddr", "SourcePort", "SourceNode"],
+        "indirect_ping" => &["SeqNo", "Target", "Port", "Node", "Nack", "SourceAddr", "SourcePort", "SourceNode"],
+        "ack" => &["SeqNo", "Payload"],
+        "nack" => &["SeqNo"],
+        "err" => &["Error"],
+        "suspect" | "dead" => &["Incarnation", "Node", "From"],
+        "alive" => &["Incarnation", "Node", "Addr", "Port", "Meta", "Vsn"],
+        "user" => &["Payload"],
+        "push_pull" => &["Nodes", "UserStateLen", "Join", "NodeStates", "UserState"],
+        _ => return None,
+    })
 }
 
-/// Reads the `fields` object of one message, remembering which keys were used
-/// so that unknown (misspelt) ones are reported.
+/// Go `[]byte` fields: hex in JSON.
+const BYTE_FIELDS: [&str; 7] = ["SourceAddr", "Target", "Payload", "Addr", "Meta", "Vsn", "UserState"];
+const STATE_FIELDS: [&str; 7] = ["Name", "Addr", "Port", "Meta", "Incarnation", "State", "Vsn"];
+
+/// One JSON object of Go fields. Parsing is two-phase so the message can
+/// borrow: hex fields are decoded into `bytes` first, then strings borrow from
+/// the JSON and byte slices from `bytes`.
 struct Fields<'v> {
     map: &'v Map<String, Value>,
-    used: Vec<&'static str>,
+    bytes: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl<'v> Fields<'v> {
-    fn get(&mut self, name: &'static str) -> Option<&'v Value> {
-        self.used.push(name);
+    fn parse(map: &'v Map<String, Value>, known: &[&'static str]) -> Result<Self, String> {
+        if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!("unknown field {unknown:?}"));
+        }
+        let mut bytes = Vec::new();
+        for &name in known.iter().filter(|n| BYTE_FIELDS.contains(n)) {
+            let decoded = match map.get(name).filter(|v| !v.is_null()) {
+                None => Vec::new(),
+                Some(v) => {
+                    let text = v.as_str().ok_or_else(|| format!("{name}: expected a hex string"))?;
+                    hex::decode(text).map_err(|e| format!("{name}: {e}"))?
+                }
+            };
+            bytes.push((name, decoded));
+        }
+        Ok(Self { map, bytes })
+    }
+
+    fn get(&self, name: &str) -> Option<&'v Value> {
         self.map.get(name).filter(|v| !v.is_null())
     }
 
-    fn string(&mut self, name: &'static str) -> Result<String, String> {
-        match self.get(name) {
-            None => Ok(String::new()),
-            Some(v) => v.as_str().map(str::to_owned).ok_or_else(|| format!("{name}: expected a string")),
-        }
+    fn str(&self, name: &str) -> Result<&'v str, String> {
+        self.get(name).map_or(Ok(""), |v| v.as_str().ok_or_else(|| format!("{name}: expected a string")))
     }
 
-    fn hex(&mut self, name: &'static str) -> Result<Vec<u8>, String> {
-        match self.get(name) {
-            None => Ok(Vec::new()),
-            Some(v) => {
-                let s = v.as_str().ok_or_else(|| format!("{name}: expected a hex string"))?;
-                hex::decode(s).map_err(|e| format!("{name}: {e}"))
-            }
-        }
+    fn bytes(&self, name: &str) -> &[u8] {
+        self.bytes.iter().find(|(n, _)| *n == name).map_or(&[], |(_, b)| b)
     }
 
-    fn int(&mut self, name: &'static str, max: u64) -> Result<u64, String> {
-        match self.get(name) {
-            None => Ok(0),
-            Some(v) => v.as_u64().filter(|n| *n <= max).ok_or_else(|| format!("{name}: expected an integer 0..={max}")),
-        }
+    fn int<T: TryFrom<i64>>(&self, name: &str) -> Result<T, String> {
+        let Some(v) = self.get(name) else { return T::try_from(0).map_err(|_| name.to_owned()) };
+        v.as_i64()
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| format!("{name}: expected an integer in range of Go's type"))
     }
 
-    fn signed(&mut self, name: &'static str) -> Result<i64, String> {
-        match self.get(name) {
-            None => Ok(0),
-            Some(v) => v.as_i64().ok_or_else(|| format!("{name}: expected an integer")),
-        }
-    }
-
-    fn bool(&mut self, name: &'static str) -> Result<bool, String> {
-        match self.get(name) {
-            None => Ok(false),
-            Some(v) => v.as_bool().ok_or_else(|| format!("{name}: expected true or false")),
-        }
-    }
-
-    fn finish(self) -> Result<(), String> {
-        match self.map.keys().find(|k| !self.used.contains(&k.as_str())) {
-            Some(unknown) => Err(format!("unknown field {unknown:?}")),
-            None => Ok(()),
-        }
+    fn bool(&self, name: &str) -> Result<bool, String> {
+        self.get(name).map_or(Ok(false), |v| v.as_bool().ok_or_else(|| format!("{name}: expected true or false")))
     }
 }
 
-const U16: u64 = u16::MAX as u64;
-const U32: u64 = u32::MAX as u64;
+/// A message parsed from JSON: its fields, plus (push/pull) its node states
+/// already encoded.
+struct JsonMessage<'v> {
+    kind: &'v str,
+    fields: Fields<'v>,
+    states: Vec<u8>,
+    state_count: usize,
+}
 
-impl OwnedMessage {
-    fn parse(v: &Value) -> Result<Self, String> {
-        let kind = v.get("type").and_then(Value::as_str).ok_or("missing \"type\"")?.to_owned();
-        let empty = Map::new();
+impl<'v> JsonMessage<'v> {
+    fn parse(v: &'v Value) -> Result<Self, String> {
+        let kind = v.get("type").and_then(Value::as_str).ok_or("missing \"type\"")?;
+        let known = known_fields(kind).ok_or_else(|| format!("unknown message type {kind:?}"))?;
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         let map = match v.get("fields") {
-            None | Some(Value::Null) => &empty,
+            None | Some(Value::Null) => EMPTY.get_or_init(Map::new),
             Some(Value::Object(m)) => m,
             Some(_) => return Err("\"fields\" must be an object".into()),
         };
-        let mut f = Fields { map, used: Vec::new() };
-        let mut m = OwnedMessage {
-            kind,
-            strings: Default::default(),
-            bytes: Default::default(),
-            ints: [0; 4],
-            flag: false,
-            state_count: 0,
-        };
-        match m.kind.as_str() {
-            "ping" => {
-                m.ints[0] = f.int("SeqNo", U32)?;
-                m.strings[0] = f.string("Node")?;
-                m.bytes[0] = f.hex("SourceAddr")?;
-                m.ints[1] = f.int("SourcePort", U16)?;
-                m.strings[1] = f.string("SourceNode")?;
-            }
-            "indirect_ping" => {
-                m.ints[0] = f.int("SeqNo", U32)?;
-                m.bytes[1] = f.hex("Target")?;
-                m.ints[2] = f.int("Port", U16)?;
-                m.strings[0] = f.string("Node")?;
-                m.flag = f.bool("Nack")?;
-                m.bytes[0] = f.hex("SourceAddr")?;
-                m.ints[1] = f.int("SourcePort", U16)?;
-                m.strings[1] = f.string("SourceNode")?;
-            }
-            "ack" => {
-                m.ints[0] = f.int("SeqNo", U32)?;
-                m.bytes[0] = f.hex("Payload")?;
-            }
-            "nack" => m.ints[0] = f.int("SeqNo", U32)?,
-            "err" => m.strings[0] = f.string("Error")?,
-            "suspect" | "dead" => {
-                m.ints[0] = f.int("Incarnation", U32)?;
-                m.strings[0] = f.string("Node")?;
-                m.strings[1] = f.string("From")?;
-            }
-            "alive" => {
-                m.ints[0] = f.int("Incarnation", U32)?;
-                m.strings[0] = f.string("Node")?;
-                m.bytes[0] = f.hex("Addr")?;
-                m.ints[1] = f.int("Port", U16)?;
-                m.bytes[1] = f.hex("Meta")?;
-                m.bytes[2] = f.hex("Vsn")?;
-            }
-            "user" => m.bytes[0] = f.hex("Payload")?,
-            "push_pull" => m.parse_push_pull(&mut f)?,
-            other => return Err(format!("unknown message type {other:?}")),
+        let mut m = JsonMessage { kind, fields: Fields::parse(map, known)?, states: Vec::new(), state_count: 0 };
+        if kind == "push_pull" {
+            m.encode_states()?;
         }
-        f.finish()?;
         Ok(m)
     }
 
-    fn parse_push_pull(&mut self, f: &mut Fields<'_>) -> Result<(), String> {
-        self.flag = f.bool("Join")?;
-        self.bytes[0] = f.hex("UserState")?;
-        let states = match f.get("NodeStates") {
+    /// Encodes `NodeStates`; checks given `Nodes`/`UserStateLen` against the contents.
+    fn encode_states(&mut self) -> Result<(), String> {
+        let states = match self.fields.get("NodeStates") {
             None => &[][..],
             Some(v) => v.as_array().map(Vec::as_slice).ok_or("NodeStates: expected an array")?,
         };
         for (i, s) in states.iter().enumerate() {
             let map = s.as_object().ok_or_else(|| format!("NodeStates[{i}]: expected an object"))?;
-            let mut sf = Fields { map, used: Vec::new() };
-            let (name, addr, port, meta, incarnation, state, vsn) = (
-                sf.string("Name")?,
-                sf.hex("Addr")?,
-                sf.int("Port", U16)? as u16,
-                sf.hex("Meta")?,
-                sf.int("Incarnation", U32)? as u32,
-                sf.signed("State")?,
-                sf.hex("Vsn")?,
-            );
-            sf.finish().map_err(|e| format!("NodeStates[{i}]: {e}"))?;
-            PushNodeState { name: &name, addr: &addr, port, meta: &meta, incarnation, state, vsn: &vsn }
-                .write(&mut self.bytes[1]);
+            let f = Fields::parse(map, &STATE_FIELDS).map_err(|e| format!("NodeStates[{i}]: {e}"))?;
+            let state = PushNodeState {
+                name: f.str("Name")?,
+                addr: f.bytes("Addr"),
+                port: f.int("Port")?,
+                meta: f.bytes("Meta"),
+                incarnation: f.int("Incarnation")?,
+                state: f.int("State")?,
+                vsn: f.bytes("Vsn"),
+            };
+            state.write(&mut self.states);
         }
         self.state_count = states.len();
-        // The counts are derived from the contents; given ones must agree.
-        if f.get("Nodes").is_some() && f.int("Nodes", u64::MAX)? != states.len() as u64 {
+        if self.fields.get("Nodes").is_some() && self.fields.int::<usize>("Nodes")? != states.len() {
             return Err("Nodes does not match the number of NodeStates".into());
         }
-        if f.get("UserStateLen").is_some() && f.int("UserStateLen", u64::MAX)? != self.bytes[0].len() as u64 {
+        let user_state_len = self.fields.bytes("UserState").len();
+        if self.fields.get("UserStateLen").is_some() && self.fields.int::<usize>("UserStateLen")? != user_state_len {
             return Err("UserStateLen does not match the length of UserState".into());
         }
         Ok(())
     }
 
-    fn as_message(&self) -> Message<'_> {
-        let [s0, s1, _] = &self.strings;
-        let [b0, b1, b2] = &self.bytes;
-        let [i0, i1, i2, _] = self.ints;
-        match self.kind.as_str() {
+    fn to_message(&self) -> Result<Message<'_>, String> {
+        let f = &self.fields;
+        Ok(match self.kind {
             "ping" => Message::Ping(Ping {
-                seq_no: i0 as u32,
-                node: s0,
-                source_addr: b0,
-                source_port: i1 as u16,
-                source_node: s1,
+                seq_no: f.int("SeqNo")?,
+                node: f.str("Node")?,
+                source_addr: f.bytes("SourceAddr"),
+                source_port: f.int("SourcePort")?,
+                source_node: f.str("SourceNode")?,
             }),
             "indirect_ping" => Message::IndirectPing(IndirectPing {
-                seq_no: i0 as u32,
-                target: b1,
-                port: i2 as u16,
-                node: s0,
-                nack: self.flag,
-                source_addr: b0,
-                source_port: i1 as u16,
-                source_node: s1,
+                seq_no: f.int("SeqNo")?,
+                target: f.bytes("Target"),
+                port: f.int("Port")?,
+                node: f.str("Node")?,
+                nack: f.bool("Nack")?,
+                source_addr: f.bytes("SourceAddr"),
+                source_port: f.int("SourcePort")?,
+                source_node: f.str("SourceNode")?,
             }),
-            "ack" => Message::Ack(Ack { seq_no: i0 as u32, payload: b0 }),
-            "nack" => Message::Nack(Nack { seq_no: i0 as u32 }),
-            "err" => Message::Err(ErrResp { error: s0 }),
-            "suspect" => Message::Suspect(Accusation { incarnation: i0 as u32, node: s0, from: s1 }),
-            "dead" => Message::Dead(Accusation { incarnation: i0 as u32, node: s0, from: s1 }),
-            "alive" => {
-                Message::Alive(Alive { incarnation: i0 as u32, node: s0, addr: b0, port: i1 as u16, meta: b1, vsn: b2 })
+            "ack" => Message::Ack(Ack { seq_no: f.int("SeqNo")?, payload: f.bytes("Payload") }),
+            "nack" => Message::Nack(Nack { seq_no: f.int("SeqNo")? }),
+            "err" => Message::Err(ErrResp { error: f.str("Error")? }),
+            "suspect" | "dead" => {
+                let m = Accusation { incarnation: f.int("Incarnation")?, node: f.str("Node")?, from: f.str("From")? };
+                if self.kind == "dead" { Message::Dead(m) } else { Message::Suspect(m) }
             }
-            "push_pull" => Message::PushPull(PushPull::from_encoded(self.flag, self.state_count, b1, b0)),
-            _ => Message::User(b0),
-        }
+            "alive" => Message::Alive(Alive {
+                incarnation: f.int("Incarnation")?,
+                node: f.str("Node")?,
+                addr: f.bytes("Addr"),
+                port: f.int("Port")?,
+                meta: f.bytes("Meta"),
+                vsn: f.bytes("Vsn"),
+            }),
+            "push_pull" => Message::PushPull(PushPull::from_encoded(
+                f.bool("Join")?,
+                self.state_count,
+                &self.states,
+                f.bytes("UserState"),
+            )),
+            _ => Message::User(f.bytes("Payload")),
+        })
     }
 }
 
