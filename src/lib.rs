@@ -11,4 +11,5 @@
 pub mod config;
 pub mod delegate;
 pub mod inspect;
+pub mod swim;
 pub mod wire;
