@@ -8,6 +8,17 @@
 //! protocol, each with Go's own test cases ported.
 #![forbid(unsafe_code)]
 
+mod awareness;
+pub mod queue;
+mod suspicion;
 mod time;
+mod util;
 
+pub use awareness::Awareness;
+pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
+pub use suspicion::{Suspicion, lifeguard_timeout};
 pub use time::Time;
+pub use util::{
+    PUSH_PULL_SCALE_THRESHOLD, k_random_nodes, move_dead_nodes, push_pull_scale, random_offset, shuffle,
+    suspicion_timeout,
+};
