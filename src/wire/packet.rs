@@ -253,7 +253,9 @@ fn span_in(outer_range: &Range<usize>, outer: &[u8], inner: &[u8]) -> Range<usiz
     }
 }
 
-fn check_label(got: &[u8], opts: &DecodeOptions<'_>) -> Result<(), Error> {
+/// The label rule shared by packets and streams: equal to ours unless the
+/// check is skipped (memberlist 0.5's `SkipInboundLabelCheck`).
+pub(super) fn check_label(got: &[u8], opts: &DecodeOptions<'_>) -> Result<(), Error> {
     if opts.skip_label_check || got == opts.label.as_bytes() {
         return Ok(());
     }

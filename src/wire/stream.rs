@@ -22,7 +22,7 @@ use super::compress;
 use super::frame;
 use super::message::{self, Message, MessageType};
 use super::msgpack::Reader;
-use super::packet::{DecodeOptions, EncodeOptions, Layers};
+use super::packet::{self, DecodeOptions, EncodeOptions, Layers};
 
 /// A decoded stream message.
 #[derive(Clone, Copy, Debug)]
@@ -54,12 +54,7 @@ impl StreamDecoder {
         let (label, rest) = frame::strip_label(buf)?;
         let (label_len, start) = (label.len(), buf.len() - rest.len());
         let label_range = start - label_len..start;
-        if !opts.skip_label_check && &buf[label_range.clone()] != opts.label.as_bytes() {
-            return Err(Error::LabelMismatch {
-                expected: opts.label.to_owned(),
-                got: String::from_utf8_lossy(&buf[label_range]).into_owned(),
-            });
-        }
+        packet::check_label(&buf[label_range.clone()], opts)?;
         let keyring = opts.keyring.filter(|k| k.is_enabled());
         let first = *buf.get(start).ok_or(Error::Truncated { what: "stream message type" })?;
 
