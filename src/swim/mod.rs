@@ -5,16 +5,22 @@
 //! time) are its two drivers.
 //!
 //! Built so far (issue 3 in progress): the self-contained parts of memberlist's
-//! protocol, each with Go's own test cases ported.
+//! protocol, each with Go's own test cases ported, and [`Core`]: the member
+//! table with Go's alive / suspect / dead / refute / merge rules, suspicion
+//! timers and the system broadcast queue (no probe loop yet).
 #![forbid(unsafe_code)]
 
 mod awareness;
+mod core;
+mod members;
 pub mod queue;
 mod suspicion;
 mod time;
 mod util;
 
 pub use awareness::Awareness;
+pub use core::{Core, Effect, Error};
+pub use members::{Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol};
 pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};
 pub use time::Time;

@@ -1,0 +1,766 @@
+//! The member table and Go's state rules (memberlist `state.go`: `aliveNode`,
+//! `suspectNode`, `deadNode`, `refute`, `mergeState`; `memberlist.go`:
+//! `setAlive`, `UpdateNode`, `Leave`; `net.go`: `mergeRemoteState`), as a
+//! sans-IO state machine.
+//!
+//! See [`Core`] for the method classes, the drain order and what differs
+//! from Go.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rand::Rng;
+
+use super::members::{
+    Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
+};
+use super::queue::TransmitLimitedQueue;
+use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
+use crate::config::{Config, META_MAX_SIZE};
+use crate::delegate::{Node, NodeEvent, NodeEventKind, NodeState};
+use crate::wire::message::{Accusation, Alive, Message, PushNodeState};
+
+/// Something the driver must act on, drained with [`Core::poll_effect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// A member joined, left (dead or left) or changed its meta: what
+    /// `EventDelegate::notify_*` receives. The local node's own join (from
+    /// [`Core::new`]) is one too, as in Go.
+    Event(NodeEvent),
+    /// An alive message claimed `existing`'s name with another address while
+    /// `existing` is not reclaimable (Go `ConflictDelegate::NotifyConflict`).
+    /// The message was ignored.
+    Conflict {
+        /// The member as the table knows it.
+        existing: Node,
+        /// The claim.
+        other: Node,
+    },
+}
+
+/// Errors of the core's commands and of push/pull merges.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `Delegate::node_meta` returned more than [`META_MAX_SIZE`] bytes (Go
+    /// panics).
+    #[error("node meta data is {len} bytes, longer than the limit of {META_MAX_SIZE}")]
+    MetaTooLarge {
+        /// Length returned.
+        len: usize,
+    },
+    /// A push/pull peer's versions are incompatible (Go `verifyProtocol`).
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The local node's own alive was refused (by `Config::alive`, by
+    /// `cidrs_allowed`, or for bad versions). Go's `Create` goes on without
+    /// the local node in its table and fails later.
+    #[error("the local node's own alive message was refused")]
+    LocalNodeRejected,
+    /// The merge delegate refused a join (Go `NotifyMerge` error).
+    #[error("merge rejected: {0}")]
+    MergeRejected(String),
+}
+
+/// A running suspicion about a member (Go's `nodeTimers` entry): the Lifeguard
+/// timer and the state change it belongs to.
+#[derive(Clone, Debug)]
+struct SuspicionTimer {
+    suspicion: Suspicion,
+    /// The member's `state_change` when suspected: if it differs when the timer
+    /// fires, the suspicion is stale (Go's `changeTime` check).
+    change_time: Time,
+}
+
+/// The member table and the rules that change it: alive / suspect / dead
+/// messages, refutation, Lifeguard suspicion timers, awareness, and the
+/// broadcast queue they feed.
+///
+/// # Shape (after quinn-proto's `Connection`)
+/// Methods fall into four classes:
+/// - **getters** (`&self`): [`Core::member`], [`Core::members`],
+///   [`Core::local_node`], [`Core::num_nodes`], [`Core::health_score`], …
+/// - **inputs** (`handle_*`, each carrying `now`): [`Core::handle_alive`],
+///   [`Core::handle_suspect`], [`Core::handle_dead`],
+///   [`Core::merge_remote_state`], [`Core::handle_timeout`],
+///   [`Core::reset_nodes`] (the probe loop's wrap-around reap).
+/// - **commands**: [`Core::new`] (our own alive), [`Core::update_node`],
+///   [`Core::leave`].
+/// - **outputs**: [`Core::poll_effect`] (events for the
+///   [`EventDelegate`](crate::delegate::EventDelegate) and conflicts for the
+///   [`ConflictDelegate`](crate::delegate::ConflictDelegate)),
+///   [`Core::poll_timeout`] (the earliest suspicion deadline: call
+///   [`Core::handle_timeout`] then) and [`Core::get_broadcasts`] (alive /
+///   suspect / dead messages to piggyback on outgoing packets).
+///
+/// After every input or command the driver drains, in this order:
+/// `poll_effect` until `None`, then `poll_timeout` to re-arm its one timer.
+/// `now` must never go backwards from one call to the next.
+///
+/// Delegates that answer or veto ([`AliveDelegate`](crate::delegate::AliveDelegate),
+/// [`MergeDelegate`](crate::delegate::MergeDelegate),
+/// [`Delegate::node_meta`](crate::delegate::Delegate::node_meta)) are user code,
+/// not I/O: they are called inline from the [`Config`], as Go does.
+/// Notifications (join / leave / update / conflict) are queued as
+/// [`Effect`]s instead, and the driver hands them to `Config::events` /
+/// `Config::conflict`.
+///
+/// # Differences from Go 0.2.2 (none visible on the wire)
+/// - Go's `refute` queues its alive message under the *address* string
+///   (`me.Addr.String()`), not the node name, so it never replaces older news
+///   about the local node; here it is queued under the node name like every
+///   other alive.
+/// - Where Go would panic (a `Vsn` of 1–5 bytes in an accepted alive, in
+///   `verifyProtocol` or for the merge delegate; local meta over 512 bytes),
+///   the core ignores the versions, or returns an [`Error`].
+/// - An alive or push/pull entry whose address is neither 4 nor 16 bytes is
+///   ignored (Go stores it and fails when dialling it); push/pull entries with
+///   an unknown state are skipped (Go's `mergeState` skips them too but passes
+///   them to the merge delegate).
+/// - A suspicion timer that fires is dropped even when the member has moved on
+///   (Go leaves it in its map; it can only happen if the state is edited behind
+///   `suspectNode`'s back).
+/// - A local node that its own alive delegate, `cidrs_allowed` or version
+///   check refuses makes [`Core::new`] fail ([`Error::LocalNodeRejected`]);
+///   Go's `Create` succeeds without the local node in its table.
+pub struct Core<R> {
+    config: Config,
+    rng: R,
+    /// Members in probe order (Go `nodes`): a new member goes to a random
+    /// position.
+    members: Vec<Member>,
+    /// Name → position in `members` (Go `nodeMap`). Looked up, never iterated.
+    index: HashMap<String, usize>,
+    /// Our incarnation counter (Go `m.incarnation`); the local member's
+    /// `incarnation` is the last one announced.
+    incarnation: u32,
+    /// Running suspicions by member name (Go `nodeTimers`).
+    suspicions: BTreeMap<String, SuspicionTimer>,
+    awareness: Awareness,
+    broadcasts: TransmitLimitedQueue<NodeBroadcast>,
+    effects: VecDeque<Effect>,
+    /// Set by [`Core::leave`] (Go `m.leave`).
+    left: bool,
+    /// Set once the leave broadcast has been sent out fully or replaced (Go
+    /// `leaveBroadcast`).
+    leave_sent: Arc<AtomicBool>,
+    /// Set once the last [`Core::update_node`] broadcast went out.
+    update_sent: Arc<AtomicBool>,
+}
+
+impl<R: Rng> Core<R> {
+    /// A core whose only member is the local node, alive at incarnation 1 and
+    /// announced in the broadcast queue (Go `Create` → `setAlive`).
+    ///
+    /// `advertise` is the address peers reach us at (Go's final advertise
+    /// address, which the driver resolves). The meta comes from
+    /// `Config::delegate` (`node_meta(512)`). The [`Effect::Event`] join of the
+    /// local node is queued.
+    pub fn new(config: Config, advertise: SocketAddr, now: Time, rng: R) -> Result<Core<R>, Error> {
+        let meta = local_meta(&config)?;
+        let mut core = Core {
+            awareness: Awareness::new(config.awareness_max_multiplier),
+            broadcasts: TransmitLimitedQueue::new(config.retransmit_mult),
+            config,
+            rng,
+            members: Vec::new(),
+            index: HashMap::new(),
+            incarnation: 0,
+            suspicions: BTreeMap::new(),
+            effects: VecDeque::new(),
+            left: false,
+            leave_sent: Arc::new(AtomicBool::new(false)),
+            update_sent: Arc::new(AtomicBool::new(false)),
+        };
+        let incarnation = core.next_incarnation();
+        let name = core.config.name.clone();
+        let addr = ip_to_wire(advertise.ip());
+        let vsn = core.config.build_vsn_array();
+        let alive = Alive { incarnation, node: &name, addr: &addr, port: advertise.port(), meta: &meta, vsn: &vsn };
+        core.alive_node(&alive, None, true, now);
+        if !core.index.contains_key(&name) {
+            return Err(Error::LocalNodeRejected);
+        }
+        Ok(core)
+    }
+}
+
+/// The local meta from the delegate, checked against [`META_MAX_SIZE`].
+fn local_meta(config: &Config) -> Result<Vec<u8>, Error> {
+    let meta = config.delegate.as_ref().map(|d| d.node_meta(META_MAX_SIZE)).unwrap_or_default();
+    if meta.len() > META_MAX_SIZE {
+        return Err(Error::MetaTooLarge { len: meta.len() });
+    }
+    Ok(meta)
+}
+
+impl<R> Core<R> {
+    // ----- getters -----
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The member called `name`, if known (in any state).
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.index.get(name).map(|&i| &self.members[i])
+    }
+
+    /// Every known member, in probe order, the local node included.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The local node (Go `LocalNode`).
+    pub fn local_node(&self) -> &Node {
+        &self.local().node
+    }
+
+    fn local(&self) -> &Member {
+        // `new` puts the local node in the table and nothing removes it.
+        let i = self.index[self.config.name.as_str()];
+        &self.members[i]
+    }
+
+    /// Every member, any state, in table order, as a push/pull exchange sends
+    /// them (Go `sendLocalState`'s node list; the driver adds the header and
+    /// the user state).
+    pub fn local_state(&self) -> Vec<PushState> {
+        self.members.iter().map(PushState::from_member).collect()
+    }
+
+    /// Our incarnation counter (the last incarnation we announced or skipped
+    /// to).
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// Every member in the table, any state (Go `estNumNodes`): the `n` of the
+    /// suspicion and retransmit formulas.
+    pub fn num_nodes(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Members neither dead nor left, the local node included (Go
+    /// `NumMembers`).
+    pub fn num_alive(&self) -> usize {
+        self.members.iter().filter(|m| !m.is_dead_or_left()).count()
+    }
+
+    /// Whether some other member is neither dead nor left (Go `anyAlive`):
+    /// whether a leave or update broadcast has anyone to reach.
+    pub fn any_alive(&self) -> bool {
+        self.members.iter().any(|m| !m.is_dead_or_left() && m.node.name != self.config.name)
+    }
+
+    /// Lifeguard health score, 0 is healthy (Go `GetHealthScore`).
+    pub fn health_score(&self) -> usize {
+        self.awareness.health_score()
+    }
+
+    /// The awareness, to scale probe timeouts.
+    pub fn awareness(&self) -> &Awareness {
+        &self.awareness
+    }
+
+    /// Mutable awareness, for the probe loop's deltas.
+    pub fn awareness_mut(&mut self) -> &mut Awareness {
+        &mut self.awareness
+    }
+
+    /// Whether [`Core::leave`] was called.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Whether the leave broadcast has been sent its full count (Go's
+    /// `leaveBroadcast` channel). `Leave` waits for this when
+    /// [`Core::any_alive`].
+    pub fn leave_broadcast_sent(&self) -> bool {
+        self.leave_sent.load(Ordering::Acquire)
+    }
+
+    /// Whether the last [`Core::update_node`] broadcast has been sent its full
+    /// count.
+    pub fn update_broadcast_sent(&self) -> bool {
+        self.update_sent.load(Ordering::Acquire)
+    }
+
+    /// The system broadcast queue (alive / suspect / dead), for inspection.
+    pub fn broadcasts(&self) -> &TransmitLimitedQueue<NodeBroadcast> {
+        &self.broadcasts
+    }
+
+    /// Drops every queued system broadcast (Go `broadcasts.Reset()`).
+    pub fn reset_broadcasts(&mut self) {
+        self.broadcasts.reset();
+    }
+
+    /// When a suspicion is next due (quinn's `poll_timeout`): call
+    /// [`Core::handle_timeout`] at or after it. `None` when nobody is suspect.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.suspicions.values().map(|t| t.suspicion.deadline()).min()
+    }
+
+    /// The deadline of the suspicion about `name`, if one runs.
+    pub fn suspicion_deadline(&self, name: &str) -> Option<Time> {
+        self.suspicions.get(name).map(|t| t.suspicion.deadline())
+    }
+
+    // ----- outputs -----
+
+    /// The next effect to act on, oldest first.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Every pending effect, oldest first.
+    pub fn drain_effects(&mut self) -> impl Iterator<Item = Effect> + '_ {
+        self.effects.drain(..)
+    }
+
+    /// The alive / suspect / dead messages to piggyback on one packet (Go
+    /// `broadcasts.GetBroadcasts`): each costs `overhead` plus its length,
+    /// together at most `limit`. User broadcasts
+    /// (`Delegate::get_broadcasts`) are the driver's to add in the space left.
+    pub fn get_broadcasts(&mut self, overhead: usize, limit: usize) -> Vec<Arc<[u8]>> {
+        let n = self.members.len();
+        self.broadcasts.get_broadcasts(overhead, limit, n)
+    }
+
+    // ----- helpers -----
+
+    fn next_incarnation(&mut self) -> u32 {
+        // Go: atomic.AddUint32, which wraps.
+        self.incarnation = self.incarnation.wrapping_add(1);
+        self.incarnation
+    }
+
+    fn skip_incarnation(&mut self, offset: u32) -> u32 {
+        self.incarnation = self.incarnation.wrapping_add(offset);
+        self.incarnation
+    }
+
+    fn is_local(&self, name: &str) -> bool {
+        name == self.config.name
+    }
+
+    fn queue(&mut self, name: &str, msg: &Message<'_>, notify: Option<Arc<AtomicBool>>) {
+        self.broadcasts.queue_broadcast(NodeBroadcast::new(name, msg.to_vec(), notify));
+    }
+
+    fn event(&mut self, kind: NodeEventKind, idx: usize) {
+        let node = self.members[idx].node.clone();
+        self.effects.push_back(Effect::Event(NodeEvent { kind, node }));
+    }
+
+    /// What holds between inputs: the index maps every member to its position
+    /// and nothing else, the local node is in the table and never dead, and
+    /// suspicions run only for suspect members. O(n): for `debug_assert!`.
+    fn invariants(&self) -> bool {
+        let indexed = self.index.len() == self.members.len()
+            && self.members.iter().enumerate().all(|(i, m)| self.index.get(&m.node.name) == Some(&i));
+        let local = self.member(&self.config.name).is_some_and(|m| m.state() != NodeState::Dead);
+        let timers =
+            self.suspicions.keys().all(|name| self.member(name).is_some_and(|m| m.state() == NodeState::Suspect));
+        indexed && local && timers
+    }
+
+    /// Go `refute`: beat `accused` with a fresh incarnation, announce it, and
+    /// take an awareness point for having been accused.
+    fn refute(&mut self, idx: usize, accused: u32) {
+        let mut inc = self.next_incarnation();
+        if accused >= inc {
+            inc = self.skip_incarnation(accused - inc + 1);
+        }
+        self.members[idx].incarnation = inc;
+        self.awareness.apply_delta(1);
+
+        let me = &self.members[idx].node;
+        let (name, addr, port, meta, vsn) = (me.name.clone(), ip_to_wire(me.addr), me.port, me.meta.clone(), me.vsn());
+        let alive = Alive { incarnation: inc, node: &name, addr: &addr, port, meta: &meta, vsn: &vsn };
+        self.queue(&name, &Message::Alive(alive), None);
+    }
+}
+
+impl<R: Rng> Core<R> {
+    // ----- inputs -----
+
+    /// An alive message from the network (Go `handleAlive`): addresses outside
+    /// `cidrs_allowed` are blocked, a zero port (or protocol version < 2)
+    /// means `bind_port`, then Go `aliveNode`'s rules.
+    pub fn handle_alive(&mut self, alive: &Alive<'_>, now: Time) {
+        let mut a = *alive;
+        if self.config.ip_must_be_checked()
+            && let Some(ip) = ip_from_wire(a.addr)
+            && self.config.ip_allowed(ip).is_err()
+        {
+            return;
+        }
+        if self.config.protocol_version < 2 || a.port == 0 {
+            a.port = self.config.bind_port;
+        }
+        self.alive_node(&a, None, false, now);
+        debug_assert!(self.invariants());
+    }
+
+    /// A suspect message from the network (Go `suspectNode`).
+    pub fn handle_suspect(&mut self, s: &Accusation<'_>, now: Time) {
+        self.suspect_node(s, now);
+        debug_assert!(self.invariants());
+    }
+
+    /// A dead message from the network (Go `deadNode`).
+    pub fn handle_dead(&mut self, d: &Accusation<'_>, now: Time) {
+        self.dead_node(d, now);
+        debug_assert!(self.invariants());
+    }
+
+    /// A push/pull peer's member list (Go `mergeRemoteState`, without the
+    /// user state, which the driver gives `Delegate::merge_remote_state`):
+    /// versions are checked (Go `verifyProtocol`), a join asks the merge
+    /// delegate, then every entry is merged ([`Core::merge_state`]). Zero
+    /// ports (or protocol version < 2) mean `bind_port`, as Go's
+    /// `readRemoteState` does.
+    pub fn merge_remote_state(&mut self, states: &[PushNodeState<'_>], join: bool, now: Time) -> Result<(), Error> {
+        verify_protocol(self.members.iter().map(|m| &m.node), states)?;
+        let bind_port = self.config.bind_port;
+        let masked = |r: &PushNodeState<'_>| -> u16 {
+            if self.config.protocol_version < 2 || r.port == 0 { bind_port } else { r.port }
+        };
+        if join && let Some(merge) = &self.config.merge {
+            let peers: Vec<Node> = states
+                .iter()
+                .filter_map(|r| {
+                    let state = NodeState::from_wire(r.state)?;
+                    let mut node = Node::new(r.name, ip_from_wire(r.addr)?, masked(r));
+                    node.meta = r.meta.to_vec();
+                    node.state = state;
+                    set_vsn(&mut node, r.vsn);
+                    Some(node)
+                })
+                .collect();
+            merge.notify_merge(&peers).map_err(Error::MergeRejected)?;
+        }
+        let ports: Vec<u16> = states.iter().map(masked).collect();
+        self.merge_state(states.iter().zip(ports).map(|(r, port)| PushNodeState { port, ..*r }), now);
+        Ok(())
+    }
+
+    /// Go `mergeState`: alive → [`handle_alive`](Self::handle_alive)'s rules
+    /// (without its address block), left → dead from the member itself, dead
+    /// or suspect → *suspect* from us (a peer's verdict of death only makes us
+    /// suspect). Unknown states are skipped.
+    pub fn merge_state<'a>(&mut self, states: impl IntoIterator<Item = PushNodeState<'a>>, now: Time) {
+        let me = self.config.name.clone();
+        for r in states {
+            match NodeState::from_wire(r.state) {
+                Some(NodeState::Alive) => {
+                    let a = Alive {
+                        incarnation: r.incarnation,
+                        node: r.name,
+                        addr: r.addr,
+                        port: r.port,
+                        meta: r.meta,
+                        vsn: r.vsn,
+                    };
+                    self.alive_node(&a, None, false, now);
+                }
+                Some(NodeState::Left) => {
+                    self.dead_node(&Accusation { incarnation: r.incarnation, node: r.name, from: r.name }, now);
+                }
+                Some(NodeState::Dead | NodeState::Suspect) => {
+                    self.suspect_node(&Accusation { incarnation: r.incarnation, node: r.name, from: &me }, now);
+                }
+                None => {}
+            }
+        }
+        debug_assert!(self.invariants());
+    }
+
+    /// Fires every suspicion due at `now`, earliest first (ties by name): a
+    /// member still suspect since that suspicion is declared dead by us.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let mut due: Vec<(Time, String)> = self
+            .suspicions
+            .iter()
+            .filter(|(_, t)| t.suspicion.is_due(now))
+            .map(|(name, t)| (t.suspicion.deadline(), name.clone()))
+            .collect();
+        due.sort();
+        let me = self.config.name.clone();
+        for (_, name) in due {
+            let Some(mut timer) = self.suspicions.remove(&name) else { continue };
+            if timer.suspicion.fire(now).is_none() {
+                continue;
+            }
+            let Some(&idx) = self.index.get(&name) else { continue };
+            let m = &self.members[idx];
+            if m.state() == NodeState::Suspect && m.state_change == timer.change_time {
+                let incarnation = m.incarnation;
+                self.dead_node(&Accusation { incarnation, node: &name, from: &me }, now);
+            }
+        }
+        debug_assert!(self.invariants());
+    }
+
+    /// Reaps members dead for longer than `gossip_to_the_dead_time` and
+    /// shuffles the rest (Go `resetNodes`, run by the probe loop each time it
+    /// wraps around the member list). Only *dead* members are reaped: Go keeps
+    /// left ones in its table for good (until their name is reclaimed).
+    pub fn reset_nodes(&mut self, now: Time) {
+        let keep = move_dead_nodes(&mut self.members, self.config.gossip_to_the_dead_time, now, |m| {
+            (m.state() == NodeState::Dead).then_some(m.state_change)
+        });
+        for reaped in self.members.drain(keep..) {
+            self.index.remove(&reaped.node.name);
+            self.suspicions.remove(&reaped.node.name);
+        }
+        shuffle(&mut self.members, &mut self.rng);
+        for (i, m) in self.members.iter().enumerate() {
+            self.index.insert(m.node.name.clone(), i);
+        }
+        debug_assert!(self.invariants());
+    }
+
+    // ----- commands -----
+
+    /// Re-announces the local node with fresh meta from `Config::delegate` and
+    /// a new incarnation (Go `UpdateNode`). Go then waits for the broadcast
+    /// when [`Core::any_alive`]: see [`Core::update_broadcast_sent`]. Does
+    /// nothing after [`Core::leave`].
+    pub fn update_node(&mut self, now: Time) -> Result<(), Error> {
+        let meta = local_meta(&self.config)?;
+        let incarnation = self.next_incarnation();
+        let local = self.local();
+        let (name, addr, port) = (local.node.name.clone(), ip_to_wire(local.node.addr), local.node.port);
+        let vsn = self.config.build_vsn_array();
+        let alive = Alive { incarnation, node: &name, addr: &addr, port, meta: &meta, vsn: &vsn };
+        self.update_sent = Arc::new(AtomicBool::new(false));
+        let notify = Arc::clone(&self.update_sent);
+        self.alive_node(&alive, Some(notify), true, now);
+        debug_assert!(self.invariants());
+        Ok(())
+    }
+
+    /// Leaves the cluster (Go `Leave`, up to its wait): the local node becomes
+    /// left and a dead message from itself is queued. Go then waits until
+    /// [`Core::leave_broadcast_sent`] (when [`Core::any_alive`]) before
+    /// shutting down. Calling it twice does nothing more.
+    pub fn leave(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        let local = self.local();
+        let (name, incarnation) = (local.node.name.clone(), local.incarnation);
+        self.dead_node(&Accusation { incarnation, node: &name, from: &name }, now);
+        debug_assert!(self.invariants());
+    }
+
+    // ----- Go's state rules -----
+
+    /// Go `aliveNode`. `bootstrap` is true for our own announcements
+    /// ([`Core::new`], [`Core::update_node`]): they are taken, not refuted.
+    fn alive_node(&mut self, a: &Alive<'_>, notify: Option<Arc<AtomicBool>>, bootstrap: bool, now: Time) {
+        // A queued alive about ourselves must not undo a leave.
+        if self.left && self.is_local(a.node) {
+            return;
+        }
+        if a.vsn.len() >= 3 {
+            let (pmin, pmax) = (a.vsn[0], a.vsn[1]);
+            if pmin == 0 || pmax == 0 || pmin > pmax {
+                return;
+            }
+        }
+        let Some(ip) = ip_from_wire(a.addr) else { return };
+
+        if let Some(alive_delegate) = &self.config.alive {
+            if a.vsn.len() < 6 {
+                return;
+            }
+            let mut node = Node::new(a.node, ip, a.port);
+            node.meta = a.meta.to_vec();
+            set_vsn(&mut node, a.vsn);
+            if alive_delegate.notify_alive(&node).is_err() {
+                return;
+            }
+        }
+
+        let mut updates_node = false;
+        let idx = match self.index.get(a.node) {
+            None => {
+                if self.config.ip_allowed(ip).is_err() {
+                    return;
+                }
+                let mut node = Node::new(a.node, ip, a.port);
+                node.meta = a.meta.to_vec();
+                node.state = NodeState::Dead;
+                if a.vsn.len() > 5 {
+                    set_vsn(&mut node, a.vsn);
+                }
+                self.insert(Member { node, incarnation: 0, state_change: Time::ZERO })
+            }
+            Some(&idx) => {
+                let m = &self.members[idx];
+                if m.node.addr != ip || m.node.port != a.port {
+                    if self.config.ip_allowed(ip).is_err() {
+                        return;
+                    }
+                    let reclaim = self.config.dead_node_reclaim_time;
+                    let can_reclaim = !reclaim.is_zero() && now.saturating_since(m.state_change) > reclaim;
+                    if m.state() == NodeState::Left || (m.state() == NodeState::Dead && can_reclaim) {
+                        updates_node = true;
+                    } else {
+                        let mut other = Node::new(a.node, ip, a.port);
+                        other.meta = a.meta.to_vec();
+                        self.effects.push_back(Effect::Conflict { existing: m.node.clone(), other });
+                        return;
+                    }
+                }
+                idx
+            }
+        };
+
+        let is_local = self.is_local(a.node);
+        let known = self.members[idx].incarnation;
+        // Older news about someone else is ignored, unless it reclaims a name.
+        if a.incarnation <= known && !is_local && !updates_node {
+            return;
+        }
+        // Older news about us is ignored; equal news is checked below.
+        if a.incarnation < known && is_local {
+            return;
+        }
+
+        self.suspicions.remove(a.node);
+
+        let old_state = self.members[idx].state();
+        let old_meta = self.members[idx].node.meta.clone();
+
+        if !bootstrap && is_local {
+            let node = &self.members[idx].node;
+            // Same incarnation and same content: a replay of our own news.
+            // Otherwise someone speaks for us (e.g. our previous life with
+            // other meta): refute.
+            if a.incarnation == known && a.meta == node.meta.as_slice() && a.vsn == node.vsn().as_slice() {
+                return;
+            }
+            self.refute(idx, a.incarnation);
+        } else {
+            self.queue(a.node, &Message::Alive(*a), notify);
+            let m = &mut self.members[idx];
+            set_vsn(&mut m.node, a.vsn);
+            m.incarnation = a.incarnation;
+            m.node.meta = a.meta.to_vec();
+            m.node.addr = ip;
+            m.node.port = a.port;
+            if m.node.state != NodeState::Alive {
+                m.node.state = NodeState::Alive;
+                m.state_change = now;
+            }
+        }
+
+        if matches!(old_state, NodeState::Dead | NodeState::Left) {
+            self.event(NodeEventKind::Join, idx);
+        } else if old_meta != self.members[idx].node.meta {
+            self.event(NodeEventKind::Update, idx);
+        }
+    }
+
+    /// Adds a new member at a random position of the probe order (Go appends
+    /// and swaps with a random offset, so that failure detection stays
+    /// uniform). Returns its index.
+    fn insert(&mut self, member: Member) -> usize {
+        let n = self.members.len();
+        let offset = random_offset(n, &mut self.rng);
+        self.index.insert(member.node.name.clone(), n);
+        self.members.push(member);
+        self.members.swap(offset, n);
+        self.index.insert(self.members[n].node.name.clone(), n);
+        self.index.insert(self.members[offset].node.name.clone(), offset);
+        offset
+    }
+
+    /// Go `suspectNode`.
+    fn suspect_node(&mut self, s: &Accusation<'_>, now: Time) {
+        let Some(&idx) = self.index.get(s.node) else { return };
+        if s.incarnation < self.members[idx].incarnation {
+            return;
+        }
+
+        // A running suspicion: a new accuser confirms it, and only news is
+        // re-gossiped, so independent confirmations keep flowing.
+        if let Some(timer) = self.suspicions.get_mut(s.node) {
+            if timer.suspicion.confirm(s.from, now) {
+                self.queue(s.node, &Message::Suspect(*s), None);
+            }
+            return;
+        }
+
+        if self.members[idx].state() != NodeState::Alive {
+            return;
+        }
+        if self.is_local(s.node) {
+            self.refute(idx, s.incarnation);
+            return;
+        }
+        self.queue(s.node, &Message::Suspect(*s), None);
+
+        let m = &mut self.members[idx];
+        m.incarnation = s.incarnation;
+        m.node.state = NodeState::Suspect;
+        m.state_change = now;
+
+        // k confirmations expected: aim at the nominal timeout two probe
+        // intervals short; none if there are not enough other members
+        // (n - 2: without us and the suspect).
+        let n = self.members.len();
+        let mut k = self.config.suspicion_mult.saturating_sub(2);
+        if n.saturating_sub(2) < k {
+            k = 0;
+        }
+        let min = suspicion_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
+        let max = min.saturating_mul(u32::try_from(self.config.suspicion_max_timeout_mult).unwrap_or(u32::MAX));
+        let suspicion = Suspicion::new(s.from, k, min, max, now);
+        self.suspicions.insert(s.node.to_owned(), SuspicionTimer { suspicion, change_time: now });
+    }
+
+    /// Go `deadNode`.
+    fn dead_node(&mut self, d: &Accusation<'_>, now: Time) {
+        let Some(&idx) = self.index.get(d.node) else { return };
+        if d.incarnation < self.members[idx].incarnation {
+            return;
+        }
+        self.suspicions.remove(d.node);
+        if self.members[idx].is_dead_or_left() {
+            return;
+        }
+
+        if self.is_local(d.node) {
+            if !self.left {
+                self.refute(idx, d.incarnation);
+                return;
+            }
+            let notify = Arc::clone(&self.leave_sent);
+            self.queue(d.node, &Message::Dead(*d), Some(notify));
+        } else {
+            self.queue(d.node, &Message::Dead(*d), None);
+        }
+
+        let m = &mut self.members[idx];
+        m.incarnation = d.incarnation;
+        // A member announcing its own death has left.
+        m.node.state = if d.node == d.from { NodeState::Left } else { NodeState::Dead };
+        m.state_change = now;
+        self.event(NodeEventKind::Leave, idx);
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,291 @@
+//! The member table's pieces (memberlist `state.go`'s `nodeState`, the
+//! `memberlistBroadcast` of `broadcast.go`, and `verifyProtocol`): what the
+//! [`Core`](super::Core) keeps about each member and how it gossips news about
+//! them. Pure data and pure functions.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Time;
+use super::queue::Broadcast;
+use crate::delegate::{Node, NodeState};
+use crate::wire::message::PushNodeState;
+
+/// What the core knows about one member (Go `nodeState`): the [`Node`] (its
+/// [`Node::state`] is the member's state), the last incarnation heard and when
+/// the state last changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Name, address, meta, versions and state.
+    pub node: Node,
+    /// Last known incarnation number.
+    pub incarnation: u32,
+    /// When [`Node::state`] last changed (Go `StateChange`). A member first
+    /// heard of has [`Time::ZERO`] until its state is set.
+    pub state_change: Time,
+}
+
+impl Member {
+    /// The member's state.
+    pub fn state(&self) -> NodeState {
+        self.node.state
+    }
+
+    /// Dead or left (Go `DeadOrLeft`).
+    pub fn is_dead_or_left(&self) -> bool {
+        matches!(self.node.state, NodeState::Dead | NodeState::Left)
+    }
+}
+
+/// One member as a push/pull exchange sends it (Go `pushNodeState`), owned;
+/// [`PushState::as_wire`] borrows it as the message field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushState {
+    /// Member name.
+    pub name: String,
+    /// Address bytes (4 or 16).
+    pub addr: Vec<u8>,
+    /// Port.
+    pub port: u16,
+    /// Meta.
+    pub meta: Vec<u8>,
+    /// Incarnation.
+    pub incarnation: u32,
+    /// State.
+    pub state: NodeState,
+    /// The six version bytes.
+    pub vsn: [u8; 6],
+}
+
+impl PushState {
+    /// `member` as Go's `sendLocalState` lists it.
+    pub fn from_member(member: &Member) -> PushState {
+        let n = &member.node;
+        PushState {
+            name: n.name.clone(),
+            addr: ip_to_wire(n.addr),
+            port: n.port,
+            meta: n.meta.clone(),
+            incarnation: member.incarnation,
+            state: n.state,
+            vsn: n.vsn(),
+        }
+    }
+
+    /// The wire form, borrowing `self`.
+    pub fn as_wire(&self) -> PushNodeState<'_> {
+        PushNodeState {
+            name: &self.name,
+            addr: &self.addr,
+            port: self.port,
+            meta: &self.meta,
+            incarnation: self.incarnation,
+            state: self.state.into(),
+            vsn: &self.vsn,
+        }
+    }
+}
+
+/// The IP address in an alive message or push/pull entry: 4 bytes (IPv4) or
+/// 16 bytes (IPv6, IPv4-mapped included, as Go's `net.IP` To16 form). Any
+/// other length is not an address (Go keeps the bytes and fails later when it
+/// dials them); the core ignores such messages.
+pub fn ip_from_wire(addr: &[u8]) -> Option<IpAddr> {
+    match addr.len() {
+        4 => {
+            let b: [u8; 4] = addr.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        16 => {
+            let b: [u8; 16] = addr.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// `ip` as the wire carries it: 4 bytes for IPv4, 16 for IPv6.
+pub fn ip_to_wire(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// Sets the six version bytes of `node` from a `Vsn` field, if it holds all
+/// six (Go indexes all six whenever it is non-empty and panics on a short one;
+/// here a short one leaves the versions alone).
+pub(crate) fn set_vsn(node: &mut Node, vsn: &[u8]) -> bool {
+    let Some(v) = vsn.get(..6) else { return false };
+    [node.pmin, node.pmax, node.pcur, node.dmin, node.dmax, node.dcur] = [v[0], v[1], v[2], v[3], v[4], v[5]];
+    true
+}
+
+/// An alive, suspect or dead message about one member, queued for gossip (Go
+/// `memberlistBroadcast`): named after the member, so newer news about a
+/// member replaces older news still queued.
+#[derive(Debug)]
+pub struct NodeBroadcast {
+    name: Arc<str>,
+    message: Arc<[u8]>,
+    /// Set when the queue lets go of the broadcast (Go's `notify` channel).
+    notify: Option<Arc<AtomicBool>>,
+}
+
+impl NodeBroadcast {
+    /// A broadcast about `name` carrying the encoded `message`; `notify` is
+    /// set once it has been sent its full count or replaced.
+    pub fn new(name: &str, message: Vec<u8>, notify: Option<Arc<AtomicBool>>) -> NodeBroadcast {
+        NodeBroadcast { name: Arc::from(name), message: Arc::from(message), notify }
+    }
+}
+
+impl Broadcast for NodeBroadcast {
+    fn message(&self) -> Arc<[u8]> {
+        Arc::clone(&self.message)
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn finished(self) {
+        if let Some(notify) = self.notify {
+            notify.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Why a push/pull peer's state cannot be merged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    /// A member speaks a memberlist protocol version outside what every alive
+    /// member understands.
+    #[error("Node '{node}' protocol version ({version}) is incompatible: [{min}, {max}]")]
+    Protocol {
+        /// The member.
+        node: String,
+        /// Its current protocol version.
+        version: u8,
+        /// Largest minimum understood.
+        min: u8,
+        /// Smallest maximum understood.
+        max: u8,
+    },
+    /// Same for the delegate protocol.
+    #[error("Node '{node}' delegate protocol version ({version}) is incompatible: [{min}, {max}]")]
+    Delegate {
+        /// The member.
+        node: String,
+        /// Its current delegate protocol version.
+        version: u8,
+        /// Largest minimum understood.
+        min: u8,
+        /// Smallest maximum understood.
+        max: u8,
+    },
+}
+
+/// Go `verifyProtocol`: checks that every member, local or remote, speaks
+/// versions inside the range every *alive* member understands.
+///
+/// The range (`[max pmin, min pmax]`, and the same for the delegate versions)
+/// comes from the alive members on both sides; then *every* member is checked
+/// against it, whatever its state, remote ones first, as Go does. A remote
+/// entry without versions counts as all zeros and does not narrow the range.
+/// Go panics on a `Vsn` of 1 to 5 bytes; here it counts as missing.
+pub fn verify_protocol<'a>(
+    local: impl Iterator<Item = &'a Node> + Clone,
+    remote: &[PushNodeState<'_>],
+) -> Result<(), VersionError> {
+    let (mut maxpmin, mut minpmax, mut maxdmin, mut mindmax) = (0u8, u8::MAX, 0u8, u8::MAX);
+    let alive = NodeState::Alive.to_wire() as i64;
+    for r in remote.iter().filter(|r| r.state == alive) {
+        let Some(v) = r.vsn.get(..6) else { continue };
+        maxpmin = maxpmin.max(v[0]);
+        minpmax = minpmax.min(v[1]);
+        maxdmin = maxdmin.max(v[3]);
+        mindmax = mindmax.min(v[4]);
+    }
+    for n in local.clone().filter(|n| n.state == NodeState::Alive) {
+        maxpmin = maxpmin.max(n.pmin);
+        minpmax = minpmax.min(n.pmax);
+        maxdmin = maxdmin.max(n.dmin);
+        mindmax = mindmax.min(n.dmax);
+    }
+    let check = |name: &str, pcur: u8, dcur: u8| {
+        if pcur < maxpmin || pcur > minpmax {
+            return Err(VersionError::Protocol { node: name.to_owned(), version: pcur, min: maxpmin, max: minpmax });
+        }
+        if dcur < maxdmin || dcur > mindmax {
+            return Err(VersionError::Delegate { node: name.to_owned(), version: dcur, min: maxdmin, max: mindmax });
+        }
+        Ok(())
+    };
+    for r in remote {
+        let (pcur, dcur) = r.vsn.get(..6).map_or((0, 0), |v| (v[2], v[5]));
+        check(r.name, pcur, dcur)?;
+    }
+    for n in local {
+        check(&n.name, n.pcur, n.dcur)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(v: [u8; 6]) -> Node {
+        let mut n = Node::new("", IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        set_vsn(&mut n, &v);
+        n
+    }
+
+    fn check(a: &[[u8; 6]], b: &[[u8; 6]], expect: bool) {
+        let local: Vec<Node> = a.iter().map(|v| node(*v)).collect();
+        let names: Vec<String> = (0..b.len()).map(|i| format!("node {i}")).collect();
+        let remote: Vec<PushNodeState<'_>> =
+            b.iter().zip(&names).map(|(v, name)| PushNodeState { name, vsn: v, ..Default::default() }).collect();
+        let got = verify_protocol(local.iter(), &remote);
+        assert_eq!(got.is_ok(), expect, "A: {a:?} B: {b:?} got {got:?}");
+    }
+
+    /// Go `TestVerifyProtocol`.
+    #[test]
+    fn go_verify_protocol() {
+        type Case = (&'static [[u8; 3]], &'static [[u8; 3]], bool);
+        let cases: [Case; 5] = [
+            (&[[0, 0, 0]], &[[0, 0, 0]], true),
+            (&[[0, 0, 0]], &[[0, 1, 0]], true),
+            (&[[0, 0, 0]], &[[1, 1, 1]], false),
+            (&[[0, 1, 0], [0, 2, 1]], &[[1, 3, 1]], false),
+            (&[[0, 3, 2], [0, 2, 0]], &[[0, 2, 1], [0, 5, 0]], true),
+        ];
+        let core = |v: &[[u8; 3]]| v.iter().map(|n| [n[0], n[1], n[2], 0, 0, 0]).collect::<Vec<_>>();
+        let app = |v: &[[u8; 3]]| v.iter().map(|n| [0, 0, 0, n[0], n[1], n[2]]).collect::<Vec<_>>();
+        for (a, b, expect) in cases {
+            check(&core(a), &core(b), expect);
+            check(&core(b), &core(a), expect);
+            check(&app(a), &app(b), expect);
+            check(&app(b), &app(a), expect);
+        }
+    }
+
+    #[test]
+    fn short_vsn_counts_as_missing() {
+        let remote = [PushNodeState { name: "x", vsn: &[1, 2, 3], ..Default::default() }];
+        let local = [node([0, 0, 0, 0, 0, 0])];
+        assert_eq!(verify_protocol(local.iter(), &remote), Ok(()));
+    }
+
+    #[test]
+    fn wire_ips() {
+        assert_eq!(ip_from_wire(&[127, 0, 0, 1]), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(ip_from_wire(&[1, 2, 3]), None);
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(ip_from_wire(&ip_to_wire(v6)), Some(v6));
+    }
+}
