@@ -11,5 +11,6 @@
 pub mod config;
 pub mod delegate;
 pub mod inspect;
+pub mod sim;
 pub mod swim;
 pub mod wire;

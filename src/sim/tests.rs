@@ -1,0 +1,447 @@
+//! The world under toy protocols: a beacon (ticks, sends, echoes streams)
+//! and a flood (gossips one rumour to random peers for a few rounds).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::swim::Time;
+
+fn ms(n: u64) -> Time {
+    Time::from_epoch(Duration::from_millis(n))
+}
+
+const ONE_MS: Link = Link::fixed(Duration::from_millis(1));
+
+/// Ticks every `period` (`ticks` times); on each tick sends
+/// `[tick number, send time]` to `target`. Records what it receives. Answers
+/// a stream with the bytes reversed, or closes it if they are empty.
+struct Beacon {
+    ctx: NodeCtx,
+    target: Option<SocketAddr>,
+    period: Duration,
+    ticks_left: u64,
+    next: Option<Time>,
+    fired: u64,
+    outbox: VecDeque<Transmit>,
+    streams: VecDeque<StreamRequest>,
+    /// (from, tick number, sent at, received at)
+    got: Vec<(SocketAddr, u64, Time, Time)>,
+    outcomes: Vec<(StreamId, Result<Vec<u8>, StreamError>, Time)>,
+}
+
+impl Beacon {
+    fn new(ctx: &NodeCtx, target: Option<NodeId>, period: Duration, ticks: u64) -> Beacon {
+        Beacon {
+            ctx: *ctx,
+            target: target.map(node_addr),
+            period,
+            ticks_left: ticks,
+            next: (ticks > 0).then(|| ctx.now + period),
+            fired: 0,
+            outbox: VecDeque::new(),
+            streams: VecDeque::new(),
+            got: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    fn received_between(&self, from: Time, to: Time) -> usize {
+        self.got.iter().filter(|g| g.3 > from && g.3 < to).count()
+    }
+}
+
+impl Protocol for Beacon {
+    fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
+        let tick = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        let sent = Time::from_epoch(Duration::from_nanos(u64::from_le_bytes(bytes[8..16].try_into().unwrap())));
+        self.got.push((from, tick, sent, now));
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        assert!(self.next.is_some_and(|t| t <= now), "woken early");
+        self.fired += 1;
+        self.ticks_left -= 1;
+        if let Some(to) = self.target {
+            let mut bytes = self.fired.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&(now.since_epoch().as_nanos() as u64).to_le_bytes());
+            self.outbox.push_back(Transmit { to, bytes });
+        }
+        self.next = (self.ticks_left > 0).then(|| now + self.period);
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        self.next
+    }
+    fn poll_stream(&mut self) -> Option<StreamRequest> {
+        self.streams.pop_front()
+    }
+    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
+        self.outcomes.push((id, reply, now));
+    }
+    fn handle_stream(&mut self, _from: SocketAddr, bytes: &mut [u8], _now: Time) -> Option<Vec<u8>> {
+        (!bytes.is_empty()).then(|| bytes.iter().rev().copied().collect())
+    }
+}
+
+/// Two beacons sending to each other every 100 ms, 100 times, over a 1 ms
+/// lossless link.
+fn pair(seed: u64) -> World<Beacon> {
+    let mut world = World::new(seed, ONE_MS, |ctx| Beacon::new(ctx, Some(1 - ctx.id), Duration::from_millis(100), 100));
+    world.add_nodes(2);
+    world
+}
+
+/// Gossips one rumour: on first hearing it, sends it to `FANOUT` random
+/// peers, then again every `INTERVAL` for `ROUNDS - 1` more rounds.
+struct Flood {
+    me: NodeId,
+    nodes: usize,
+    rng: Xoshiro256PlusPlus,
+    heard_at: Option<Time>,
+    rounds_left: u32,
+    next: Option<Time>,
+    outbox: Vec<Transmit>,
+}
+
+impl Flood {
+    const FANOUT: usize = 3;
+    const ROUNDS: u32 = 8;
+    const INTERVAL: Duration = Duration::from_millis(200);
+
+    fn new(ctx: &NodeCtx, nodes: usize) -> Flood {
+        Flood {
+            me: ctx.id,
+            nodes,
+            rng: Xoshiro256PlusPlus::seed_from_u64(ctx.seed),
+            heard_at: None,
+            rounds_left: 0,
+            next: None,
+            outbox: Vec::new(),
+        }
+    }
+
+    fn hear(&mut self, now: Time) {
+        if self.heard_at.is_some() {
+            return;
+        }
+        self.heard_at = Some(now);
+        self.rounds_left = Flood::ROUNDS;
+        self.gossip(now);
+    }
+
+    fn gossip(&mut self, now: Time) {
+        for _ in 0..Flood::FANOUT {
+            let mut peer = self.rng.random_range(0..self.nodes - 1);
+            if peer >= self.me {
+                peer += 1;
+            }
+            self.outbox.push(Transmit { to: node_addr(peer), bytes: b"rumour".to_vec() });
+        }
+        self.rounds_left -= 1;
+        self.next = (self.rounds_left > 0).then(|| now + Flood::INTERVAL);
+    }
+}
+
+impl Protocol for Flood {
+    fn handle_packet(&mut self, _from: SocketAddr, bytes: &mut [u8], now: Time) {
+        assert_eq!(bytes, b"rumour");
+        self.hear(now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop()
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        self.gossip(now);
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        self.next
+    }
+    fn poll_stream(&mut self) -> Option<StreamRequest> {
+        None
+    }
+    fn handle_stream_reply(&mut self, _: StreamId, _: Result<Vec<u8>, StreamError>, _: Time) {
+        unreachable!("floods open no streams")
+    }
+    fn handle_stream(&mut self, _: SocketAddr, _: &mut [u8], _: Time) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// A flood of `nodes` nodes over `link`, started at node 0 and run until
+/// quiet.
+fn flood(seed: u64, nodes: usize, link: Link) -> World<Flood> {
+    let mut world = World::new(seed, link, move |ctx| Flood::new(ctx, nodes));
+    world.add_nodes(nodes);
+    world.with_node(0, |f, now| f.hear(now));
+    assert!(world.run_until_idle(10_000_000), "flood did not settle");
+    world
+}
+
+fn all_stats<P: Protocol>(world: &World<P>) -> Vec<NodeStats> {
+    (0..world.len()).map(|id| *world.node_stats(id)).collect()
+}
+
+#[test]
+fn addresses_round_trip() {
+    assert_eq!(node_addr(0), "127.0.0.1:7946".parse().unwrap());
+    assert_eq!(node_addr(256), "127.0.1.1:7946".parse().unwrap());
+    assert_eq!(node_addr(9_999), "127.0.39.16:7946".parse().unwrap());
+    for id in [0, 1, 255, 256, 65_535, 65_536, MAX_NODES - 1] {
+        assert_eq!(node_id(node_addr(id)), Some(id));
+    }
+    assert_eq!(node_id("127.0.0.0:7946".parse().unwrap()), None);
+    assert_eq!(node_id("127.0.0.1:7947".parse().unwrap()), None);
+    assert_eq!(node_id("10.0.0.1:7946".parse().unwrap()), None);
+    assert_eq!(node_id("[::1]:7946".parse().unwrap()), None);
+}
+
+#[test]
+fn same_seed_same_trace_other_seed_other_trace() {
+    let link = Link::fixed(Duration::from_millis(2))
+        .with_jitter(Jitter::Exponential(Duration::from_millis(3)))
+        .with_loss(0.05);
+    let run = |seed| {
+        let world = flood(seed, 2_000, link);
+        (world.trace_hash(), *world.totals(), all_stats(&world), world.now())
+    };
+    let a = run(42);
+    let b = run(42);
+    assert_eq!(a, b, "same seed, different run");
+    assert!(a.1.packets_lost > 0 && a.1.packets_delivered > 0);
+    let c = run(43);
+    assert_ne!(a.0, c.0, "different seeds, same trace hash");
+    assert_ne!(a.2, c.2, "different seeds, same per-node stats");
+}
+
+/// Node 0 sends 10,000 packets to node 1, one a millisecond.
+fn lossy(loss: f64) -> World<Beacon> {
+    let link =
+        Link::fixed(Duration::from_millis(1)).with_jitter(Jitter::Uniform(Duration::from_millis(5))).with_loss(loss);
+    let mut world = World::new(7, link, |ctx| {
+        let target = (ctx.id == 0).then_some(1);
+        Beacon::new(ctx, target, Duration::from_millis(1), if ctx.id == 0 { 10_000 } else { 0 })
+    });
+    world.add_nodes(2);
+    assert!(world.run_until_idle(1_000_000));
+    assert_eq!(world.node_stats(0).packets_sent, 10_000);
+    let t = world.totals();
+    assert_eq!(t.packets_delivered + t.packets_lost, 10_000);
+    assert_eq!(world.node(1).unwrap().got.len() as u64, t.packets_delivered);
+    world
+}
+
+#[test]
+fn loss_drops_the_given_share() {
+    assert_eq!(lossy(1.0).totals().packets_delivered, 0);
+    let lossless = lossy(0.0);
+    assert_eq!(lossless.totals().packets_delivered, 10_000);
+    // Jitter reorders packets, but every one arrives exactly once.
+    let mut ticks: Vec<u64> = lossless.node(1).unwrap().got.iter().map(|g| g.1).collect();
+    assert!(ticks.windows(2).any(|w| w[0] > w[1]), "5 ms of jitter at 1 ms spacing reorders");
+    ticks.sort_unstable();
+    assert_eq!(ticks, (1..=10_000).collect::<Vec<_>>());
+    let delivered = lossy(0.1).totals().packets_delivered;
+    assert!((8_500..=9_500).contains(&delivered), "{delivered}");
+    assert_eq!(delivered, 9_021, "seed 7's exact count");
+}
+
+#[test]
+fn partition_blocks_both_ways_until_healed() {
+    let mut world = pair(1);
+    world.schedule(ms(3_000), Fault::Partition(vec![vec![0]]));
+    world.schedule(ms(6_000), Fault::Heal);
+    assert!(world.run_until_idle(100_000));
+    for id in [0, 1] {
+        let got = &world.node(id).unwrap().got;
+        // Ticks at 0.1 s … 10 s; those sent at 3.0 … 5.9 s are dropped.
+        assert_eq!(got.len(), 70, "node {id}");
+        assert!(got.iter().all(|g| g.2 < ms(3_000) || g.2 >= ms(6_000)));
+        assert_eq!(got.iter().filter(|g| g.2 >= ms(6_000)).count(), 41);
+    }
+    assert_eq!(world.totals().packets_partitioned, 60);
+
+    // A stream across a partition times out at its deadline.
+    world.apply(Fault::Partition(vec![vec![1]]));
+    let deadline = world.now() + Duration::from_secs(1);
+    world.with_node(0, |b, _| b.streams.push_back(StreamRequest { id: 9, to: node_addr(1), bytes: vec![1], deadline }));
+    assert!(world.run_until_idle(100));
+    assert_eq!(world.node(0).unwrap().outcomes, vec![(9, Err(StreamError::Timeout), deadline)]);
+}
+
+#[test]
+fn paused_node_gets_everything_on_resume() {
+    let mut world = pair(2);
+    world.schedule(ms(3_000), Fault::Pause(1));
+    world.schedule(ms(6_000), Fault::Resume(1));
+    world.run_until(ms(5_999));
+    let b1 = world.node(1).unwrap();
+    assert_eq!((b1.got.len(), b1.fired), (29, 29), "nothing handled while paused");
+    world.run_until(ms(6_000));
+    let b1 = world.node(1).unwrap();
+    // The 30 packets sent at 3.0 … 5.9 s, in order, and the 3.0 s tick.
+    assert_eq!(b1.got.iter().filter(|g| g.3 == ms(6_000)).count(), 30);
+    assert_eq!(b1.received_between(ms(3_000), ms(6_000)), 0);
+    assert_eq!(b1.fired, 30);
+    assert!(b1.got.windows(2).all(|w| w[0].1 + 1 == w[1].1), "in order, none lost");
+    // Node 0 heard nothing from node 1 while it was paused.
+    assert_eq!(world.node(0).unwrap().received_between(ms(3_001), ms(6_000)), 0);
+    assert!(world.run_until_idle(100_000));
+    assert_eq!(world.node(1).unwrap().got.len(), 100);
+}
+
+#[test]
+fn slow_node_handles_inputs_one_at_a_time() {
+    let mut world = pair(3);
+    world.apply(Fault::Slow { node: 1, delay: Duration::from_millis(30) });
+    world.with_node(0, |b, now| {
+        for tick in 1000..1003u64 {
+            let mut bytes = tick.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&(now.since_epoch().as_nanos() as u64).to_le_bytes());
+            b.outbox.push_back(Transmit { to: node_addr(1), bytes });
+        }
+    });
+    world.run_until(ms(95));
+    let got: Vec<_> = world.node(1).unwrap().got.iter().map(|g| (g.1, g.3)).collect();
+    assert_eq!(got, vec![(1000, ms(31)), (1001, ms(61)), (1002, ms(91))]);
+}
+
+#[test]
+fn killed_node_stops_and_restarts_fresh() {
+    let mut world = pair(4);
+    world.schedule(ms(3_000), Fault::Kill(1));
+    world.schedule(ms(6_000), Fault::Restart(1));
+    world.run_until(ms(3_000));
+    assert!(!world.is_alive(1));
+    assert_eq!(world.node_stats(1).timeouts, 29);
+    world.run_until(ms(5_999));
+    assert_eq!(world.node_stats(1).timeouts, 29, "a dead node's timer does not fire");
+    assert_eq!(world.node_stats(1).packets_sent, 29);
+    assert_eq!(world.totals().packets_vanished, 30, "sent at 3.0 … 5.9 s, arrived while dead");
+    assert!(world.totals().stale >= 1, "the 3.0 s tick was dropped");
+    world.run_until(ms(6_000));
+    let b1 = world.node(1).unwrap();
+    assert_eq!((b1.ctx.incarnation, b1.fired, b1.got.len()), (1, 0, 0), "a fresh node");
+    assert_eq!(b1.ctx.now, ms(6_000));
+    assert_eq!(world.totals().packets_vanished, 30, "sent at 6.0 s, arrives at the new node");
+    world.run_until(ms(7_000));
+    let b1 = world.node(1).unwrap();
+    assert_eq!((b1.fired, b1.got.len()), (10, 10));
+    assert_eq!(world.incarnation(1), 1);
+}
+
+#[test]
+fn streams_reply_refuse_close_and_time_out() {
+    let mut world = pair(5);
+    let open = |world: &mut World<Beacon>, id, to, bytes: &[u8], wait| {
+        let deadline = world.now() + Duration::from_millis(wait);
+        let req = StreamRequest { id, to, bytes: bytes.to_vec(), deadline };
+        world.with_node(0, |b, _| b.streams.push_back(req));
+        deadline
+    };
+    let t0 = world.now();
+    open(&mut world, 1, node_addr(1), b"abc", 50);
+    open(&mut world, 2, node_addr(1), b"", 50);
+    open(&mut world, 3, node_addr(7), b"abc", 50);
+    world.run_until(ms(60));
+    let rtt = t0 + Duration::from_millis(2);
+    let outcomes = &world.node(0).unwrap().outcomes;
+    assert_eq!(outcomes[0], (3, Err(StreamError::Refused), t0 + Duration::from_millis(1)));
+    assert_eq!(outcomes[1], (1, Ok(b"cba".to_vec()), rtt));
+    assert_eq!(outcomes[2], (2, Err(StreamError::Closed), rtt));
+    assert_eq!(outcomes.len(), 3, "one outcome each; the timeouts were stale");
+
+    // A dead peer refuses; a paused one answers too late, so the deadline wins.
+    world.apply(Fault::Kill(1));
+    let t1 = world.now();
+    open(&mut world, 4, node_addr(1), b"x", 50);
+    world.run_until(t1 + Duration::from_millis(60));
+    world.apply(Fault::Restart(1));
+    world.apply(Fault::Pause(1));
+    let deadline = open(&mut world, 5, node_addr(1), b"y", 50);
+    world.schedule(deadline + Duration::from_millis(100), Fault::Resume(1));
+    world.run_until(deadline + Duration::from_millis(200));
+    let outcomes = &world.node(0).unwrap().outcomes[3..];
+    assert_eq!(
+        outcomes,
+        [(4, Err(StreamError::Refused), t1 + Duration::from_millis(2)), (5, Err(StreamError::Timeout), deadline)]
+    );
+    let t = world.totals();
+    assert_eq!((t.streams_opened, t.streams_ok, t.streams_failed), (5, 1, 4));
+}
+
+#[test]
+fn joins_add_nodes_that_run() {
+    let mut world = World::new(6, ONE_MS, |ctx| Beacon::new(ctx, Some(0), Duration::from_millis(100), 5));
+    world.add_nodes(1);
+    world.schedule(ms(1_000), Fault::Join(3));
+    world.schedule(ms(1_050), Fault::Join(2));
+    world.run_until(ms(1_000));
+    assert_eq!(world.len(), 4);
+    world.run_until(ms(1_050));
+    assert_eq!(world.len(), 6);
+    assert!(world.run_until_idle(10_000));
+    let got = &world.node(0).unwrap().got;
+    assert_eq!(got.len(), 30, "5 ticks from each of 6 nodes");
+    assert_eq!(got.iter().filter(|g| g.0 == node_addr(5)).count(), 5);
+    assert!(got.iter().filter(|g| g.0 == node_addr(5)).all(|g| g.3 > ms(1_050)));
+    let seeds: std::collections::BTreeSet<u64> = (0..6).map(|id| world.node(id).unwrap().ctx.seed).collect();
+    assert_eq!(seeds.len(), 6, "each node its own seed");
+}
+
+#[test]
+fn rates_per_node_per_second() {
+    let mut world = pair(8);
+    world.run_until(ms(1_000));
+    // 2 nodes × 10 packets of 16 bytes in 1 s.
+    assert_eq!(world.packets_per_node_per_s(), 10.0);
+    assert_eq!(world.bytes_per_node_per_s(), 160.0);
+    world.reset_window();
+    world.apply(Fault::Kill(1));
+    world.run_until(ms(2_000));
+    assert_eq!(world.packets_per_node_per_s(), 5.0);
+}
+
+#[test]
+fn flood_reaches_10_000_nodes() {
+    let started = Instant::now();
+    let link = Link::default().with_loss(0.01);
+    let world = flood(10, 10_000, link);
+    let wall = started.elapsed();
+    let t = world.totals();
+    println!(
+        "flood: 10000 nodes, {} events, {} packets sent, {} delivered, {} lost, virtual {:?}, wall {:?}, trace {:016x}",
+        t.events,
+        t.packets_sent,
+        t.packets_delivered,
+        t.packets_lost,
+        world.now().since_epoch(),
+        wall,
+        world.trace_hash(),
+    );
+    let missed = (0..10_000).filter(|&id| world.node(id).unwrap().heard_at.is_none()).count();
+    assert_eq!(missed, 0, "nodes that never heard the rumour");
+    // Every node gossips ROUNDS times to FANOUT peers: one event per packet
+    // sent and per timer, nothing more.
+    let bound = 10_000 * u64::from(Flood::ROUNDS) * (Flood::FANOUT as u64 + 1);
+    assert_eq!(t.packets_sent, 10_000 * u64::from(Flood::ROUNDS) * Flood::FANOUT as u64);
+    assert!(t.events <= bound, "{} events", t.events);
+}
+
+#[test]
+fn a_link_can_fail_one_way() {
+    let mut world = pair(9);
+    world.apply(Fault::SetLink { from: 0, to: 1, link: ONE_MS.with_loss(1.0) });
+    world.apply(Fault::SetLink { from: 1, to: 0, link: Link::fixed(Duration::from_millis(40)) });
+    assert!(world.run_until_idle(100_000));
+    assert!(world.node(1).unwrap().got.is_empty());
+    let got = &world.node(0).unwrap().got;
+    assert_eq!(got.len(), 100);
+    assert!(got.iter().all(|g| g.3 - g.2 == Duration::from_millis(40)));
+    assert_eq!(world.totals().packets_lost, 100);
+}
