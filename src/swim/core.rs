@@ -39,6 +39,30 @@ pub enum Effect {
         /// The claim.
         other: Node,
     },
+    /// A user message arrived in a packet or stream (Go
+    /// `Delegate::NotifyMsg`).
+    UserMessage(Vec<u8>),
+    /// The answer to a [`Core::ping`] (Go `Ping`'s return): the round trip
+    /// time, or `None` when no ack came within `probe_interval` (Go's
+    /// `NoPingResponseError`).
+    PingCompleted {
+        /// The number [`Core::ping`] returned.
+        seq_no: u32,
+        /// The name pinged.
+        node: String,
+        /// Round trip time.
+        rtt: Option<std::time::Duration>,
+    },
+    /// A [`Core::join`] is over: every address answered or failed (Go
+    /// `Join`'s return: the count, and an error only if it is 0).
+    JoinCompleted {
+        /// The number [`Core::join`] returned.
+        join: u64,
+        /// Push/pulls that succeeded.
+        contacted: usize,
+        /// Those that did not, with why.
+        errors: Vec<(SocketAddr, String)>,
+    },
 }
 
 /// Errors of the core's commands and of push/pull merges.
@@ -63,6 +87,9 @@ pub enum Error {
     /// The merge delegate refused a join (Go `NotifyMerge` error).
     #[error("merge rejected: {0}")]
     MergeRejected(String),
+    /// `Config::secret_key` / `Config::keyring` do not make a keyring.
+    #[error("bad keyring: {0}")]
+    Keyring(String),
 }
 
 /// A running suspicion about a member (Go's `nodeTimers` entry): the Lifeguard
@@ -77,28 +104,38 @@ struct SuspicionTimer {
 
 /// The member table and the rules that change it: alive / suspect / dead
 /// messages, refutation, Lifeguard suspicion timers, awareness, and the
-/// broadcast queue they feed.
+/// broadcast queue they feed; and the network protocol around it: packets in
+/// and out, probes (direct, indirect, TCP fallback), gossip, push/pull and
+/// join (`net.rs`, `streams.rs`).
 ///
 /// # Shape (after quinn-proto's `Connection`)
 /// Methods fall into four classes:
 /// - **getters** (`&self`): [`Core::member`], [`Core::members`],
 ///   [`Core::local_node`], [`Core::num_nodes`], [`Core::health_score`], …
-/// - **inputs** (`handle_*`, each carrying `now`): [`Core::handle_alive`],
-///   [`Core::handle_suspect`], [`Core::handle_dead`],
-///   [`Core::merge_remote_state`], [`Core::handle_timeout`],
-///   [`Core::reset_nodes`] (the probe loop's wrap-around reap).
-/// - **commands**: [`Core::new`] (our own alive), [`Core::update_node`],
-///   [`Core::leave`].
-/// - **outputs**: [`Core::poll_effect`] (events for the
-///   [`EventDelegate`](crate::delegate::EventDelegate) and conflicts for the
-///   [`ConflictDelegate`](crate::delegate::ConflictDelegate)),
-///   [`Core::poll_timeout`] (the earliest suspicion deadline: call
-///   [`Core::handle_timeout`] then) and [`Core::get_broadcasts`] (alive /
-///   suspect / dead messages to piggyback on outgoing packets).
+/// - **inputs** (`handle_*`, each carrying `now`): [`Core::handle_packet`]
+///   (a datagram), [`Core::handle_stream`] (a stream a peer opened; returns
+///   the reply), [`Core::handle_stream_reply`] (the answer to a stream we
+///   opened), [`Core::handle_timeout`]; and the message-level inputs
+///   [`Core::handle_alive`], [`Core::handle_suspect`], [`Core::handle_dead`],
+///   [`Core::merge_remote_state`], [`Core::reset_nodes`].
+/// - **commands**: [`Core::new`] (our own alive), [`Core::start`] (arm the
+///   probe, gossip and push/pull tickers, Go `schedule`), [`Core::stop`],
+///   [`Core::join`], [`Core::update_node`], [`Core::leave`], and single
+///   protocol steps ([`Core::probe`], [`Core::probe_node_by_name`],
+///   [`Core::gossip`], [`Core::push_pull`]).
+/// - **outputs**: [`Core::poll_transmit`] (complete datagrams),
+///   [`Core::poll_stream`] (streams to open), [`Core::poll_effect`] (events
+///   for the [`EventDelegate`](crate::delegate::EventDelegate), conflicts for
+///   the [`ConflictDelegate`](crate::delegate::ConflictDelegate), user
+///   messages, join results), [`Core::poll_timeout`] (the earliest timer:
+///   call [`Core::handle_timeout`] then) and [`Core::get_broadcasts`].
 ///
 /// After every input or command the driver drains, in this order:
-/// `poll_effect` until `None`, then `poll_timeout` to re-arm its one timer.
-/// `now` must never go backwards from one call to the next.
+/// `poll_transmit`, `poll_stream` and `poll_effect` until `None`, then
+/// `poll_timeout` to re-arm its one timer. `now` must never go backwards
+/// from one call to the next. Every [`StreamRequest`] must be answered with
+/// [`Core::handle_stream_reply`] (a timeout at its `deadline` at the latest):
+/// a probe's TCP fallback holds the probe open until then, as in Go.
 ///
 /// Delegates that answer or veto ([`AliveDelegate`](crate::delegate::AliveDelegate),
 /// [`MergeDelegate`](crate::delegate::MergeDelegate),
@@ -149,6 +186,8 @@ pub struct Core<R> {
     leave_sent: Arc<AtomicBool>,
     /// Set once the last [`Core::update_node`] broadcast went out.
     update_sent: Arc<AtomicBool>,
+    /// Packets, probes, gossip (see `net.rs`).
+    net: net::Net,
 }
 
 impl<R: Rng> Core<R> {
@@ -161,7 +200,9 @@ impl<R: Rng> Core<R> {
     /// local node is queued.
     pub fn new(config: Config, advertise: SocketAddr, now: Time, rng: R) -> Result<Core<R>, Error> {
         let meta = local_meta(&config)?;
+        let keyring = config.effective_keyring().map_err(|e| Error::Keyring(e.to_string()))?;
         let mut core = Core {
+            net: net::Net::new(keyring),
             awareness: Awareness::new(config.awareness_max_multiplier),
             broadcasts: TransmitLimitedQueue::new(config.retransmit_mult),
             config,
@@ -303,7 +344,8 @@ impl<R> Core<R> {
     /// When a suspicion is next due (quinn's `poll_timeout`): call
     /// [`Core::handle_timeout`] at or after it. `None` when nobody is suspect.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.suspicions.values().map(|t| t.suspicion.deadline()).min()
+        let suspicion = self.suspicions.values().map(|t| t.suspicion.deadline()).min();
+        [suspicion, self.net_timeout()].into_iter().flatten().min()
     }
 
     /// The deadline of the suspicion about `name`, if one runs.
@@ -482,9 +524,17 @@ impl<R: Rng> Core<R> {
         debug_assert!(self.invariants());
     }
 
-    /// Fires every suspicion due at `now`, earliest first (ties by name): a
-    /// member still suspect since that suspicion is declared dead by us.
+    /// Every timer due at `now`: suspicions first (earliest first, ties by
+    /// name; a member still suspect since that suspicion is declared dead by
+    /// us), then the network timers (relayed pings' nacks, the probe's
+    /// indirect stage and deadline, the probe and gossip ticks).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.fire_suspicions(now);
+        self.handle_net_timeout(now);
+        debug_assert!(self.invariants());
+    }
+
+    fn fire_suspicions(&mut self, now: Time) {
         let mut due: Vec<(Time, String)> = self
             .suspicions
             .iter()
@@ -761,6 +811,18 @@ impl<R: Rng> Core<R> {
     }
 }
 
+#[path = "net.rs"]
+mod net;
+#[path = "streams.rs"]
+mod streams;
+
+pub use net::{RejectedPackets, Transmit};
+pub use streams::{StreamError, StreamId, StreamRequest};
+
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "net_tests.rs"]
+mod net_tests;

@@ -7,7 +7,11 @@
 //! Built so far (issue 3 in progress): the self-contained parts of memberlist's
 //! protocol, each with Go's own test cases ported, and [`Core`]: the member
 //! table with Go's alive / suspect / dead / refute / merge rules, suspicion
-//! timers and the system broadcast queue (no probe loop yet).
+//! timers and the system broadcast queue, and the network half: packets in
+//! ([`Core::handle_packet`]) and out ([`Core::poll_transmit`]), the probe
+//! loop (direct, indirect with nacks, TCP fallback) with Lifeguard
+//! awareness, gossip, push/pull and join as stream requests
+//! ([`Core::poll_stream`]).
 #![forbid(unsafe_code)]
 
 mod awareness;
@@ -19,7 +23,7 @@ mod time;
 mod util;
 
 pub use awareness::Awareness;
-pub use core::{Core, Effect, Error};
+pub use core::{Core, Effect, Error, RejectedPackets, StreamError, StreamId, StreamRequest, Transmit};
 pub use members::{Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol};
 pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};

@@ -321,6 +321,20 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
     /// The messages are clones of the `Arc`s given by [`Broadcast::message`]:
     /// no bytes are copied.
     pub fn get_broadcasts(&mut self, overhead: usize, limit: usize, num_nodes: usize) -> Vec<Arc<[u8]>> {
+        self.get_broadcasts_max(overhead, limit, num_nodes, usize::MAX)
+    }
+
+    /// [`TransmitLimitedQueue::get_broadcasts`], taking at most `max_count`
+    /// messages (so that a packet to a Go peer keeps to
+    /// [`MAX_COMPOUND_PARTS_FOR_GO`](crate::wire::frame::MAX_COMPOUND_PARTS_FOR_GO)
+    /// parts: GO-NOTES §2).
+    pub fn get_broadcasts_max(
+        &mut self,
+        overhead: usize,
+        limit: usize,
+        num_nodes: usize,
+        max_count: usize,
+    ) -> Vec<Arc<[u8]>> {
         let mut to_send = Vec::new();
         let Some(first) = self.queue.keys().next() else {
             return to_send;
@@ -332,7 +346,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
         let mut reinsert = Vec::new();
         let mut used = 0usize;
         let mut tier = first.transmits;
-        loop {
+        while to_send.len() < max_count {
             let free = match limit.checked_sub(used).and_then(|left| left.checked_sub(overhead)) {
                 Some(free) if free > 0 => free,
                 _ => break,

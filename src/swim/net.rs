@@ -1,0 +1,763 @@
+//! The network half of [`Core`]: packets in ([`Core::handle_packet`], Go
+//! `net.go`'s `handleCommand` and handlers), datagrams out
+//! ([`Core::poll_transmit`], Go `sendMsg` / `rawSendMsgPacket`), and the
+//! periodic protocol (Go `state.go`: `schedule`, `probe`, `probeNode`,
+//! `gossip`) driven by [`Core::handle_timeout`].
+//!
+//! A child module of `core`, so that it shares [`Core`]'s fields.
+//!
+//! # Timing
+//! Go's probe ticker runs at the fixed `probe_interval`; one probe lasts the
+//! awareness-scaled interval, and a tick that comes meanwhile starts the next
+//! probe as soon as it ends (Go's ticker buffers one tick and drops the
+//! rest). Gossip ticks at `gossip_interval`, push/pull every
+//! `push_pull_scale(push_pull_interval, n)`; each ticker starts after a
+//! random stagger of up to one interval ([`Core::start`]).
+//!
+//! # Differences from Go 0.2.2 (none visible to a Go peer)
+//! - Packets never exceed `udp_buffer_size`: the budget also counts the
+//!   first part's length and the CRC header, which Go forgets (it can
+//!   overshoot by 7 bytes).
+//! - A packet holds at most [`MAX_COMPOUND_PARTS_FOR_GO`] parts (GO-NOTES
+//!   §2); user broadcasts the delegate hands out beyond that are dropped.
+//! - Encryption nonces come from the core's seeded RNG, so a run replays
+//!   byte for byte.
+//! - [`Core::join`] contacts all addresses at once (Go: one after another).
+//! - Undecodable packets, ping for another name, bad indirect targets and
+//!   stream-only messages in packets are counted
+//!   ([`Core::rejected_packets`]), where Go logs.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::Core;
+use crate::delegate::{Node, NodeState};
+use crate::swim::members::{ip_from_wire, ip_to_wire};
+use crate::swim::{Time, k_random_nodes, random_offset};
+use crate::wire::crypto::{NONCE_SIZE, seal_with};
+use crate::wire::frame::{
+    COMPOUND_HEADER_OVERHEAD, COMPOUND_PART_OVERHEAD, CRC_HEADER_LEN, MAX_COMPOUND_PARTS_FOR_GO, write_label,
+};
+use crate::wire::message::{Accusation, Ack, IndirectPing, Message, Nack, Ping};
+use crate::wire::{
+    Compression, DecodeOptions, EncodeOptions, EncryptionVersion, Error as WireError, Keyring, Limits, PacketDecoder,
+    encode_packet,
+};
+
+/// Go's `userMsgOverhead`: the type byte put in front of a user broadcast.
+const USER_MSG_OVERHEAD: usize = 1;
+
+/// One complete datagram to send (quinn-proto's `Transmit`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// The datagram: label, encryption, CRC, compression and compound layers
+    /// already applied.
+    pub bytes: Vec<u8>,
+}
+
+/// Packets and messages dropped on receipt, by reason (the metric
+/// `ringswim.packets.rejected{reason}`). Reasons are
+/// [`wire::Error::reason`](crate::wire::Error::reason) names, plus
+/// `"wrong_node"` (a ping for another node name, as Go drops them),
+/// `"bad_address"` (an indirect ping whose target is not an address) and
+/// `"unexpected_type"` for stream-only messages in a packet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RejectedPackets {
+    total: u64,
+    by_reason: BTreeMap<&'static str, u64>,
+}
+
+impl RejectedPackets {
+    /// All rejections so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Rejections for `reason`.
+    pub fn get(&self, reason: &str) -> u64 {
+        self.by_reason.get(reason).copied().unwrap_or(0)
+    }
+
+    /// Every reason seen with its count, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.by_reason.iter().map(|(&r, &n)| (r, n))
+    }
+
+    pub(super) fn count(&mut self, reason: &'static str) {
+        self.total += 1;
+        *self.by_reason.entry(reason).or_insert(0) += 1;
+    }
+}
+
+/// The probe in progress (Go `probeNode`'s locals and its ack/nack channels).
+#[derive(Clone, Debug)]
+pub(super) struct Probe {
+    seq_no: u32,
+    /// The member probed, as it was when the probe started.
+    node: Node,
+    incarnation: u32,
+    sent: Time,
+    /// When the direct ping times out and indirect pings go out (Go
+    /// `ProbeTimeout`); `None` once they have.
+    indirect_at: Option<Time>,
+    /// End of the (awareness-scaled) probe interval: no ack by then means
+    /// suspect.
+    deadline: Time,
+    expected_nacks: usize,
+    nacks: usize,
+    /// The TCP fallback ping.
+    fallback: Fallback,
+    /// The deadline came while the fallback was still out: its answer ends
+    /// the probe (Go waits on `fallbackCh`).
+    deadline_passed: bool,
+}
+
+/// State of a probe's TCP fallback ping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fallback {
+    /// Not sent (disabled, or the member speaks protocol < 3), or failed.
+    None,
+    /// Sent, no answer yet.
+    Pending,
+    /// The member acked over TCP.
+    Contacted,
+}
+
+/// An indirect ping we relay for another member (Go `handleIndirectPing`'s
+/// ack handler and nack timer).
+#[derive(Clone, Debug)]
+pub(super) struct Relay {
+    requester: SocketAddr,
+    seq_no: u32,
+    nack: bool,
+    /// Go's `ProbeTimeout`: the handler is reaped, and a nack sent if asked.
+    expires: Time,
+}
+
+/// The network state kept by [`Core`].
+#[derive(Debug, Default)]
+pub(super) struct Net {
+    pub(super) decoder: PacketDecoder,
+    pub(super) keyring: Option<Keyring>,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) rejected: RejectedPackets,
+    pub(super) seq_no: u32,
+    pub(super) probe_index: usize,
+    pub(super) probe: Option<Probe>,
+    /// A probe tick came while a probe ran (Go's ticker buffers one).
+    pub(super) probe_tick_pending: bool,
+    pub(super) next_probe_tick: Option<Time>,
+    pub(super) next_gossip: Option<Time>,
+    /// Indirect pings relayed, by the sequence number of our own ping.
+    pub(super) relays: BTreeMap<u32, Relay>,
+    /// [`Core::ping`]s waiting for their ack: seq → (name, sent, deadline).
+    pub(super) pings: BTreeMap<u32, (String, Time, Time)>,
+    /// Push/pull, join and fallback-ping streams (see `streams.rs`).
+    pub(super) streams: super::streams::Streams,
+}
+
+impl Net {
+    pub(super) fn new(keyring: Option<Keyring>) -> Net {
+        Net { keyring, ..Net::default() }
+    }
+
+    fn earliest(&self) -> Option<Time> {
+        let probe = self.probe.as_ref().and_then(|p| {
+            let deadline = (!p.deadline_passed).then_some(p.deadline);
+            [p.indirect_at, deadline].into_iter().flatten().min()
+        });
+        [
+            probe,
+            self.next_probe_tick,
+            self.next_gossip,
+            self.streams.next_push_pull,
+            self.relays.values().map(|r| r.expires).min(),
+            self.pings.values().map(|p| p.2).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// The first point of the grid `start + k * interval` after `now` (a Go
+/// ticker drops the ticks it could not deliver).
+fn next_tick(due: Time, interval: Duration, now: Time) -> Time {
+    if interval.is_zero() {
+        return now + Duration::from_secs(1);
+    }
+    let late = now.saturating_since(due).as_nanos();
+    let k = late / interval.as_nanos() + 1;
+    due + Duration::from_nanos(u64::try_from(k * interval.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn stagger<R: Rng>(interval: Duration, rng: &mut R) -> Duration {
+    let nanos = usize::try_from(interval.as_nanos()).unwrap_or(usize::MAX);
+    Duration::from_nanos(random_offset(nanos, rng) as u64)
+}
+
+impl<R> Core<R> {
+    /// The next datagram to send, oldest first.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.net.transmits.pop_front()
+    }
+
+    /// Packets and messages dropped on receipt, by reason.
+    pub fn rejected_packets(&self) -> &RejectedPackets {
+        &self.net.rejected
+    }
+
+    /// The earliest network timer (probe stages, ticks, relays).
+    pub(super) fn net_timeout(&self) -> Option<Time> {
+        self.net.earliest()
+    }
+
+    /// The sequence number of the probe in progress and the member probed.
+    pub fn probe_in_progress(&self) -> Option<(u32, &str)> {
+        self.net.probe.as_ref().map(|p| (p.seq_no, p.node.name.as_str()))
+    }
+
+    fn next_seq_no(&mut self) -> u32 {
+        // Go: atomic.AddUint32, which wraps.
+        self.net.seq_no = self.net.seq_no.wrapping_add(1);
+        self.net.seq_no
+    }
+
+    fn label_overhead(&self) -> usize {
+        if self.config.label.is_empty() { 0 } else { 2 + self.config.label.len() }
+    }
+
+    pub(super) fn outgoing_encryption(&self) -> Option<(&Keyring, EncryptionVersion)> {
+        let ring = self.net.keyring.as_ref().filter(|k| k.is_enabled())?;
+        self.config
+            .gossip_verify_outgoing
+            .then(|| (ring, EncryptionVersion::for_protocol(self.config.protocol_version)))
+    }
+
+    /// Go `getBroadcasts`: system broadcasts, then the delegate's user
+    /// broadcasts in the space left, at most `max_count` in all.
+    fn all_broadcasts(&mut self, overhead: usize, limit: usize, max_count: usize) -> Vec<Arc<[u8]>> {
+        let n = self.members.len();
+        let mut msgs = self.broadcasts.get_broadcasts_max(overhead, limit, n, max_count);
+        let used: usize = msgs.iter().map(|m| m.len() + overhead).sum();
+        let avail = limit.saturating_sub(used);
+        if msgs.len() < max_count
+            && avail > overhead + USER_MSG_OVERHEAD
+            && let Some(delegate) = &self.config.delegate
+        {
+            let user = delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, avail);
+            // The delegate cannot be told a count: what does not fit the
+            // compound limit is dropped (GO-NOTES §2 forbids sending it).
+            for msg in user.into_iter().take(max_count - msgs.len()) {
+                let mut buf = Vec::with_capacity(msg.len() + 1);
+                buf.push(crate::wire::MessageType::User as u8);
+                buf.extend_from_slice(&msg);
+                msgs.push(buf.into());
+            }
+        }
+        msgs
+    }
+
+    /// Whether a packet to `to` gets a CRC when the caller does not know
+    /// the member: Go's `rawSendMsgPacket` looks the *host* up in its
+    /// name-keyed map, which finds a member only when its name is its IP
+    /// address; so does this.
+    fn crc_by_host(&self, to: SocketAddr) -> bool {
+        self.member(&to.ip().to_string()).is_some_and(|m| m.node.pmax >= 5)
+    }
+
+    /// Bytes left for broadcasts in a packet of `udp_buffer_size` after the
+    /// framing: compound header, label, encryption and CRC. (Go forgets the
+    /// CRC header and the first part's length, and so can overshoot
+    /// `udp_buffer_size` by 7 bytes; this never does.)
+    fn packet_budget(&self, crc: bool) -> usize {
+        let mut framing = COMPOUND_HEADER_OVERHEAD + self.label_overhead();
+        if let Some((_, version)) = self.outgoing_encryption() {
+            framing += version.overhead();
+        }
+        if crc {
+            framing += CRC_HEADER_LEN;
+        }
+        self.config.udp_buffer_size.saturating_sub(framing)
+    }
+
+    pub(super) fn local_source(&self) -> (Vec<u8>, u16) {
+        let me = self.local();
+        (ip_to_wire(me.node.addr), me.node.port)
+    }
+}
+
+impl<R: Rng> Core<R> {
+    /// Encrypts `plain` with the primary key and a nonce from the core's
+    /// RNG (the wire layer's `encrypt_into` draws from the thread RNG, which
+    /// would make runs unrepeatable), appending `[version][nonce][…][tag]`.
+    /// False (and nothing appended) when outgoing encryption is off.
+    pub(super) fn seal(&mut self, plain: &[u8], ad: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some((ring, version)) = self.outgoing_encryption() else { return false };
+        let Some(key) = ring.primary().cloned() else { return false };
+        let mut nonce = [0u8; NONCE_SIZE];
+        self.rng.fill_bytes(&mut nonce);
+        seal_with(&key, version, &nonce, plain, ad, out);
+        true
+    }
+
+    /// Go `sendMsg`: `msg` with as many broadcasts piggybacked as fit in
+    /// `udp_buffer_size`.
+    fn send_msg(&mut self, to: SocketAddr, msg: &Message<'_>) {
+        let crc = self.crc_by_host(to);
+        self.send_msg_crc(to, msg, crc);
+    }
+
+    fn send_msg_crc(&mut self, to: SocketAddr, msg: &Message<'_>, crc: bool) {
+        let msg = msg.to_vec();
+        let avail = self.packet_budget(crc).saturating_sub(COMPOUND_PART_OVERHEAD + msg.len());
+        let extra = self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO - 1);
+        let mut parts: Vec<Arc<[u8]>> = Vec::with_capacity(1 + extra.len());
+        parts.push(msg.into());
+        parts.extend(extra);
+        self.raw_send(to, &parts, crc);
+    }
+
+    /// Go `rawSendMsgPacket`: compress (if smaller), CRC (for peers speaking
+    /// protocol 5), encrypt, label.
+    fn raw_send<M: AsRef<[u8]>>(&mut self, to: SocketAddr, parts: &[M], crc: bool) {
+        let opts = EncodeOptions {
+            compression: self.config.enable_compression.then_some(Compression::Lzw),
+            force_compression: false,
+            crc,
+            encryption: None,
+            label: "",
+        };
+        let mut plain = Vec::new();
+        // Errors here are ours (a part over 64 KiB, a label over 255 bytes,
+        // which `Config::validate` refuses): nothing is sent, as in Go.
+        if encode_packet(parts, &opts, &mut plain).is_err() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(plain.len() + 64);
+        if write_label(&mut bytes, &self.config.label).is_err() {
+            return;
+        }
+        // The label is the additional data.
+        let label = std::mem::take(&mut self.config.label);
+        let sealed = self.seal(&plain, label.as_bytes(), &mut bytes);
+        self.config.label = label;
+        if !sealed {
+            bytes.extend_from_slice(&plain);
+        }
+        self.net.transmits.push_back(Transmit { to, bytes });
+    }
+
+    /// Sends `msg` to `to` as a user message in a datagram of its own (Go
+    /// `SendBestEffort`; no broadcasts piggybacked).
+    pub fn send_best_effort(&mut self, to: &Node, msg: &[u8]) {
+        self.raw_send(to.address(), &[Message::User(msg).to_vec()], to.pmax >= 5);
+    }
+
+    /// Arms the periodic protocol (Go `schedule`): the probe, gossip and
+    /// push/pull tickers, each after a random stagger of up to one interval. Until
+    /// then the core only answers.
+    pub fn start(&mut self, now: Time) {
+        if self.net.next_probe_tick.is_none() && !self.config.probe_interval.is_zero() {
+            let s = stagger(self.config.probe_interval, &mut self.rng);
+            self.net.next_probe_tick = Some(now + s);
+        }
+        if self.net.next_gossip.is_none() && !self.config.gossip_interval.is_zero() && self.config.gossip_nodes > 0 {
+            let s = stagger(self.config.gossip_interval, &mut self.rng);
+            self.net.next_gossip = Some(now + s);
+        }
+        if self.net.streams.next_push_pull.is_none() && !self.config.push_pull_interval.is_zero() {
+            let s = stagger(self.config.push_pull_interval, &mut self.rng);
+            self.net.streams.next_push_pull = Some(now + s);
+        }
+    }
+
+    /// Stops the periodic protocol (Go `deschedule`); a probe in progress is
+    /// dropped.
+    pub fn stop(&mut self) {
+        self.net.next_probe_tick = None;
+        self.net.next_gossip = None;
+        self.net.streams.next_push_pull = None;
+        self.net.probe = None;
+        self.net.probe_tick_pending = false;
+    }
+
+    /// A datagram from `from` (Go `ingestPacket` + `handleCommand`). Bad
+    /// packets and bad compound parts are dropped and counted in
+    /// [`Core::rejected_packets`]; the good parts of a compound are still
+    /// handled, in order.
+    pub fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
+        let mut decoder = std::mem::take(&mut self.net.decoder);
+        let opts = DecodeOptions {
+            keyring: self.net.keyring.as_ref(),
+            verify_incoming: self.config.gossip_verify_incoming,
+            label: &self.config.label,
+            skip_label_check: self.config.skip_inbound_label_check,
+            limits: Limits::default(),
+        };
+        match decoder.decode(bytes, &opts) {
+            Err(err) => self.net.rejected.count(err.reason()),
+            Ok(packet) => {
+                for msg in packet.messages {
+                    match msg {
+                        Ok(msg) => self.handle_message(from, msg, now),
+                        Err(err) => self.net.rejected.count(err.reason()),
+                    }
+                }
+            }
+        }
+        self.net.decoder = decoder;
+        debug_assert!(self.invariants());
+    }
+
+    /// One decoded message (Go `handleCommand`'s switch).
+    fn handle_message(&mut self, from: SocketAddr, msg: Message<'_>, now: Time) {
+        match msg {
+            Message::Ping(p) => self.handle_ping(from, &p),
+            Message::IndirectPing(ind) => self.handle_indirect_ping(from, &ind, now),
+            Message::Ack(ack) => self.handle_ack(&ack, now),
+            Message::Nack(nack) => self.handle_nack(nack),
+            Message::Alive(a) => self.handle_alive(&a, now),
+            Message::Suspect(s) => self.handle_suspect(&s, now),
+            Message::Dead(d) => self.handle_dead(&d, now),
+            Message::User(bytes) => self.effects.push_back(super::Effect::UserMessage(bytes.to_vec())),
+            Message::PushPull(_) | Message::Err(_) => {
+                self.net.rejected.count(WireError::UnexpectedMessageType(msg.message_type() as u8).reason());
+            }
+        }
+    }
+
+    /// Where to answer a ping or indirect ping: its source fields when both
+    /// are set, else the packet's sender (Go).
+    fn reply_addr(from: SocketAddr, source_addr: &[u8], source_port: u16) -> SocketAddr {
+        match ip_from_wire(source_addr) {
+            Some(ip) if source_port > 0 => SocketAddr::new(ip, source_port),
+            _ => from,
+        }
+    }
+
+    /// Go `handlePing`: ack with the ping delegate's payload, unless the ping
+    /// names another node.
+    fn handle_ping(&mut self, from: SocketAddr, p: &Ping<'_>) {
+        if !p.node.is_empty() && p.node != self.config.name {
+            self.net.rejected.count("wrong_node");
+            return;
+        }
+        let payload = self.config.ping.as_ref().map(|d| d.ack_payload()).unwrap_or_default();
+        let to = Self::reply_addr(from, p.source_addr, p.source_port);
+        self.send_msg(to, &Message::Ack(Ack { seq_no: p.seq_no, payload: &payload }));
+    }
+
+    /// Go `handleIndirectPing`: ping the target under a sequence number of
+    /// ours, relay its ack, and nack after `probe_timeout` if asked.
+    fn handle_indirect_ping(&mut self, from: SocketAddr, ind: &IndirectPing<'_>, now: Time) {
+        let port = if self.config.protocol_version < 2 || ind.port == 0 { self.config.bind_port } else { ind.port };
+        let Some(ip) = ip_from_wire(ind.target) else {
+            self.net.rejected.count("bad_address");
+            return;
+        };
+        let seq_no = self.next_seq_no();
+        let requester = Self::reply_addr(from, ind.source_addr, ind.source_port);
+        let expires = now + self.config.probe_timeout;
+        self.net.relays.insert(seq_no, Relay { requester, seq_no: ind.seq_no, nack: ind.nack, expires });
+        let (addr, source_port) = self.local_source();
+        let name = self.config.name.clone();
+        let ping = Ping { seq_no, node: ind.node, source_addr: &addr, source_port, source_node: &name };
+        self.send_msg(SocketAddr::new(ip, port), &Message::Ping(ping));
+    }
+
+    /// Go `handleAck` → `invokeAckHandler`: a relayed ping's ack goes back to
+    /// the requester; our probe's ack ends the probe as a success.
+    fn handle_ack(&mut self, ack: &Ack<'_>, now: Time) {
+        if let Some(relay) = self.net.relays.remove(&ack.seq_no) {
+            self.send_msg(relay.requester, &Message::Ack(Ack { seq_no: relay.seq_no, payload: &[] }));
+            return;
+        }
+        if let Some((node, sent, _)) = self.net.pings.remove(&ack.seq_no) {
+            let rtt = Some(now.saturating_since(sent));
+            self.effects.push_back(super::Effect::PingCompleted { seq_no: ack.seq_no, node, rtt });
+            return;
+        }
+        let Some(probe) = self.net.probe.take_if(|p| p.seq_no == ack.seq_no) else { return };
+        // Go reports the round trip only for an ack within the probe timeout.
+        if probe.indirect_at.is_some()
+            && let Some(ping) = &self.config.ping
+        {
+            ping.notify_ping_complete(&probe.node, now.saturating_since(probe.sent), ack.payload);
+        }
+        self.awareness.apply_delta(-1);
+        self.after_probe(now);
+    }
+
+    /// Go `handleNack` → `invokeNackHandler`.
+    fn handle_nack(&mut self, nack: Nack) {
+        if let Some(p) = self.net.probe.as_mut().filter(|p| p.seq_no == nack.seq_no) {
+            // Go's nack channel holds IndirectChecks + 1.
+            p.nacks = (p.nacks + 1).min(self.config.indirect_checks + 1);
+        }
+    }
+
+    /// The network timers due at `now`, in order: relays, probe stages,
+    /// the probe tick, the gossip tick.
+    pub(super) fn handle_net_timeout(&mut self, now: Time) {
+        let due: Vec<u32> = self.net.relays.iter().filter(|(_, r)| r.expires <= now).map(|(&s, _)| s).collect();
+        for seq in due {
+            let Some(relay) = self.net.relays.remove(&seq) else { continue };
+            if relay.nack {
+                self.send_msg(relay.requester, &Message::Nack(Nack { seq_no: relay.seq_no }));
+            }
+        }
+
+        let due: Vec<u32> = self.net.pings.iter().filter(|(_, p)| p.2 <= now).map(|(&s, _)| s).collect();
+        for seq_no in due {
+            if let Some((node, _, _)) = self.net.pings.remove(&seq_no) {
+                self.effects.push_back(super::Effect::PingCompleted { seq_no, node, rtt: None });
+            }
+        }
+
+        if self.net.probe.as_ref().and_then(|p| p.indirect_at).is_some_and(|t| t <= now) {
+            self.indirect_probe();
+        }
+        if self.net.probe.as_ref().is_some_and(|p| p.deadline <= now && !p.deadline_passed) {
+            self.probe_deadline(now);
+        }
+
+        if let Some(tick) = self.net.next_probe_tick.filter(|&t| t <= now) {
+            self.net.next_probe_tick = Some(next_tick(tick, self.config.probe_interval, now));
+            if self.net.probe.is_some() {
+                self.net.probe_tick_pending = true;
+            } else {
+                self.probe(now);
+            }
+        }
+
+        if let Some(tick) = self.net.next_gossip.filter(|&t| t <= now) {
+            self.net.next_gossip = Some(next_tick(tick, self.config.gossip_interval, now));
+            self.gossip(now);
+        }
+
+        self.handle_push_pull_timeout(now);
+    }
+
+    /// A probe ended: the tick that came meanwhile starts the next one.
+    fn after_probe(&mut self, now: Time) {
+        if std::mem::take(&mut self.net.probe_tick_pending) {
+            self.probe(now);
+        }
+    }
+
+    /// Go `probe`: the next member in probe order that is neither us nor
+    /// dead or left; each wrap-around reaps and reshuffles the list
+    /// ([`Core::reset_nodes`]).
+    pub fn probe(&mut self, now: Time) {
+        let mut checked = 0;
+        loop {
+            if checked >= self.members.len() {
+                return;
+            }
+            if self.net.probe_index >= self.members.len() {
+                self.reset_nodes(now);
+                self.net.probe_index = 0;
+                checked += 1;
+                continue;
+            }
+            let idx = self.net.probe_index;
+            self.net.probe_index += 1;
+            let m = &self.members[idx];
+            if self.is_local(&m.node.name) || m.is_dead_or_left() {
+                checked += 1;
+                continue;
+            }
+            self.probe_node(idx, now);
+            return;
+        }
+    }
+
+    /// Pings `name` at `to` once (Go `Ping`): an
+    /// [`Effect::PingCompleted`](super::Effect::PingCompleted) with the round
+    /// trip time, or with none when no ack came within `probe_interval`.
+    /// Returns the ping's sequence number, which the effect carries.
+    pub fn ping(&mut self, name: &str, to: SocketAddr, now: Time) -> u32 {
+        let seq_no = self.next_seq_no();
+        let (addr, source_port) = self.local_source();
+        let me = self.config.name.clone();
+        let ping = Ping { seq_no, node: name, source_addr: &addr, source_port, source_node: &me };
+        self.send_msg(to, &Message::Ping(ping));
+        self.net.pings.insert(seq_no, (name.to_owned(), now, now + self.config.probe_interval));
+        seq_no
+    }
+
+    /// Probes the member called `name` now (Go `probeNodeByAddr`, which
+    /// Go's tests use), replacing any probe in progress. Does nothing for an
+    /// unknown name.
+    pub fn probe_node_by_name(&mut self, name: &str, now: Time) {
+        if let Some(&idx) = self.index.get(name) {
+            self.probe_node(idx, now);
+        }
+    }
+
+    /// Go `probeNode`, up to the direct ping: the rest happens in
+    /// [`Core::handle_timeout`] and on ack / nack.
+    fn probe_node(&mut self, idx: usize, now: Time) {
+        let interval = self.awareness.scale_timeout(self.config.probe_interval);
+        let seq_no = self.next_seq_no();
+        let m = &self.members[idx];
+        let (node, incarnation, state) = (m.node.clone(), m.incarnation, m.state());
+        let (addr, source_port) = self.local_source();
+        let me = self.config.name.clone();
+        let ping = Message::Ping(Ping { seq_no, node: &node.name, source_addr: &addr, source_port, source_node: &me });
+        let to = node.address();
+        if state == NodeState::Alive {
+            // Go's `encodeAndSendMsg`: CRC only through the host lookup.
+            self.send_msg(to, &ping);
+        } else {
+            // Tack on the suspicion, so the member can refute it at once.
+            let suspect = Message::Suspect(Accusation { incarnation, node: &node.name, from: &me });
+            self.raw_send(to, &[ping.to_vec(), suspect.to_vec()], node.pmax >= 5);
+        }
+        self.net.probe = Some(Probe {
+            seq_no,
+            node,
+            incarnation,
+            sent: now,
+            indirect_at: Some(now + self.config.probe_timeout),
+            deadline: now + interval,
+            expected_nacks: 0,
+            nacks: 0,
+            fallback: Fallback::None,
+            deadline_passed: false,
+        });
+    }
+
+    /// Go `probeNode` after `ProbeTimeout` without an ack: ask up to
+    /// `indirect_checks` alive members to ping the target (with a nack from
+    /// those speaking protocol 4 or later).
+    fn indirect_probe(&mut self) {
+        let Some(probe) = self.net.probe.as_mut() else { return };
+        probe.indirect_at = None;
+        let (seq_no, target) = (probe.seq_no, probe.node.clone());
+        let me = self.config.name.clone();
+        let peers: Vec<(SocketAddr, u8)> = k_random_nodes(
+            self.config.indirect_checks,
+            &self.members,
+            |m| m.node.name == me || m.node.name == target.name || m.state() != NodeState::Alive,
+            &mut self.rng,
+        )
+        .into_iter()
+        .map(|m| (m.node.address(), m.node.pmax))
+        .collect();
+        let (addr, source_port) = self.local_source();
+        let target_addr = ip_to_wire(target.addr);
+        let mut expected = 0;
+        for (to, pmax) in peers {
+            let nack = pmax >= 4;
+            expected += usize::from(nack);
+            let ind = IndirectPing {
+                seq_no,
+                target: &target_addr,
+                port: target.port,
+                node: &target.name,
+                nack,
+                source_addr: &addr,
+                source_port,
+                source_node: &me,
+            };
+            self.send_msg(to, &Message::IndirectPing(ind));
+        }
+        if let Some(p) = self.net.probe.as_mut() {
+            p.expected_nacks = expected;
+        }
+
+        // Go: a TCP ping too, to any member speaking protocol 3 or later,
+        // with the probe's deadline.
+        let disabled = self.config.disable_tcp_pings
+            || self.config.disable_tcp_pings_for_node.as_ref().is_some_and(|f| f(&target.name));
+        if !disabled && target.pmax >= 3 {
+            let Some(deadline) = self.net.probe.as_ref().map(|p| p.deadline) else { return };
+            let ping = Ping { seq_no, node: &target.name, source_addr: &addr, source_port, source_node: &me };
+            self.open_fallback_ping(target.address(), &Message::Ping(ping), seq_no, deadline);
+            if let Some(p) = self.net.probe.as_mut() {
+                p.fallback = Fallback::Pending;
+            }
+        }
+    }
+
+    /// The probe interval ended without an ack: a TCP contact saves the
+    /// member, a fallback still out is waited for, else it failed.
+    fn probe_deadline(&mut self, now: Time) {
+        let Some(p) = self.net.probe.as_mut() else { return };
+        match p.fallback {
+            Fallback::Pending => p.deadline_passed = true,
+            Fallback::Contacted => self.probe_contacted(now),
+            Fallback::None => self.probe_failed(now),
+        }
+    }
+
+    /// Go: "Was able to connect to … but other probes failed": no suspicion,
+    /// and the probe counts as a success for awareness.
+    fn probe_contacted(&mut self, now: Time) {
+        self.net.probe = None;
+        self.awareness.apply_delta(-1);
+        self.after_probe(now);
+    }
+
+    /// The answer of the TCP fallback ping of probe `seq_no`.
+    pub(super) fn fallback_result(&mut self, seq_no: u32, contacted: bool, now: Time) {
+        let Some(p) = self.net.probe.as_mut().filter(|p| p.seq_no == seq_no) else { return };
+        p.fallback = if contacted { Fallback::Contacted } else { Fallback::None };
+        if p.deadline_passed {
+            self.probe_deadline(now);
+        }
+    }
+
+    /// Go `probeNode`'s end without an ack: awareness from the missed nacks
+    /// (or +1 with nobody to nack), then suspect the member.
+    fn probe_failed(&mut self, now: Time) {
+        let Some(probe) = self.net.probe.take() else { return };
+        let delta = if probe.expected_nacks > 0 { probe.expected_nacks.saturating_sub(probe.nacks) } else { 1 };
+        self.awareness.apply_delta(i32::try_from(delta).unwrap_or(i32::MAX));
+        let me = self.config.name.clone();
+        let s = Accusation { incarnation: probe.incarnation, node: &probe.node.name, from: &me };
+        self.suspect_node(&s, now);
+        self.after_probe(now);
+    }
+
+    /// Go `gossip`: up to `gossip_nodes` random members (alive, suspect, or
+    /// dead for at most `gossip_to_the_dead_time`) each get one packet of
+    /// broadcasts, until the queues run dry.
+    pub fn gossip(&mut self, now: Time) {
+        let me = self.config.name.clone();
+        let dead_time = self.config.gossip_to_the_dead_time;
+        let targets: Vec<(SocketAddr, u8)> = k_random_nodes(
+            self.config.gossip_nodes,
+            &self.members,
+            |m| {
+                m.node.name == me
+                    || match m.state() {
+                        NodeState::Alive | NodeState::Suspect => false,
+                        NodeState::Dead => now.saturating_since(m.state_change) > dead_time,
+                        NodeState::Left => true,
+                    }
+            },
+            &mut self.rng,
+        )
+        .into_iter()
+        .map(|m| (m.node.address(), m.node.pmax))
+        .collect();
+        for (to, pmax) in targets {
+            let crc = pmax >= 5;
+            let avail = self.packet_budget(crc);
+            let msgs = self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO);
+            if msgs.is_empty() {
+                return;
+            }
+            self.raw_send(to, &msgs, crc);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The stream (TCP) half of [`Core`]: push/pull (periodic and join), the
+//! TCP fallback ping, and incoming streams (Go `net.go`'s `handleConn`,
+//! `sendAndReceiveState`, `sendLocalState`, `readRemoteState`,
+//! `sendPingAndWaitForAck`; `memberlist.go`'s `Join`; `state.go`'s
+//! `pushPull`).
+//!
+//! A stream is one request and at most one reply: the core emits a
+//! [`StreamRequest`] ([`Core::poll_stream`]); the driver opens the
+//! connection, writes the bytes, reads one stream message back and hands it
+//! to [`Core::handle_stream_reply`], or an error, by `deadline` at the latest.
+//! Every request must be answered: a fallback ping holds its probe open
+//! until its answer comes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use rand::Rng;
+
+use super::Core;
+use crate::delegate::NodeState;
+use crate::swim::{Time, k_random_nodes, push_pull_scale};
+use crate::wire::frame::write_label;
+use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull};
+use crate::wire::{Compression, DecodeOptions, EncodeOptions, Limits, MessageType, StreamDecoder, encode_stream};
+
+/// Names a stream this core opened; chosen by the core, unique per core.
+pub type StreamId = u64;
+
+/// A request/response exchange over a reliable stream: send `bytes` to `to`
+/// and hand the one reply (or why there was none) to
+/// [`Core::handle_stream_reply`], by `deadline` at the latest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// Comes back in [`Core::handle_stream_reply`].
+    pub id: StreamId,
+    /// The peer.
+    pub to: SocketAddr,
+    /// The request, as it goes on the stream (label, encryption,
+    /// compression applied).
+    pub bytes: Vec<u8>,
+    /// When the core gives up: answer [`StreamError::Timeout`] then if no
+    /// reply came.
+    pub deadline: Time,
+}
+
+/// Why a stream exchange failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// No reply by the deadline.
+    Timeout,
+    /// The connection was refused.
+    Refused,
+    /// The peer closed without a reply.
+    Closed,
+}
+
+/// What an outgoing stream is for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum StreamKind {
+    /// A push/pull; `join` names the [`Core::join`] it belongs to.
+    PushPull { join: Option<u64> },
+    /// The TCP fallback of the probe with this sequence number.
+    FallbackPing { seq_no: u32 },
+    /// A reliable user message: no reply is read (Go `sendUserMsg`).
+    User,
+}
+
+/// One [`Core::join`] in progress.
+#[derive(Clone, Debug, Default)]
+pub(super) struct JoinState {
+    remaining: usize,
+    contacted: usize,
+    errors: Vec<(SocketAddr, String)>,
+}
+
+/// Stream bookkeeping kept by [`Core`].
+#[derive(Debug, Default)]
+pub(super) struct Streams {
+    pub(super) decoder: StreamDecoder,
+    pub(super) outgoing: std::collections::VecDeque<StreamRequest>,
+    pub(super) pending: BTreeMap<StreamId, (SocketAddr, StreamKind)>,
+    next_id: StreamId,
+    next_join: u64,
+    joins: BTreeMap<u64, JoinState>,
+    pub(super) next_push_pull: Option<Time>,
+}
+
+impl<R> Core<R> {
+    /// The next stream to open, oldest first.
+    pub fn poll_stream(&mut self) -> Option<StreamRequest> {
+        self.net.streams.outgoing.pop_front()
+    }
+
+    pub(super) fn open_stream(&mut self, to: SocketAddr, kind: StreamKind, bytes: Vec<u8>, deadline: Time) {
+        let s = &mut self.net.streams;
+        s.next_id += 1;
+        let id = s.next_id;
+        s.pending.insert(id, (to, kind));
+        s.outgoing.push_back(StreamRequest { id, to, bytes, deadline });
+    }
+}
+
+impl<R: Rng> Core<R> {
+    /// Go `rawSendMsgStream`: compression (always kept), then encryption
+    /// with the 5-byte header and the label as additional data, the nonce
+    /// from the core's RNG.
+    fn stream_encode(&mut self, msg: &Message<'_>) -> Vec<u8> {
+        let opts = EncodeOptions {
+            compression: self.config.enable_compression.then_some(Compression::Lzw),
+            force_compression: true,
+            ..EncodeOptions::default()
+        };
+        let mut body = Vec::new();
+        let mut out = Vec::new();
+        // Errors are ours (a label over 255 bytes, refused by
+        // `Config::validate`): an empty stream then, which the peer rejects.
+        if encode_stream(msg, &opts, &mut body).is_err() || write_label(&mut out, &self.config.label).is_err() {
+            return Vec::new();
+        }
+        let Some((_, version)) = self.outgoing_encryption() else {
+            out.extend_from_slice(&body);
+            return out;
+        };
+        let Ok(len) = u32::try_from(version.encrypted_len(body.len())) else { return Vec::new() };
+        let header_at = out.len();
+        out.push(MessageType::Encrypt as u8);
+        out.extend_from_slice(&len.to_be_bytes());
+        let mut ad = out[header_at..].to_vec();
+        ad.extend_from_slice(self.config.label.as_bytes());
+        self.seal(&body, &ad, &mut out);
+        out
+    }
+
+    /// Go `sendLocalState`: our member table and the delegate's state.
+    fn local_push_pull(&mut self, join: bool) -> Vec<u8> {
+        let states = self.local_state();
+        let mut encoded = Vec::new();
+        for s in &states {
+            s.as_wire().write(&mut encoded);
+        }
+        let user = self.config.delegate.as_ref().map(|d| d.local_state(join)).unwrap_or_default();
+        self.stream_encode(&Message::PushPull(PushPull::from_encoded(join, states.len(), &encoded, &user)))
+    }
+
+    /// Sends `msg` to `to` as a user message over a stream (Go
+    /// `SendReliable`). Go reads no reply: answer the request with whatever
+    /// happened, it is ignored.
+    pub fn send_reliable(&mut self, to: &crate::delegate::Node, msg: &[u8], now: Time) {
+        let bytes = self.stream_encode(&Message::User(msg));
+        let deadline = now + self.config.tcp_timeout;
+        self.open_stream(to.address(), StreamKind::User, bytes, deadline);
+    }
+
+    /// Opens the TCP fallback ping of a probe (Go `sendPingAndWaitForAck`).
+    pub(super) fn open_fallback_ping(&mut self, to: SocketAddr, ping: &Message<'_>, seq_no: u32, deadline: Time) {
+        let bytes = self.stream_encode(ping);
+        self.open_stream(to, StreamKind::FallbackPing { seq_no }, bytes, deadline);
+    }
+
+    /// Starts a join (Go `Join`): a push/pull with `join` set to each
+    /// address, all at once (Go goes one by one). When every one has
+    /// answered or failed, [`Effect::JoinCompleted`](super::Effect::JoinCompleted)
+    /// says how many succeeded. Returns the join's number, which the effect
+    /// carries.
+    pub fn join(&mut self, addrs: &[SocketAddr], now: Time) -> u64 {
+        let s = &mut self.net.streams;
+        s.next_join += 1;
+        let join = s.next_join;
+        s.joins.insert(join, JoinState { remaining: addrs.len(), ..JoinState::default() });
+        let bytes = self.local_push_pull(true);
+        let deadline = now + self.config.tcp_timeout;
+        for &to in addrs {
+            self.open_stream(to, StreamKind::PushPull { join: Some(join) }, bytes.clone(), deadline);
+        }
+        self.finish_join(join);
+        join
+    }
+
+    fn finish_join(&mut self, join: u64) {
+        let done = self.net.streams.joins.get(&join).is_some_and(|j| j.remaining == 0);
+        if done && let Some(j) = self.net.streams.joins.remove(&join) {
+            self.effects.push_back(super::Effect::JoinCompleted { join, contacted: j.contacted, errors: j.errors });
+        }
+    }
+
+    /// Go `pushPull`: a push/pull with one random alive member.
+    pub fn push_pull(&mut self, now: Time) {
+        let me = self.config.name.clone();
+        let peer =
+            k_random_nodes(1, &self.members, |m| m.node.name == me || m.state() != NodeState::Alive, &mut self.rng)
+                .first()
+                .map(|m| m.node.address());
+        let Some(to) = peer else { return };
+        let bytes = self.local_push_pull(false);
+        let deadline = now + self.config.tcp_timeout;
+        self.open_stream(to, StreamKind::PushPull { join: None }, bytes, deadline);
+    }
+
+    /// The push/pull tick (Go `pushPullTrigger`): the interval grows with
+    /// the cluster (Go `pushPullScale`).
+    pub(super) fn handle_push_pull_timeout(&mut self, now: Time) {
+        if self.net.streams.next_push_pull.is_some_and(|t| t <= now) {
+            let interval = push_pull_scale(self.config.push_pull_interval, self.members.len());
+            self.net.streams.next_push_pull = Some(now + interval);
+            self.push_pull(now);
+        }
+    }
+
+    /// The reply to (or failure of) a stream from [`Core::poll_stream`].
+    /// Unknown ids are ignored.
+    pub fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, super::StreamError>, now: Time) {
+        let Some((to, kind)) = self.net.streams.pending.remove(&id) else { return };
+        let result = match reply {
+            Ok(_) if matches!(kind, StreamKind::User) => Ok(()),
+            Ok(mut bytes) => self.read_reply(kind, &mut bytes, now),
+            Err(err) => Err(format!("{err:?}")),
+        };
+        match kind {
+            StreamKind::PushPull { join: Some(join) } => {
+                if let Some(j) = self.net.streams.joins.get_mut(&join) {
+                    j.remaining -= 1;
+                    match result {
+                        Ok(()) => j.contacted += 1,
+                        Err(e) => j.errors.push((to, e)),
+                    }
+                }
+                self.finish_join(join);
+            }
+            StreamKind::PushPull { join: None } | StreamKind::User => {}
+            StreamKind::FallbackPing { seq_no } => self.fallback_result(seq_no, result.is_ok(), now),
+        }
+        debug_assert!(self.invariants());
+    }
+
+    /// Decodes a reply and acts on it: a push/pull is merged; a fallback
+    /// ping needs an ack with its sequence number.
+    fn read_reply(&mut self, kind: StreamKind, bytes: &mut [u8], now: Time) -> Result<(), String> {
+        let mut decoder = std::mem::take(&mut self.net.streams.decoder);
+        let result = self.read_reply_with(&mut decoder, kind, bytes, now);
+        self.net.streams.decoder = decoder;
+        result
+    }
+
+    fn read_reply_with(
+        &mut self,
+        decoder: &mut StreamDecoder,
+        kind: StreamKind,
+        bytes: &mut [u8],
+        now: Time,
+    ) -> Result<(), String> {
+        let opts = self.stream_decode_options();
+        let msg = match decoder.decode(bytes, &opts) {
+            Ok(m) => m.message,
+            Err(err) => {
+                self.net.rejected.count(err.reason());
+                return Err(err.to_string());
+            }
+        };
+        match (kind, msg) {
+            (StreamKind::PushPull { join }, Message::PushPull(pp)) => self.merge_push_pull(&pp, join.is_some(), now),
+            (StreamKind::FallbackPing { seq_no }, Message::Ack(ack)) if ack.seq_no == seq_no => Ok(()),
+            (_, Message::Err(e)) => Err(format!("remote error: {}", e.error)),
+            (_, other) => Err(format!("unexpected {:?} reply", other.message_type())),
+        }
+    }
+
+    fn stream_decode_options(&self) -> DecodeOptions<'_> {
+        DecodeOptions {
+            keyring: self.net.keyring.as_ref(),
+            verify_incoming: self.config.gossip_verify_incoming,
+            label: &self.config.label,
+            skip_label_check: self.config.skip_inbound_label_check,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Go `mergeRemoteState` with the user state.
+    fn merge_push_pull(&mut self, pp: &PushPull<'_>, join: bool, now: Time) -> Result<(), String> {
+        let states: Vec<PushNodeState<'_>> = pp.states().collect();
+        self.merge_remote_state(&states, join, now).map_err(|e| e.to_string())?;
+        if !pp.user_state.is_empty()
+            && let Some(d) = &self.config.delegate
+        {
+            d.merge_remote_state(pp.user_state, join);
+        }
+        Ok(())
+    }
+
+    /// A stream a peer opened to us (Go `handleConn`): push/pull is answered
+    /// with our state (sent before the peer's is merged, as Go does), a ping
+    /// with an ack, a user message becomes an
+    /// [`Effect::UserMessage`](super::Effect::UserMessage). Returns the
+    /// reply to write back, if any; unreadable requests get an error reply.
+    pub fn handle_stream(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
+        let _ = from;
+        let mut decoder = std::mem::take(&mut self.net.streams.decoder);
+        let reply = self.handle_stream_with(&mut decoder, bytes, now);
+        self.net.streams.decoder = decoder;
+        debug_assert!(self.invariants());
+        reply
+    }
+
+    fn handle_stream_with(&mut self, decoder: &mut StreamDecoder, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
+        let opts = self.stream_decode_options();
+        let msg = match decoder.decode(bytes, &opts) {
+            Ok(m) => m.message,
+            Err(err) => {
+                self.net.rejected.count(err.reason());
+                let text = err.to_string();
+                return Some(self.stream_encode(&Message::Err(ErrResp { error: &text })));
+            }
+        };
+        match msg {
+            Message::PushPull(pp) => {
+                let reply = self.local_push_pull(pp.join);
+                // A refused merge (versions, merge delegate) is Go's log line.
+                let _ = self.merge_push_pull(&pp, pp.join, now);
+                Some(reply)
+            }
+            Message::Ping(p) => {
+                if !p.node.is_empty() && p.node != self.config.name {
+                    self.net.rejected.count("wrong_node");
+                    return None;
+                }
+                Some(self.stream_encode(&Message::Ack(Ack { seq_no: p.seq_no, payload: &[] })))
+            }
+            Message::User(bytes) => {
+                self.effects.push_back(super::Effect::UserMessage(bytes.to_vec()));
+                None
+            }
+            other => {
+                self.net.rejected.count("unexpected_type");
+                let text = format!("unexpected message type {}", other.message_type() as u8);
+                Some(self.stream_encode(&Message::Err(ErrResp { error: &text })))
+            }
+        }
+    }
+}
