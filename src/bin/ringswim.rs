@@ -4,6 +4,11 @@
 //!   one raw UDP packet (or TCP stream message) → one JSON object on stdout.
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
+//! - `ringswim sim --nodes N [--profile local|lan|wan] [--loss P] [--slow FRACTION]
+//!   [--partition SECS] [--kill K] [--duration SECS] [--seed S] [--broadcasts M]
+//!   [--no-lifeguard] [--no-compression] --json`: runs a cluster in the
+//!   deterministic simulator and prints one JSON object (see
+//!   `ringswim::sim::scenario`).
 //!
 //! Bad input prints one line naming the problem on stderr and exits 1; nothing
 //! is written to stdout then.
@@ -15,6 +20,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringswim::inspect::{self, DecodeRequest, EncodeRequest};
+use ringswim::sim::scenario::{self, Profile, Scenario};
 use ringswim::wire::{Compression, EncryptionVersion};
 
 #[derive(Parser)]
@@ -65,6 +71,61 @@ enum Command {
         #[arg(long)]
         stream: bool,
     },
+    /// Run a simulated cluster (virtual time, deterministic) and print one
+    /// JSON object of measurements.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Cluster size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16_000_000))]
+    nodes: u64,
+    /// memberlist defaults and network: local, lan or wan.
+    #[arg(long, default_value = "local", value_parser = ["local", "lan", "wan"])]
+    profile: String,
+    /// Datagram loss on every link, 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    loss: f64,
+    /// Fraction of the nodes that turn slow (1 s per input) after
+    /// convergence, 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    slow: f64,
+    /// Split the cluster 50/50 after convergence for SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = non_negative)]
+    partition: f64,
+    /// Kill K random nodes (without leaving) after convergence.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    kill: usize,
+    /// Virtual seconds to run.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = non_negative)]
+    duration: f64,
+    /// The world's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// User broadcasts node 0 sends after convergence.
+    #[arg(long, value_name = "M", default_value_t = 3)]
+    broadcasts: u32,
+    /// Turn Lifeguard's awareness and dynamic suspicion off.
+    #[arg(long)]
+    no_lifeguard: bool,
+    /// Turn memberlist's LZW compression off (faster simulation, other byte
+    /// counts).
+    #[arg(long)]
+    no_compression: bool,
+    /// Print the result as one JSON object (the only output format).
+    #[arg(long, required = true)]
+    json: bool,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&x) { Ok(x) } else { Err(format!("{x} is not between 0 and 1")) }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if x.is_finite() && x >= 0.0 { Ok(x) } else { Err(format!("{x} is not a non-negative number")) }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +175,25 @@ fn run(command: Command) -> Result<(), String> {
             };
             let bytes = inspect::encode_from_json(&value, &req).map_err(|e| e.to_string())?;
             write_stdout(&bytes)
+        }
+        Command::Sim(args) => {
+            let _ = args.json;
+            let scenario = Scenario {
+                nodes: usize::try_from(args.nodes).map_err(|e| e.to_string())?,
+                profile: args.profile.parse::<Profile>()?,
+                loss: args.loss,
+                slow: args.slow,
+                partition_s: args.partition,
+                kill: args.kill,
+                duration_s: args.duration,
+                seed: args.seed,
+                lifeguard: !args.no_lifeguard,
+                broadcasts: args.broadcasts,
+                compression: !args.no_compression,
+            };
+            let mut line = scenario::run(&scenario).to_json().to_string().into_bytes();
+            line.push(b'\n');
+            write_stdout(&line)
         }
     }
 }

@@ -19,6 +19,8 @@
 
 mod net;
 mod protocol;
+pub mod scenario;
+mod swim_node;
 mod world;
 
 #[cfg(test)]
@@ -26,6 +28,7 @@ mod tests;
 
 pub use net::{Delay, Jitter, Link};
 pub use protocol::{NodeCtx, Protocol, StreamError, StreamId, StreamRequest, Transmit};
+pub use swim_node::{Gossip, Log, SeededRng, SharedLog, SwimNode, node_name, parse_node_name};
 pub use world::{Fault, NodeId, NodeStats, Totals, World};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

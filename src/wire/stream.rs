@@ -15,7 +15,7 @@
 //!
 //! A stream has no outer length unless encrypted, so [`StreamDecoder::decode`]
 //! reports [`Error::Truncated`] while the message is incomplete: a reader keeps
-//! reading (up to [`Limits::max_stream`]) and tries again.
+//! reading (up to [`crate::wire::Limits::max_stream`]) and tries again.
 
 use super::Error;
 use super::compress;

@@ -1,0 +1,496 @@
+//! Scenarios: a cluster of [`SwimNode`]s in a [`World`], faults on a
+//! timeline, and what came of it as one [`Report`] (`ringswim sim`).
+//!
+//! # Timeline
+//! 1. Time zero: `nodes` nodes start; every node but node 0 joins node 0.
+//! 2. Every 100 ms of virtual time the runner checks whether every live
+//!    node counts every live node alive: the first such time is
+//!    `converge_s`. If that has not happened by half the duration, the run
+//!    goes on regardless (`converged: false`).
+//! 3. A quiet window of [`WINDOW`] follows: the traffic rates are measured
+//!    over it.
+//! 4. At its end, all at once: `kill` random nodes (never node 0) die
+//!    without leaving; a `slow` fraction of the other nodes (never node 0)
+//!    start taking 1 s per input ([`Fault::Slow`]) for the rest of the run;
+//!    node 0 queues `broadcasts` user messages; a random half of the nodes
+//!    is cut off from the other half for `partition_s`.
+//! 5. The run goes on to `duration_s`, checking every 100 ms whether every
+//!    live node that is not slow (a slow node's backlog of inputs only
+//!    grows) counts every killed node dead (`detect_dead_all_s`, from the
+//!    kill), has every broadcast (`broadcast_all_s`, from the queueing) and,
+//!    once the partition is healed, counts every live node alive again
+//!    (`heal_converge_s`, from the heal). Slow nodes are healthy: their
+//!    deaths count in `false_deaths`.
+//!
+//! The same [`Scenario`] gives the same [`Report`], bar `wall_s` and
+//! `peak_rss_mb`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use serde_json::{Value, json};
+
+use super::swim_node::{SharedLog, SwimNode};
+use super::{Delay, Fault, Jitter, Link, NodeId, World, node_addr};
+use crate::config::Config;
+use crate::swim::{Time, shuffle};
+
+/// How often the runner looks at the cluster.
+pub const CHECK: Duration = Duration::from_millis(100);
+/// The quiet window after convergence over which rates are measured.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// Processing time per input of a slow node.
+pub const SLOW_DELAY: Duration = Duration::from_secs(1);
+/// Payload size of each user broadcast.
+pub const BROADCAST_BYTES: usize = 64;
+
+/// Which memberlist defaults the nodes run, and the network under them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// [`Config::default_local`]; links of 0.5 ms ± 0.5 ms.
+    #[default]
+    Local,
+    /// [`Config::default_lan`]; links of 1 ms + up to 1 ms.
+    Lan,
+    /// [`Config::default_wan`]; links of 50 ms + exponential jitter of
+    /// mean 10 ms.
+    Wan,
+}
+
+impl Profile {
+    /// The profile's name: `local`, `lan` or `wan`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Local => "local",
+            Profile::Lan => "lan",
+            Profile::Wan => "wan",
+        }
+    }
+
+    /// The node config (name unset).
+    pub fn config(self) -> Config {
+        match self {
+            Profile::Local => Config::default_local(),
+            Profile::Lan => Config::default_lan(),
+            Profile::Wan => Config::default_wan(),
+        }
+    }
+
+    /// The default link, without loss.
+    pub fn link(self) -> Link {
+        match self {
+            Profile::Local => Link::default(),
+            Profile::Lan => {
+                Link::fixed(Duration::from_millis(1)).with_jitter(Jitter::Uniform(Duration::from_millis(1)))
+            }
+            Profile::Wan => Link {
+                loss: 0.0,
+                delay: Delay {
+                    base: Duration::from_millis(50),
+                    jitter: Jitter::Exponential(Duration::from_millis(10)),
+                },
+            },
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Profile, String> {
+        match s {
+            "local" => Ok(Profile::Local),
+            "lan" => Ok(Profile::Lan),
+            "wan" => Ok(Profile::Wan),
+            _ => Err(format!("unknown profile {s:?} (local, lan or wan)")),
+        }
+    }
+}
+
+/// What to simulate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Config and network.
+    pub profile: Profile,
+    /// Datagram loss on every link, `[0, 1]`.
+    pub loss: f64,
+    /// Fraction of the nodes that turn slow after convergence, `[0, 1]`.
+    pub slow: f64,
+    /// Length of the 50/50 partition, in seconds; 0 for none.
+    pub partition_s: f64,
+    /// Nodes to kill.
+    pub kill: usize,
+    /// Virtual seconds to run.
+    pub duration_s: f64,
+    /// The world's seed.
+    pub seed: u64,
+    /// Lifeguard's awareness and dynamic suspicion on (memberlist's
+    /// defaults) or off (`awareness_max_multiplier` and
+    /// `suspicion_max_timeout_mult` of 1: fixed probe and suspicion
+    /// timeouts).
+    pub lifeguard: bool,
+    /// User broadcasts node 0 queues.
+    pub broadcasts: u32,
+    /// memberlist's LZW compression of packets and streams (on by default;
+    /// off saves about a quarter of the simulator's CPU time at 500+ nodes
+    /// and changes the byte counts).
+    pub compression: bool,
+}
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        Scenario {
+            nodes: 10,
+            profile: Profile::Local,
+            loss: 0.0,
+            slow: 0.0,
+            partition_s: 0.0,
+            kill: 0,
+            duration_s: 60.0,
+            seed: 1,
+            lifeguard: true,
+            broadcasts: 3,
+            compression: true,
+        }
+    }
+}
+
+/// What a scenario measured. Times are virtual seconds; `None` where a
+/// thing was not asked for (or, for times, did not happen).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// From the (last) join until every node counted every node alive.
+    pub converge_s: Option<f64>,
+    /// Whether that happened by half the duration.
+    pub converged: bool,
+    /// From the kill until every live node counted every killed node dead.
+    pub detect_dead_all_s: Option<f64>,
+    /// Whether that happened (`None` without kills).
+    pub detected: Option<bool>,
+    /// Nodes never killed (or not yet killed) that some node declared dead.
+    pub false_deaths: usize,
+    /// The death events behind `false_deaths`.
+    pub false_death_events: usize,
+    /// Times a healthy node refuted a suspect or dead claim about itself
+    /// (each needed a false suspicion or death to reach it).
+    pub false_suspicions: usize,
+    /// From node 0 queueing the broadcasts until every live node had them.
+    pub broadcast_all_s: Option<f64>,
+    /// Whether that happened (`None` without broadcasts).
+    pub broadcast_ok: Option<bool>,
+    /// From the heal until every live node counted every live node alive.
+    pub heal_converge_s: Option<f64>,
+    /// Bytes (datagrams and streams) sent per node per second in the quiet
+    /// window after convergence.
+    pub bytes_per_node_per_s: f64,
+    /// Datagrams sent per node per second in that window.
+    pub packets_per_node_per_s: f64,
+    /// Datagrams sent over the whole run.
+    pub packets_sent: u64,
+    /// Datagrams lost to the link loss.
+    pub packets_lost: u64,
+    /// Stream exchanges opened.
+    pub streams_opened: u64,
+    /// Events the world handled.
+    pub events: u64,
+    /// The world's trace hash.
+    pub trace_hash: u64,
+    /// Virtual time run.
+    pub virtual_s: f64,
+    /// Wall-clock time of the run (not deterministic).
+    pub wall_s: f64,
+    /// Peak resident set of the process, MiB (Linux `VmHWM`; not
+    /// deterministic).
+    pub peak_rss_mb: Option<f64>,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+impl Report {
+    /// One JSON object, fields in a fixed order.
+    pub fn to_json(&self) -> Value {
+        let s = &self.scenario;
+        json!({
+            "nodes": s.nodes,
+            "seed": s.seed,
+            "profile": s.profile.name(),
+            "loss": s.loss,
+            "slow": s.slow,
+            "partition_s": s.partition_s,
+            "kill": s.kill,
+            "duration_s": s.duration_s,
+            "lifeguard": s.lifeguard,
+            "broadcasts": s.broadcasts,
+            "compression": s.compression,
+            "converge_s": self.converge_s,
+            "converged": self.converged,
+            "detect_dead_all_s": self.detect_dead_all_s,
+            "detected": self.detected,
+            "false_deaths": self.false_deaths,
+            "false_death_events": self.false_death_events,
+            "false_suspicions": self.false_suspicions,
+            "broadcast_all_s": self.broadcast_all_s,
+            "broadcast_ok": self.broadcast_ok,
+            "heal_converge_s": self.heal_converge_s,
+            "bytes_per_node_per_s": round3(self.bytes_per_node_per_s),
+            "packets_per_node_per_s": round3(self.packets_per_node_per_s),
+            "packets_sent": self.packets_sent,
+            "packets_lost": self.packets_lost,
+            "streams_opened": self.streams_opened,
+            "events": self.events,
+            "trace_hash": format!("{:016x}", self.trace_hash),
+            "virtual_s": self.virtual_s,
+            "wall_s": round3(self.wall_s),
+            "peak_rss_mb": self.peak_rss_mb.map(|m| (m * 10.0).round() / 10.0),
+        })
+    }
+}
+
+/// The process's peak resident set in MiB (`VmHWM` in `/proc/self/status`).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn secs_between(from: Time, to: Time) -> f64 {
+    to.saturating_since(from).as_secs_f64()
+}
+
+/// Whether every one of `observers` counts exactly the `live` nodes alive.
+fn all_see_all(world: &World<SwimNode>, observers: &[NodeId], live: &[NodeId]) -> bool {
+    let counts_match = observers.iter().all(|&id| world.node(id).is_some_and(|n| n.alive_view() == live.len()));
+    if !counts_match {
+        return false;
+    }
+    if live.len() == world.len() {
+        // Nobody else exists: the counts say it all.
+        return true;
+    }
+    observers.iter().all(|&id| world.node(id).is_some_and(|n| live.iter().all(|&other| n.thinks_alive(other))))
+}
+
+/// Runs `s` to its end.
+///
+/// # Panics
+/// With no nodes, or more than [`MAX_NODES`](super::MAX_NODES).
+pub fn run(s: &Scenario) -> Report {
+    assert!(s.nodes > 0, "a scenario needs nodes");
+    let wall = Instant::now();
+    let log = SharedLog::default();
+    let mut config = s.profile.config();
+    if !s.lifeguard {
+        config = config.with_awareness_max_multiplier(1).with_suspicion_max_timeout_mult(1);
+    }
+    config = config.with_enable_compression(s.compression);
+    let gossip = s.broadcasts > 0;
+    let shared = Rc::clone(&log);
+    let mut world = World::new(s.seed, s.profile.link().with_loss(s.loss), move |ctx| {
+        let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
+        SwimNode::new(ctx, config.clone(), &seeds, gossip, Rc::clone(&shared))
+    });
+    // The scenario's own choices (slow nodes, victims, sides) come from a
+    // second stream, so they do not shift the world's.
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(s.seed ^ 0x5ce7_a810_5ce7_a810);
+
+    world.add_nodes(s.nodes);
+
+    let end = Time::from_epoch(Duration::from_secs_f64(s.duration_s.max(0.0)));
+    let converge_deadline = Time::from_epoch(Duration::from_secs_f64(s.duration_s.max(0.0) / 2.0));
+    let mut live: Vec<NodeId> = (0..s.nodes).collect();
+    // The live nodes that are not slow: whose views the checks wait for.
+    let mut observers: Vec<NodeId> = live.clone();
+
+    let mut converged_at: Option<Time> = None;
+    let mut window_start: Option<Time> = None;
+    let mut rates: Option<(f64, f64)> = None;
+    let mut faults_at: Option<Time> = None;
+    let mut faults_applied = false;
+    let mut killed: Vec<NodeId> = Vec::new();
+    let mut detected_at: Option<Time> = None;
+    let mut broadcast_done_at: Option<Time> = None;
+    let mut heal_at: Option<Time> = None;
+    let mut healed_at: Option<Time> = None;
+
+    while world.now() < end {
+        let t = (world.now() + CHECK).min(end);
+        world.run_until(t);
+
+        if window_start.is_none() {
+            if all_see_all(&world, &live, &live) {
+                converged_at = Some(t);
+            }
+            if converged_at.is_some() || t >= converge_deadline {
+                window_start = Some(t);
+                faults_at = Some(t + WINDOW);
+                world.reset_window();
+            }
+            continue;
+        }
+
+        if !faults_applied && faults_at.is_some_and(|f| t >= f) {
+            faults_applied = true;
+            faults_at = Some(t);
+            rates = Some((world.bytes_per_node_per_s(), world.packets_per_node_per_s()));
+            let mut others: Vec<NodeId> = (1..s.nodes).collect();
+            shuffle(&mut others, &mut rng);
+            killed = others[..s.kill.min(others.len())].to_vec();
+            killed.sort_unstable();
+            for &id in &killed {
+                world.apply(Fault::Kill(id));
+            }
+            live.retain(|id| killed.binary_search(id).is_err());
+            let n_slow = ((s.slow.clamp(0.0, 1.0) * s.nodes as f64).round() as usize).min(others.len() - killed.len());
+            let mut slow = others[killed.len()..killed.len() + n_slow].to_vec();
+            slow.sort_unstable();
+            for &node in &slow {
+                world.apply(Fault::Slow { node, delay: SLOW_DELAY });
+            }
+            observers.retain(|id| killed.binary_search(id).is_err() && slow.binary_search(id).is_err());
+            for n in 0..s.broadcasts {
+                world.with_node(0, |node, now| {
+                    node.broadcast(n, BROADCAST_BYTES);
+                    node.after(now, 0);
+                });
+            }
+            if s.partition_s > 0.0 {
+                let mut all: Vec<NodeId> = (0..s.nodes).collect();
+                shuffle(&mut all, &mut rng);
+                let mut side = all[..s.nodes / 2].to_vec();
+                side.sort_unstable();
+                world.apply(Fault::Partition(vec![side]));
+                let heal = t + Duration::from_secs_f64(s.partition_s);
+                world.schedule(heal, Fault::Heal);
+                heal_at = Some(heal);
+            }
+            continue;
+        }
+        if !faults_applied {
+            continue;
+        }
+
+        if !killed.is_empty() && detected_at.is_none() {
+            let all_dead =
+                observers.iter().all(|&id| world.node(id).is_some_and(|n| killed.iter().all(|&k| n.thinks_dead(k))));
+            if all_dead {
+                detected_at = Some(t);
+            }
+        }
+        if s.broadcasts > 0 && broadcast_done_at.is_none() {
+            let want = s.broadcasts as usize;
+            if observers.iter().all(|&id| world.node(id).is_some_and(|n| n.num_received() >= want)) {
+                broadcast_done_at = Some(t);
+            }
+        }
+        if let Some(heal) = heal_at
+            && healed_at.is_none()
+            && t >= heal
+            && all_see_all(&world, &observers, &live)
+        {
+            healed_at = Some(t);
+        }
+    }
+
+    let (bytes_rate, packets_rate) =
+        rates.unwrap_or_else(|| (world.bytes_per_node_per_s(), world.packets_per_node_per_s()));
+    let kill_at = faults_applied.then(|| faults_at.expect("set with faults_applied"));
+    let log = log.borrow();
+    let mut false_victims = BTreeSet::new();
+    let mut false_death_events = 0;
+    for &(at, _, subject) in &log.deaths {
+        let was_killed = killed.binary_search(&subject).is_ok() && kill_at.is_some_and(|k| at >= k);
+        if !was_killed {
+            false_victims.insert(subject);
+            false_death_events += 1;
+        }
+    }
+    let totals = *world.totals();
+    let since_faults = |done: Option<Time>| done.zip(kill_at).map(|(d, k)| secs_between(k, d));
+    Report {
+        scenario: s.clone(),
+        converge_s: converged_at.map(|c| secs_between(Time::ZERO, c)),
+        converged: converged_at.is_some(),
+        detect_dead_all_s: since_faults(detected_at),
+        detected: (s.kill > 0).then_some(detected_at.is_some()),
+        false_deaths: false_victims.len(),
+        false_death_events,
+        false_suspicions: log.refutations.len(),
+        broadcast_all_s: since_faults(broadcast_done_at),
+        broadcast_ok: (s.broadcasts > 0).then_some(broadcast_done_at.is_some()),
+        heal_converge_s: healed_at.zip(heal_at).map(|(d, h)| secs_between(h, d)),
+        bytes_per_node_per_s: bytes_rate,
+        packets_per_node_per_s: packets_rate,
+        packets_sent: totals.packets_sent,
+        packets_lost: totals.packets_lost,
+        streams_opened: totals.streams_opened,
+        events: totals.events,
+        trace_hash: world.trace_hash(),
+        virtual_s: world.now().since_epoch().as_secs_f64(),
+        wall_s: wall.elapsed().as_secs_f64(),
+        peak_rss_mb: peak_rss_mb(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Scenario {
+        Scenario { nodes: 8, duration_s: 45.0, kill: 1, seed: 3, ..Scenario::default() }
+    }
+
+    #[test]
+    fn profiles_parse() {
+        for p in [Profile::Local, Profile::Lan, Profile::Wan] {
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+        }
+        assert!("moon".parse::<Profile>().is_err());
+    }
+
+    #[test]
+    fn a_small_cluster_converges_detects_and_broadcasts() {
+        let r = run(&small());
+        assert!(r.converged, "{}", r.to_json());
+        assert_eq!(r.detected, Some(true), "{}", r.to_json());
+        assert_eq!(r.false_deaths, 0, "{}", r.to_json());
+        assert_eq!(r.broadcast_ok, Some(true), "{}", r.to_json());
+        assert!(r.packets_per_node_per_s > 0.0);
+        assert_eq!(r.virtual_s, 45.0);
+    }
+
+    #[test]
+    fn same_seed_same_report() {
+        let strip = |mut r: Report| {
+            r.wall_s = 0.0;
+            r.peak_rss_mb = None;
+            r
+        };
+        assert_eq!(strip(run(&small())), strip(run(&small())));
+    }
+
+    #[test]
+    fn a_partition_heals() {
+        let s = Scenario { partition_s: 5.0, kill: 0, duration_s: 60.0, ..small() };
+        let r = run(&s);
+        assert!(r.converged, "{}", r.to_json());
+        assert_eq!(r.detected, None);
+        assert!(r.heal_converge_s.is_some() || r.false_deaths > 0, "{}", r.to_json());
+    }
+}

@@ -1,0 +1,410 @@
+//! The real protocol in the world: [`SwimNode`] wraps a
+//! [`swim::Core`](crate::swim::Core) and implements [`Protocol`], and
+//! records what a scenario measures (membership events, refutations, user
+//! messages) in a [`Log`] shared by every node of a world.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+
+use super::protocol::{NodeCtx, Protocol, StreamError, StreamId, StreamRequest, Transmit};
+use super::world::NodeId;
+use crate::config::Config;
+use crate::delegate::{Delegate, NodeEventKind};
+use crate::swim::{self, Broadcast, Core, Effect, Time, TransmitLimitedQueue};
+
+/// The RNG a simulated core draws from: a named algorithm, seeded from
+/// [`NodeCtx::seed`], so runs replay on every platform.
+pub type SeededRng = Xoshiro256PlusPlus;
+
+/// The name of simulated node `id`: `node-{id}`.
+pub fn node_name(id: NodeId) -> String {
+    format!("node-{id}")
+}
+
+/// The node id in a [`node_name`].
+pub fn parse_node_name(name: &str) -> Option<NodeId> {
+    name.strip_prefix("node-")?.parse().ok()
+}
+
+/// What all the nodes of one world observed, in the order they did.
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    /// `(time, observer, subject)`: the observer's core emitted a leave
+    /// (dead or left) event about another node.
+    pub deaths: Vec<(Time, NodeId, NodeId)>,
+    /// `(time, node)`: a node raised its incarnation to refute a suspect or
+    /// dead claim about itself.
+    pub refutations: Vec<(Time, NodeId)>,
+}
+
+/// A shared [`Log`]: the world is single-threaded, nodes live in it.
+pub type SharedLog = Rc<RefCell<Log>>;
+
+/// A user broadcast in a [`Gossip`] queue: unique, never invalidated.
+#[derive(Clone, Debug)]
+struct UserMsg(Arc<[u8]>);
+
+impl Broadcast for UserMsg {
+    fn message(&self) -> Arc<[u8]> {
+        Arc::clone(&self.0)
+    }
+    fn is_unique(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+struct GossipState {
+    queue: TransmitLimitedQueue<UserMsg>,
+    num_nodes: usize,
+    /// Every message seen, by its number (its first 4 bytes, big-endian).
+    seen: BTreeMap<u32, Arc<[u8]>>,
+}
+
+/// A [`Delegate`] that spreads user broadcasts the way serf spreads user
+/// events: piggybacked from a [`TransmitLimitedQueue`], every node
+/// re-queueing each message the first time it sees it, and every push/pull
+/// carrying all the messages seen (anti-entropy, so that a message whose
+/// gossip died out still arrives).
+///
+/// A message is at least 4 bytes; the first 4 (big-endian) are its number.
+#[derive(Debug)]
+pub struct Gossip {
+    state: Mutex<GossipState>,
+}
+
+impl Gossip {
+    /// An empty queue sending each message `retransmit_limit(mult, n)` times.
+    pub fn new(retransmit_mult: usize) -> Gossip {
+        let queue = TransmitLimitedQueue::new(retransmit_mult);
+        Gossip { state: Mutex::new(GossipState { queue, num_nodes: 1, seen: BTreeMap::new() }) }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut GossipState) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records `msg` and, if it is new, queues it for broadcast. False if it
+    /// was known (or shorter than 4 bytes).
+    pub fn offer(&self, msg: &[u8]) -> bool {
+        let Some(n) = msg.get(..4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes"))) else {
+            return false;
+        };
+        self.with(|s| {
+            if s.seen.contains_key(&n) {
+                return false;
+            }
+            let msg: Arc<[u8]> = msg.into();
+            s.seen.insert(n, Arc::clone(&msg));
+            s.queue.queue_broadcast(UserMsg(msg));
+            true
+        })
+    }
+
+    /// How many messages this node has seen.
+    pub fn num_seen(&self) -> usize {
+        self.with(|s| s.seen.len())
+    }
+
+    /// Whether message `n` has been seen.
+    pub fn has_seen(&self, n: u32) -> bool {
+        self.with(|s| s.seen.contains_key(&n))
+    }
+
+    /// Messages waiting to go out.
+    pub fn num_queued(&self) -> usize {
+        self.with(|s| s.queue.num_queued())
+    }
+}
+
+impl Delegate for Gossip {
+    fn get_broadcasts(&self, overhead: usize, limit: usize) -> Vec<Vec<u8>> {
+        self.with(|s| {
+            let n = s.num_nodes;
+            s.queue.get_broadcasts(overhead, limit, n).iter().map(|m| m.to_vec()).collect()
+        })
+    }
+
+    /// Every message seen, each as a 2-byte big-endian length and its bytes.
+    fn local_state(&self, _join: bool) -> Vec<u8> {
+        self.with(|s| {
+            let mut out = Vec::new();
+            for msg in s.seen.values() {
+                let len = u16::try_from(msg.len()).expect("user broadcasts fit a packet");
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(msg);
+            }
+            out
+        })
+    }
+
+    fn merge_remote_state(&self, mut buf: &[u8], _join: bool) {
+        while let [a, b, rest @ ..] = buf {
+            let len = usize::from(u16::from_be_bytes([*a, *b]));
+            let Some((msg, rest)) = rest.split_at_checked(len) else { return };
+            self.offer(msg);
+            buf = rest;
+        }
+    }
+}
+
+/// A simulated node: a [`Core`] plus what the scenario reads off it.
+pub struct SwimNode {
+    core: Core<SeededRng>,
+    id: NodeId,
+    log: SharedLog,
+    /// Join events minus leave events, the local node included: how many
+    /// members this node counts alive.
+    alive_view: usize,
+    gossip: Option<Arc<Gossip>>,
+}
+
+impl SwimNode {
+    /// Builds node `ctx.id` from `config` (its name and the advertise
+    /// address are set here), starts its protocol, and joins `seeds` if
+    /// any. With `gossip`, the node also spreads user broadcasts (see
+    /// [`Gossip`]).
+    ///
+    /// # Panics
+    /// If the core refuses the config.
+    pub fn new(ctx: &NodeCtx, config: Config, seeds: &[SocketAddr], gossip: bool, log: SharedLog) -> SwimNode {
+        let mut config = config.with_name(node_name(ctx.id));
+        let gossip = gossip.then(|| Arc::new(Gossip::new(config.retransmit_mult)));
+        if let Some(g) = &gossip {
+            config = config.with_delegate(Arc::clone(g) as Arc<dyn Delegate>);
+        }
+        let rng = SeededRng::seed_from_u64(ctx.seed);
+        let core = Core::new(config, ctx.addr, ctx.now, rng).expect("simulated node config");
+        let mut node = SwimNode { core, id: ctx.id, log, alive_view: 0, gossip };
+        node.core.start(ctx.now);
+        if !seeds.is_empty() {
+            node.core.join(seeds, ctx.now);
+        }
+        node.after(ctx.now, 0);
+        node
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Core<SeededRng> {
+        &self.core
+    }
+
+    /// The core, for commands; call [`SwimNode::after`] once done.
+    pub fn core_mut(&mut self) -> &mut Core<SeededRng> {
+        &mut self.core
+    }
+
+    /// How many members this node counts alive (itself included), from its
+    /// join and leave events.
+    pub fn alive_view(&self) -> usize {
+        self.alive_view
+    }
+
+    /// Whether this node counts `id` dead (or left, or has forgotten it).
+    pub fn thinks_dead(&self, id: NodeId) -> bool {
+        self.core.member(&node_name(id)).is_none_or(swim::Member::is_dead_or_left)
+    }
+
+    /// Whether this node counts `id` alive or suspect.
+    pub fn thinks_alive(&self, id: NodeId) -> bool {
+        !self.thinks_dead(id)
+    }
+
+    /// How many user broadcasts this node has seen (0 without a
+    /// [`Gossip`] delegate).
+    pub fn num_received(&self) -> usize {
+        self.gossip.as_ref().map_or(0, |g| g.num_seen())
+    }
+
+    /// Whether this node has seen user broadcast `n`.
+    pub fn has_received(&self, n: u32) -> bool {
+        self.gossip.as_ref().is_some_and(|g| g.has_seen(n))
+    }
+
+    /// Queues user broadcast number `n` (`payload` bytes long, at least 4)
+    /// from this node. False without a [`Gossip`] delegate.
+    pub fn broadcast(&mut self, n: u32, payload: usize) -> bool {
+        let Some(g) = &self.gossip else { return false };
+        let mut msg = n.to_be_bytes().to_vec();
+        msg.resize(payload.max(4), 0xab);
+        g.offer(&msg);
+        true
+    }
+
+    /// Drains the core's effects after an input at `now` that started with
+    /// incarnation `before` (a rise means the node refuted a claim).
+    pub fn after(&mut self, now: Time, before: u32) {
+        if before != 0 && self.core.incarnation() != before {
+            self.log.borrow_mut().refutations.push((now, self.id));
+        }
+        while let Some(effect) = self.core.poll_effect() {
+            match effect {
+                Effect::Event(ev) => match ev.kind {
+                    NodeEventKind::Join => self.alive_view += 1,
+                    NodeEventKind::Leave => {
+                        self.alive_view = self.alive_view.saturating_sub(1);
+                        if let Some(subject) = parse_node_name(&ev.node.name) {
+                            self.log.borrow_mut().deaths.push((now, self.id, subject));
+                        }
+                    }
+                    NodeEventKind::Update => {}
+                },
+                Effect::UserMessage(msg) => {
+                    if let Some(g) = &self.gossip {
+                        g.offer(&msg);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(g) = &self.gossip {
+            let n = self.core.num_nodes();
+            g.with(|s| s.num_nodes = n);
+        }
+    }
+}
+
+fn to_sim_transmit(t: swim::Transmit) -> Transmit {
+    Transmit { to: t.to, bytes: t.bytes }
+}
+
+fn to_sim_stream(s: swim::StreamRequest) -> StreamRequest {
+    StreamRequest { id: s.id, to: s.to, bytes: s.bytes, deadline: s.deadline }
+}
+
+fn to_swim_error(e: StreamError) -> swim::StreamError {
+    match e {
+        StreamError::Timeout => swim::StreamError::Timeout,
+        StreamError::Refused => swim::StreamError::Refused,
+        StreamError::Closed => swim::StreamError::Closed,
+    }
+}
+
+impl Protocol for SwimNode {
+    fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
+        let before = self.core.incarnation();
+        self.core.handle_packet(from, bytes, now);
+        self.after(now, before);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.core.poll_transmit().map(to_sim_transmit)
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        let before = self.core.incarnation();
+        self.core.handle_timeout(now);
+        self.after(now, before);
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        self.core.poll_timeout()
+    }
+    fn poll_stream(&mut self) -> Option<StreamRequest> {
+        self.core.poll_stream().map(to_sim_stream)
+    }
+    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
+        let before = self.core.incarnation();
+        self.core.handle_stream_reply(id, reply.map_err(to_swim_error), now);
+        self.after(now, before);
+    }
+    fn handle_stream(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
+        let before = self.core.incarnation();
+        let reply = self.core.handle_stream(from, bytes, now);
+        self.after(now, before);
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::sim::{Fault, Link, World, node_addr};
+
+    fn secs(n: u64) -> Time {
+        Time::from_epoch(Duration::from_secs(n))
+    }
+
+    fn cluster(n: usize, seed: u64) -> (World<SwimNode>, SharedLog) {
+        let log = SharedLog::default();
+        let shared = Rc::clone(&log);
+        let mut world = World::new(seed, Link::default(), move |ctx| {
+            let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
+            SwimNode::new(ctx, Config::default_local(), &seeds, true, Rc::clone(&shared))
+        });
+        world.add_nodes(n);
+        (world, log)
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(node_name(42), "node-42");
+        assert_eq!(parse_node_name("node-42"), Some(42));
+        assert_eq!(parse_node_name("other"), None);
+    }
+
+    #[test]
+    fn three_nodes_converge() {
+        let (mut world, log) = cluster(3, 1);
+        world.run_until(secs(5));
+        for id in 0..3 {
+            let node = world.node(id).unwrap();
+            assert_eq!(node.alive_view(), 3, "node {id}");
+            assert_eq!(node.core().num_alive(), 3, "node {id}");
+            assert!((0..3).all(|other| node.thinks_alive(other)));
+        }
+        world.run_until(secs(30));
+        let log = log.borrow();
+        assert!(log.deaths.is_empty(), "{:?}", log.deaths);
+        assert!(log.refutations.is_empty(), "{:?}", log.refutations);
+    }
+
+    #[test]
+    fn a_killed_node_is_declared_dead() {
+        let (mut world, log) = cluster(3, 2);
+        world.run_until(secs(5));
+        world.apply(Fault::Kill(2));
+        world.run_until(secs(40));
+        for id in 0..2 {
+            let node = world.node(id).unwrap();
+            assert!(node.thinks_dead(2), "node {id}");
+            assert_eq!(node.alive_view(), 2, "node {id}");
+        }
+        let log = log.borrow();
+        let observers: BTreeSet<NodeId> = log.deaths.iter().filter(|d| d.2 == 2).map(|d| d.1).collect();
+        assert_eq!(observers, BTreeSet::from([0, 1]));
+        assert!(log.deaths.iter().all(|d| d.2 == 2), "{:?}", log.deaths);
+    }
+
+    #[test]
+    fn user_broadcasts_reach_everyone() {
+        let (mut world, _log) = cluster(5, 3);
+        world.run_until(secs(5));
+        world.with_node(0, |node, now| {
+            assert!(node.broadcast(7, 32));
+            node.after(now, 0);
+        });
+        world.run_until(secs(10));
+        for id in 0..5 {
+            assert!(world.node(id).unwrap().has_received(7), "node {id}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_trace() {
+        let run = |seed| {
+            let (mut world, _) = cluster(4, seed);
+            world.run_until(secs(20));
+            world.trace_hash()
+        };
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+    }
+}

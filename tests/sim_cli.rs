@@ -1,0 +1,76 @@
+//! `ringswim sim`: one JSON object, the same for the same seed (bar the
+//! wall-clock fields), on a small cluster with one node killed.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn sim(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).arg("sim").args(args).output().expect("run ringswim");
+    assert!(out.status.success(), "ringswim sim {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+const FIELDS: &[&str] = &[
+    "nodes",
+    "seed",
+    "converge_s",
+    "converged",
+    "detect_dead_all_s",
+    "detected",
+    "false_deaths",
+    "false_suspicions",
+    "broadcast_all_s",
+    "broadcast_ok",
+    "bytes_per_node_per_s",
+    "packets_per_node_per_s",
+    "virtual_s",
+    "wall_s",
+    "peak_rss_mb",
+];
+
+#[test]
+fn same_seed_same_json() {
+    let args = ["--nodes", "30", "--profile", "local", "--duration", "60", "--kill", "1", "--seed", "42", "--json"];
+    let mut a = sim(&args);
+    let mut b = sim(&args);
+    for field in FIELDS {
+        assert!(a.get(field).is_some(), "{field} missing: {a}");
+    }
+    assert_eq!(a["nodes"], 30);
+    assert_eq!(a["seed"], 42);
+    assert_eq!(a["converged"], true, "{a}");
+    assert_eq!(a["detected"], true, "{a}");
+    assert_eq!(a["false_deaths"], 0, "{a}");
+    assert_eq!(a["broadcast_ok"], true, "{a}");
+    assert_eq!(a["virtual_s"], 60.0);
+    assert!(a["wall_s"].is_f64());
+    for v in [&mut a, &mut b] {
+        let obj = v.as_object_mut().expect("an object");
+        obj.remove("wall_s");
+        obj.remove("peak_rss_mb");
+    }
+    assert_eq!(a, b);
+}
+
+#[test]
+fn other_seed_other_run() {
+    let a = sim(&["--nodes", "10", "--duration", "20", "--seed", "1", "--json"]);
+    let b = sim(&["--nodes", "10", "--duration", "20", "--seed", "2", "--json"]);
+    assert_ne!(a["trace_hash"], b["trace_hash"]);
+}
+
+#[test]
+fn bad_flags_fail() {
+    for args in [
+        &["--nodes", "10"][..],
+        &["--nodes", "10", "--loss", "2", "--json"],
+        &["--nodes", "10", "--profile", "moon", "--json"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).arg("sim").args(args).output().expect("run ringswim");
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty());
+    }
+}
