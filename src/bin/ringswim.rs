@@ -5,8 +5,8 @@
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
 //! - `ringswim sim --nodes N [--profile local|lan|wan] [--loss P] [--slow FRACTION]
-//!   [--partition SECS] [--kill K] [--duration SECS] [--seed S] [--broadcasts M]
-//!   [--no-lifeguard] [--no-compression] --json`: runs a cluster in the
+//!   [--slow-delay SECS] [--partition SECS] [--kill K] [--duration SECS] [--seed S]
+//!   [--broadcasts M] [--no-lifeguard] [--no-compression] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
 //!   `ringswim::sim::scenario`).
 //!
@@ -87,10 +87,14 @@ struct SimArgs {
     /// Datagram loss on every link, 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     loss: f64,
-    /// Fraction of the nodes that turn slow (1 s per input) after
-    /// convergence, 0 to 1.
+    /// Fraction of the nodes that turn slow (each input, timers included,
+    /// handled --slow-delay late, in order, at any rate) after convergence,
+    /// 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     slow: f64,
+    /// How late a slow node handles each input, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = non_negative)]
+    slow_delay: f64,
     /// Split the cluster 50/50 after convergence for SECS seconds.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = non_negative)]
     partition: f64,
@@ -183,6 +187,7 @@ fn run(command: Command) -> Result<(), String> {
                 profile: args.profile.parse::<Profile>()?,
                 loss: args.loss,
                 slow: args.slow,
+                slow_delay_s: args.slow_delay,
                 partition_s: args.partition,
                 kill: args.kill,
                 duration_s: args.duration,

@@ -312,6 +312,52 @@ fn slow_node_handles_inputs_one_at_a_time() {
 }
 
 #[test]
+fn lagging_node_handles_every_input_late_in_order_at_full_rate() {
+    let mut world = pair(3);
+    world.apply(Fault::Lag { node: 1, delay: Duration::from_millis(30) });
+    world.with_node(0, |b, now| {
+        for tick in 1000..1003u64 {
+            let mut bytes = tick.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&(now.since_epoch().as_nanos() as u64).to_le_bytes());
+            b.outbox.push_back(Transmit { to: node_addr(1), bytes });
+        }
+    });
+    world.run_until(ms(95));
+    let got: Vec<_> = world.node(1).unwrap().got.iter().map(|g| (g.1, g.3)).collect();
+    // All three arrived at 1 ms and are handled together, 30 ms later.
+    assert_eq!(got, vec![(1000, ms(31)), (1001, ms(31)), (1002, ms(31))]);
+
+    // Its timer fires 30 ms late; each tick re-arms from the late `now`.
+    world.run_until(ms(300));
+    let b1 = world.node(1).unwrap();
+    assert_eq!((b1.fired, b1.next), (2, Some(ms(360))), "ticks at 130 and 260 ms");
+    // Its packets leave late: node 0 got tick 1 (sent at 130 ms) at 131 ms.
+    let from_1: Vec<_> = world.node(0).unwrap().got.iter().map(|g| (g.1, g.2, g.3)).collect();
+    assert_eq!(from_1, vec![(1, ms(130), ms(131)), (2, ms(260), ms(261))]);
+    // Node 0's ticks (sent every 100 ms, arriving at x01 ms) are handled at
+    // x31 ms: late, one per 100 ms, no backlog.
+    let ticks: Vec<_> = world.node(1).unwrap().got[3..].iter().map(|g| (g.1, g.3)).collect();
+    assert_eq!(ticks, vec![(1, ms(131)), (2, ms(231))]);
+
+    // A stream request is answered 30 ms late, within a 50 ms deadline.
+    let deadline = world.now() + Duration::from_millis(50);
+    world.with_node(0, |b, _| {
+        b.streams.push_back(StreamRequest { id: 7, to: node_addr(1), bytes: vec![1, 2], deadline })
+    });
+    world.run_until(ms(400));
+    let outcome = world.node(0).unwrap().outcomes.last().cloned();
+    assert_eq!(outcome, Some((7, Ok(vec![2, 1]), ms(332))));
+
+    // Back to normal: handled on arrival; lowering the lag never reorders.
+    world.apply(Fault::Lag { node: 1, delay: Duration::ZERO });
+    world.run_until(ms(1_000));
+    let b1 = world.node(1).unwrap();
+    assert!(b1.got.windows(2).all(|w| w[0].3 <= w[1].3));
+    assert_eq!(b1.got.last().map(|g| (g.1, g.3)), Some((9, ms(901))));
+    assert_eq!(b1.fired, 9, "ticks at 130, 260, 390 (late), then 490 … 990 ms");
+}
+
+#[test]
 fn killed_node_stops_and_restarts_fresh() {
     let mut world = pair(4);
     world.schedule(ms(3_000), Fault::Kill(1));

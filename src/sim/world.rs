@@ -40,11 +40,30 @@ pub enum Fault {
     /// Every link without its own [`Fault::SetLink`] behaves like this.
     SetDefaultLink(Link),
     /// The node takes `delay` to process each input, one input at a time
-    /// (inputs wait while it is busy). `Duration::ZERO` makes it normal.
+    /// (inputs wait while it is busy): a node that gets more than one input
+    /// per `delay` falls ever further behind. `Duration::ZERO` makes it
+    /// normal.
     Slow {
         /// The node.
         node: NodeId,
         /// Processing time per input.
+        delay: Duration,
+    },
+    /// The node handles every input `delay` after it arrived: packets,
+    /// stream requests, stream outcomes and its own timer (which so fires
+    /// `delay` late), in arrival order, with no serialisation: a pipeline
+    /// with latency, which keeps up with any rate (a starved CPU). Its
+    /// clock is not skewed: it handles an input at the real `now`, so a
+    /// late timer finds every deadline up to `now` due. Composes with
+    /// [`Fault::Slow`]
+    /// (an input waits `delay`, then its turn). Direct calls
+    /// ([`World::with_node`]) are not delayed. `Duration::ZERO` makes it
+    /// normal; lowering the delay never reorders inputs (a later input is
+    /// never handled before an earlier one).
+    Lag {
+        /// The node.
+        node: NodeId,
+        /// Latency added to each input.
         delay: Duration,
     },
     /// The node stops handling inputs (SIGSTOP): packets, streams, its timer
@@ -124,7 +143,7 @@ enum Input {
 
 #[derive(Debug)]
 enum Kind {
-    /// `ready`: the slow-node delay has been paid.
+    /// `ready`: the slow / lagging node's delay has been paid.
     Input {
         node: NodeId,
         ready: bool,
@@ -173,6 +192,10 @@ struct Node<P> {
     /// Inputs that arrived while paused.
     held: VecDeque<Input>,
     slow: Duration,
+    lag: Duration,
+    /// When the last delayed input was (or will be) handled: with
+    /// [`Fault::Slow`], the end of the busy period; with [`Fault::Lag`]
+    /// alone, the ready time of the latest input (keeps arrival order).
     busy_until: Time,
     /// Streams this node opened that have no outcome yet.
     pending: Vec<StreamId>,
@@ -189,6 +212,7 @@ impl<P> Node<P> {
             paused: false,
             held: VecDeque::new(),
             slow: Duration::ZERO,
+            lag: Duration::ZERO,
             busy_until: Time::ZERO,
             pending: Vec::new(),
             stats: NodeStats::default(),
@@ -559,8 +583,8 @@ impl<P: Protocol> World<P> {
             node.held.push_back(input);
             return;
         }
-        if !ready && node.slow > Duration::ZERO {
-            let start = self.now.max(node.busy_until) + node.slow;
+        if !ready && (node.slow > Duration::ZERO || node.lag > Duration::ZERO) {
+            let start = (self.now + node.lag).max(node.busy_until) + node.slow;
             node.busy_until = start;
             self.push(start, Kind::Input { node: id, ready: true, input });
             return;
@@ -638,6 +662,7 @@ impl<P: Protocol> World<P> {
             Fault::Kill(n) => (7, *n),
             Fault::Restart(n) => (8, *n),
             Fault::Join(count) => (9, *count),
+            Fault::Lag { node, .. } => (10, *node),
         };
         self.mix_event(node, 0x80 | tag, 0, &[]);
         match fault {
@@ -661,6 +686,7 @@ impl<P: Protocol> World<P> {
             }
             Fault::SetDefaultLink(link) => self.default_link = link,
             Fault::Slow { node, delay } => self.nodes[node].slow = delay,
+            Fault::Lag { node, delay } => self.nodes[node].lag = delay,
             Fault::Pause(id) => {
                 let node = &mut self.nodes[id];
                 node.paused = node.proto.is_some();
