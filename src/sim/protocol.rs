@@ -4,49 +4,12 @@ use std::net::SocketAddr;
 
 use crate::swim::Time;
 
-/// A datagram a node wants sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Destination address.
-    pub to: SocketAddr,
-    /// The packet, as it would go on the wire.
-    pub bytes: Vec<u8>,
-}
-
-/// Names one stream a node opened, unique per node incarnation; chosen by
-/// the node.
-pub type StreamId = u64;
-
-/// A request/response exchange over a reliable stream (memberlist's TCP
-/// push/pull and fallback ping): the node sends `bytes` to `to` and expects
-/// one reply by `deadline`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamRequest {
-    /// Chosen by the node; comes back in [`Protocol::handle_stream_reply`].
-    pub id: StreamId,
-    /// The peer.
-    pub to: SocketAddr,
-    /// The request, as it would go on the stream.
-    pub bytes: Vec<u8>,
-    /// When the node gives up: if no reply has arrived by then it gets
-    /// [`StreamError::Timeout`] at exactly this time.
-    pub deadline: Time,
-}
-
-/// Why a stream exchange failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StreamError {
-    /// No reply by the deadline: the peer is unreachable (partitioned), too
-    /// slow, paused, or the reply came too late.
-    Timeout,
-    /// Nothing listens at the address: a connection refused, one link delay
-    /// after the request was sent when no node has the address, a round
-    /// trip after it when the node is dead.
-    Refused,
-    /// The peer read the request and closed without a reply
-    /// ([`Protocol::handle_stream`] returned `None`).
-    Closed,
-}
+// A node's outputs are the protocol core's own types: the simulator runs
+// `swim::Core` through this trait, so one definition serves both. In the world,
+// `StreamError::Timeout` comes at exactly the request's deadline, `Refused` one
+// link delay after the request when no node has the address (a round trip when
+// the node is dead), and `Closed` when `handle_stream` returned `None`.
+pub use crate::swim::{StreamError, StreamId, StreamRequest, Transmit};
 
 /// What the world tells a node factory about the node it is building.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -270,22 +270,6 @@ impl SwimNode {
     }
 }
 
-fn to_sim_transmit(t: swim::Transmit) -> Transmit {
-    Transmit { to: t.to, bytes: t.bytes }
-}
-
-fn to_sim_stream(s: swim::StreamRequest) -> StreamRequest {
-    StreamRequest { id: s.id, to: s.to, bytes: s.bytes, deadline: s.deadline }
-}
-
-fn to_swim_error(e: StreamError) -> swim::StreamError {
-    match e {
-        StreamError::Timeout => swim::StreamError::Timeout,
-        StreamError::Refused => swim::StreamError::Refused,
-        StreamError::Closed => swim::StreamError::Closed,
-    }
-}
-
 impl Protocol for SwimNode {
     fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
         let before = self.core.incarnation();
@@ -293,7 +277,7 @@ impl Protocol for SwimNode {
         self.after(now, before);
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.core.poll_transmit().map(to_sim_transmit)
+        self.core.poll_transmit()
     }
     fn handle_timeout(&mut self, now: Time) {
         let before = self.core.incarnation();
@@ -304,11 +288,11 @@ impl Protocol for SwimNode {
         self.core.poll_timeout()
     }
     fn poll_stream(&mut self) -> Option<StreamRequest> {
-        self.core.poll_stream().map(to_sim_stream)
+        self.core.poll_stream()
     }
     fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
         let before = self.core.incarnation();
-        self.core.handle_stream_reply(id, reply.map_err(to_swim_error), now);
+        self.core.handle_stream_reply(id, reply, now);
         self.after(now, before);
     }
     fn handle_stream(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
