@@ -5,7 +5,7 @@
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
 //! - `ringswim sim --nodes N [--profile local|lan|wan] [--loss P] [--slow FRACTION]
-//!   [--slow-delay SECS] [--partition SECS] [--kill K] [--duration SECS] [--seed S]
+//!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--seed S]
 //!   [--broadcasts M] [--no-lifeguard] [--no-compression] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
 //!   `ringswim::sim::scenario`).
@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringswim::inspect::{self, DecodeRequest, EncodeRequest};
-use ringswim::sim::scenario::{self, Profile, Scenario};
+use ringswim::sim::scenario::{self, Profile, Scenario, SlowMode};
 use ringswim::wire::{Compression, EncryptionVersion};
 
 #[derive(Parser)]
@@ -87,14 +87,18 @@ struct SimArgs {
     /// Datagram loss on every link, 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     loss: f64,
-    /// Fraction of the nodes that turn slow (each input, timers included,
-    /// handled --slow-delay late, in order, at any rate) after convergence,
-    /// 0 to 1.
+    /// Fraction of the nodes that turn slow (packets and streams handled
+    /// --slow-delay late, in order, at any rate; see --slow-mode) after
+    /// convergence, 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     slow: f64,
     /// How late a slow node handles each input, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = non_negative)]
     slow_delay: f64,
+    /// inbound: a slow node's own timers fire on time (a starved receive
+    /// path, Lifeguard's slow node); all: its timers lag too.
+    #[arg(long, default_value = "inbound", value_parser = ["inbound", "all"])]
+    slow_mode: String,
     /// Split the cluster 50/50 after convergence for SECS seconds.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = non_negative)]
     partition: f64,
@@ -188,6 +192,7 @@ fn run(command: Command) -> Result<(), String> {
                 loss: args.loss,
                 slow: args.slow,
                 slow_delay_s: args.slow_delay,
+                slow_mode: args.slow_mode.parse::<SlowMode>()?,
                 partition_s: args.partition,
                 kill: args.kill,
                 duration_s: args.duration,

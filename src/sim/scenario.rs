@@ -11,9 +11,11 @@
 //!    over it.
 //! 4. At its end, all at once: `kill` random nodes (never node 0) die
 //!    without leaving; a `slow` fraction of the other nodes (never node 0)
-//!    start handling every input `slow_delay_s` (default [`SLOW_DELAY`],
-//!    1 s) late ([`Fault::Lag`]: packets, streams and their own timers, in
-//!    order, at any rate) for the rest of the run;
+//!    start handling packets and streams `slow_delay_s` (default
+//!    [`SLOW_DELAY`], 1 s) late, in order, at any rate, for the rest of the
+//!    run: with [`SlowMode::Inbound`] ([`Fault::LagInbound`]) their own
+//!    timers fire on time, with [`SlowMode::All`] ([`Fault::Lag`]) they lag
+//!    too;
 //!    node 0 queues `broadcasts` user messages; a random half of the nodes
 //!    is cut off from the other half for `partition_s`.
 //! 5. The run goes on to `duration_s`, checking every 100 ms whether every
@@ -53,6 +55,42 @@ pub const WINDOW: Duration = Duration::from_secs(10);
 pub const SLOW_DELAY: Duration = Duration::from_secs(1);
 /// Payload size of each user broadcast.
 pub const BROADCAST_BYTES: usize = 64;
+
+/// How a slow node is slow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SlowMode {
+    /// Packets and streams are handled `slow_delay_s` late, its own timers
+    /// fire on time ([`Fault::LagInbound`]): a starved receive path, whose
+    /// probe deadlines pass before it reads acks that came in time. The
+    /// Lifeguard paper's slow node.
+    #[default]
+    Inbound,
+    /// Every input, its timers included, is handled `slow_delay_s` late
+    /// ([`Fault::Lag`]): the whole node runs behind, but its deadlines
+    /// lag with it, so it never accuses anyone for being late itself.
+    All,
+}
+
+impl SlowMode {
+    /// `inbound` or `all`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlowMode::Inbound => "inbound",
+            SlowMode::All => "all",
+        }
+    }
+}
+
+impl FromStr for SlowMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SlowMode, String> {
+        match s {
+            "inbound" => Ok(SlowMode::Inbound),
+            "all" => Ok(SlowMode::All),
+            _ => Err(format!("unknown slow mode {s:?} (inbound or all)")),
+        }
+    }
+}
 
 /// Which memberlist defaults the nodes run, and the network under them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -136,6 +174,8 @@ pub struct Scenario {
     /// How late a slow node handles each input ([`Fault::Lag`]), seconds;
     /// [`SLOW_DELAY`] by default.
     pub slow_delay_s: f64,
+    /// What is slow about a slow node.
+    pub slow_mode: SlowMode,
     /// Length of the 50/50 partition, in seconds; 0 for none.
     pub partition_s: f64,
     /// Nodes to kill.
@@ -165,6 +205,7 @@ impl Default for Scenario {
             loss: 0.0,
             slow: 0.0,
             slow_delay_s: SLOW_DELAY.as_secs_f64(),
+            slow_mode: SlowMode::default(),
             partition_s: 0.0,
             kill: 0,
             duration_s: 60.0,
@@ -192,11 +233,17 @@ pub struct Report {
     pub detected: Option<bool>,
     /// Nodes never killed (or not yet killed) that some node declared dead.
     pub false_deaths: usize,
+    /// Of `false_deaths`, how many were slow nodes (the rest were healthy
+    /// nodes running at full speed).
+    pub false_deaths_slow: usize,
     /// The death events behind `false_deaths`.
     pub false_death_events: usize,
     /// Times a healthy node refuted a suspect or dead claim about itself
     /// (each needed a false suspicion or death to reach it).
     pub false_suspicions: usize,
+    /// Of `false_suspicions`, refutations by slow nodes (the rest were
+    /// healthy nodes at full speed refuting).
+    pub false_suspicions_slow: usize,
     /// From node 0 queueing the broadcasts until every live node had them.
     pub broadcast_all_s: Option<f64>,
     /// Whether that happened (`None` without broadcasts).
@@ -242,6 +289,7 @@ impl Report {
             "loss": s.loss,
             "slow": s.slow,
             "slow_delay_s": s.slow_delay_s,
+            "slow_mode": s.slow_mode.name(),
             "partition_s": s.partition_s,
             "kill": s.kill,
             "duration_s": s.duration_s,
@@ -253,8 +301,10 @@ impl Report {
             "detect_dead_all_s": self.detect_dead_all_s,
             "detected": self.detected,
             "false_deaths": self.false_deaths,
+            "false_deaths_slow": self.false_deaths_slow,
             "false_death_events": self.false_death_events,
             "false_suspicions": self.false_suspicions,
+            "false_suspicions_slow": self.false_suspicions_slow,
             "broadcast_all_s": self.broadcast_all_s,
             "broadcast_ok": self.broadcast_ok,
             "heal_converge_s": self.heal_converge_s,
@@ -335,6 +385,7 @@ pub fn run(s: &Scenario) -> Report {
     let mut faults_at: Option<Time> = None;
     let mut faults_applied = false;
     let mut killed: Vec<NodeId> = Vec::new();
+    let mut slow: Vec<NodeId> = Vec::new();
     let mut detected_at: Option<Time> = None;
     let mut broadcast_done_at: Option<Time> = None;
     let mut heal_at: Option<Time> = None;
@@ -369,10 +420,13 @@ pub fn run(s: &Scenario) -> Report {
             }
             live.retain(|id| killed.binary_search(id).is_err());
             let n_slow = ((s.slow.clamp(0.0, 1.0) * s.nodes as f64).round() as usize).min(others.len() - killed.len());
-            let mut slow = others[killed.len()..killed.len() + n_slow].to_vec();
+            slow = others[killed.len()..killed.len() + n_slow].to_vec();
             slow.sort_unstable();
             for &node in &slow {
-                world.apply(Fault::Lag { node, delay: slow_delay });
+                world.apply(match s.slow_mode {
+                    SlowMode::Inbound => Fault::LagInbound { node, delay: slow_delay },
+                    SlowMode::All => Fault::Lag { node, delay: slow_delay },
+                });
             }
             // Lagging nodes keep up, so they stay observers.
             observers.retain(|id| killed.binary_search(id).is_err());
@@ -442,8 +496,10 @@ pub fn run(s: &Scenario) -> Report {
         detect_dead_all_s: since_faults(detected_at),
         detected: (s.kill > 0).then_some(detected_at.is_some()),
         false_deaths: false_victims.len(),
+        false_deaths_slow: false_victims.iter().filter(|v| slow.binary_search(v).is_ok()).count(),
         false_death_events,
         false_suspicions: log.refutations.len(),
+        false_suspicions_slow: log.refutations.iter().filter(|(_, n)| slow.binary_search(n).is_ok()).count(),
         broadcast_all_s: since_faults(broadcast_done_at),
         broadcast_ok: (s.broadcasts > 0).then_some(broadcast_done_at.is_some()),
         heal_converge_s: healed_at.zip(heal_at).map(|(d, h)| secs_between(h, d)),
@@ -507,6 +563,21 @@ mod tests {
         assert_eq!(r.detected, Some(true), "{}", r.to_json());
         assert_eq!(r.broadcast_ok, Some(true), "{}", r.to_json());
         assert_eq!(r.to_json()["slow_delay_s"], 1.0);
+    }
+
+    #[test]
+    fn lifeguard_cuts_false_deaths_caused_by_slow_nodes() {
+        // 10 % of the nodes read packets 1 s late while their timers run on
+        // time: they accuse healthy members. Lifeguard's awareness and
+        // dynamic suspicion should at least halve the healthy members
+        // declared dead (the Lifeguard paper's effect).
+        let s = Scenario { nodes: 50, slow: 0.1, duration_s: 90.0, kill: 0, compression: false, ..small() };
+        let on = run(&s);
+        let off = run(&Scenario { lifeguard: false, ..s });
+        let healthy = |r: &Report| r.false_deaths - r.false_deaths_slow;
+        assert!(off.converged && on.converged);
+        assert!(healthy(&off) > 0, "{}", off.to_json());
+        assert!(2 * healthy(&on) <= healthy(&off), "on {}\noff {}", on.to_json(), off.to_json());
     }
 
     #[test]

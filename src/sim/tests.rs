@@ -358,6 +358,32 @@ fn lagging_node_handles_every_input_late_in_order_at_full_rate() {
 }
 
 #[test]
+fn inbound_lag_delays_packets_but_not_the_timer() {
+    let mut world = pair(3);
+    world.apply(Fault::LagInbound { node: 1, delay: Duration::from_millis(30) });
+    world.with_node(0, |b, now| {
+        for tick in 1000..1003u64 {
+            let mut bytes = tick.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&(now.since_epoch().as_nanos() as u64).to_le_bytes());
+            b.outbox.push_back(Transmit { to: node_addr(1), bytes });
+        }
+    });
+    world.run_until(ms(300));
+    let b1 = world.node(1).unwrap();
+    // Packets arrived at 1 ms and are handled 30 ms later, in order.
+    let got: Vec<_> = b1.got[..3].iter().map(|g| (g.1, g.3)).collect();
+    assert_eq!(got, vec![(1000, ms(31)), (1001, ms(31)), (1002, ms(31))]);
+    // Its own timer is on time: ticks at 100 and 200 ms, next at 300.
+    assert_eq!((b1.fired, b1.next), (3, Some(ms(400))), "ticks at 100, 200, 300 ms");
+    // Node 0's ticks (arriving at x01 ms) are handled at x31 ms.
+    let ticks: Vec<_> = b1.got[3..].iter().map(|g| (g.1, g.3)).collect();
+    assert_eq!(ticks, vec![(1, ms(131)), (2, ms(231))]);
+    // Node 1's own packets leave on time.
+    let from_1: Vec<_> = world.node(0).unwrap().got.iter().map(|g| (g.1, g.2)).collect();
+    assert_eq!(from_1[..2], [(1, ms(100)), (2, ms(200))]);
+}
+
+#[test]
 fn killed_node_stops_and_restarts_fresh() {
     let mut world = pair(4);
     world.schedule(ms(3_000), Fault::Kill(1));

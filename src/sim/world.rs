@@ -66,6 +66,20 @@ pub enum Fault {
         /// Latency added to each input.
         delay: Duration,
     },
+    /// Like [`Fault::Lag`], but only for what comes from outside: packets,
+    /// stream requests and stream outcomes are handled `delay` late (in
+    /// arrival order), while the node's own timer (and the deadlines of the
+    /// streams it opened) fires on time. A node
+    /// whose receive path is starved: its probe and suspicion deadlines
+    /// pass before it reads the acks and refutations that came in time, so
+    /// it accuses healthy members, the failure mode the Lifeguard paper
+    /// studies. Adds to [`Fault::Lag`]. `Duration::ZERO` makes it normal.
+    LagInbound {
+        /// The node.
+        node: NodeId,
+        /// Latency added to each packet and stream.
+        delay: Duration,
+    },
     /// The node stops handling inputs (SIGSTOP): packets, streams, its timer
     /// and stream outcomes wait, in order, until [`Fault::Resume`].
     Pause(NodeId),
@@ -193,6 +207,8 @@ struct Node<P> {
     held: VecDeque<Input>,
     slow: Duration,
     lag: Duration,
+    /// [`Fault::LagInbound`]: extra latency of everything but the timer.
+    inbound_lag: Duration,
     /// When the last delayed input was (or will be) handled: with
     /// [`Fault::Slow`], the end of the busy period; with [`Fault::Lag`]
     /// alone, the ready time of the latest input (keeps arrival order).
@@ -213,6 +229,7 @@ impl<P> Node<P> {
             held: VecDeque::new(),
             slow: Duration::ZERO,
             lag: Duration::ZERO,
+            inbound_lag: Duration::ZERO,
             busy_until: Time::ZERO,
             pending: Vec::new(),
             stats: NodeStats::default(),
@@ -583,8 +600,15 @@ impl<P: Protocol> World<P> {
             node.held.push_back(input);
             return;
         }
-        if !ready && (node.slow > Duration::ZERO || node.lag > Duration::ZERO) {
-            let start = (self.now + node.lag).max(node.busy_until) + node.slow;
+        // A stream's timeout is the requester's own deadline: a timer.
+        let lag = match input {
+            Input::Timer { .. } | Input::Outcome { result: Err(StreamError::Timeout), .. } => node.lag,
+            _ => node.lag + node.inbound_lag,
+        };
+        // With only an inbound lag, the timer goes straight through.
+        let delayed = node.slow > Duration::ZERO || lag > Duration::ZERO;
+        if !ready && delayed {
+            let start = (self.now + lag).max(node.busy_until) + node.slow;
             node.busy_until = start;
             self.push(start, Kind::Input { node: id, ready: true, input });
             return;
@@ -663,6 +687,7 @@ impl<P: Protocol> World<P> {
             Fault::Restart(n) => (8, *n),
             Fault::Join(count) => (9, *count),
             Fault::Lag { node, .. } => (10, *node),
+            Fault::LagInbound { node, .. } => (11, *node),
         };
         self.mix_event(node, 0x80 | tag, 0, &[]);
         match fault {
@@ -687,6 +712,7 @@ impl<P: Protocol> World<P> {
             Fault::SetDefaultLink(link) => self.default_link = link,
             Fault::Slow { node, delay } => self.nodes[node].slow = delay,
             Fault::Lag { node, delay } => self.nodes[node].lag = delay,
+            Fault::LagInbound { node, delay } => self.nodes[node].inbound_lag = delay,
             Fault::Pause(id) => {
                 let node = &mut self.nodes[id];
                 node.paused = node.proto.is_some();
