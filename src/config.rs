@@ -295,6 +295,66 @@ pub struct Config {
     /// (memberlist 0.5 `SkipInboundLabelCheck`); for migrating a running
     /// cluster to labels.
     pub skip_inbound_label_check: bool,
+
+    /// What ringswim does beyond Go memberlist 0.2.2 where Go stalls
+    /// (GO-NOTES §1, §3, hashicorp/memberlist #299). Every default
+    /// constructor turns it on; [`Config::with_go_behaviour`] turns it off
+    /// for runs that must match Go step for step. Nothing in it changes the
+    /// wire format: a Go peer only sees more (or earlier) messages of kinds
+    /// it knows.
+    pub extensions: Extensions,
+}
+
+/// ringswim's behaviour beyond Go memberlist 0.2.2, field by field; each
+/// has an "off" value that gives Go's behaviour ([`Extensions::go`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extensions {
+    /// After gossip brings news of a member it did not know (or thought
+    /// dead), the node runs one extra push/pull with a random live member
+    /// this long after, and at most one per this interval. Go waits for the
+    /// next `push_pull_interval` tick (45 s at 128 nodes): rumours that
+    /// died out before reaching a node stay unknown that long (GO-NOTES
+    /// §1). Costs streams only while members join. Zero: off (Go).
+    pub news_push_pull_delay: Duration,
+    /// The smallest `retransmit_mult` the broadcast queues use
+    /// ([`Config::effective_retransmit_mult`]). Each broadcast is sent
+    /// `mult × ceil(log10(N + 1))` times in all; with Go's LAN/local 4/2 a
+    /// rumour misses each node with probability about `e^-limit`, which at
+    /// 128 nodes leaves a few nodes without news of a join (GO-NOTES §1)
+    /// and some user broadcasts undelivered (§3) until the next push/pull.
+    /// A larger budget costs bytes only while there is news: the queues are
+    /// empty in steady state. Zero: off (Go).
+    pub min_retransmit_mult: usize,
+    /// Members a push/pull taught us are re-gossiped with this
+    /// `retransmit_mult` instead of the full one, after fresh news. Go
+    /// re-broadcasts everything a merge brought with the full budget: a
+    /// burst of N joins queues N² alive broadcasts that are news to almost
+    /// nobody (each joiner relays the seed's whole list), and real news waits
+    /// behind them (~10 s of queue at 512 nodes). The push/pull peer already
+    /// gossips what it knew. `None`: the full budget (Go).
+    pub merge_retransmit_mult: Option<usize>,
+}
+
+impl Extensions {
+    /// Go memberlist 0.2.2's behaviour: every extension off.
+    pub fn go() -> Extensions {
+        Extensions { news_push_pull_delay: Duration::ZERO, min_retransmit_mult: 0, merge_retransmit_mult: None }
+    }
+
+    /// ringswim's defaults.
+    pub fn ringswim() -> Extensions {
+        Extensions {
+            news_push_pull_delay: Duration::from_millis(250),
+            min_retransmit_mult: 4,
+            merge_retransmit_mult: Some(1),
+        }
+    }
+}
+
+impl Default for Extensions {
+    fn default() -> Extensions {
+        Extensions::ringswim()
+    }
 }
 
 /// A [`Config`] value that would break memberlist, found by
@@ -503,6 +563,7 @@ impl Config {
             cidrs_allowed: None,
             label: String::new(),
             skip_inbound_label_check: false,
+            extensions: Extensions::ringswim(),
         }
     }
 
@@ -904,6 +965,21 @@ impl Config {
         with_require_node_names => require_node_names: bool;
         /// Sets [`Config::skip_inbound_label_check`].
         with_skip_inbound_label_check => skip_inbound_label_check: bool;
+        /// Sets [`Config::extensions`].
+        with_extensions => extensions: Extensions;
+    }
+
+    /// The `retransmit_mult` the broadcast queues use: [`Config::retransmit_mult`],
+    /// raised to [`Extensions::min_retransmit_mult`].
+    pub fn effective_retransmit_mult(&self) -> usize {
+        self.retransmit_mult.max(self.extensions.min_retransmit_mult)
+    }
+
+    /// Go memberlist 0.2.2's behaviour: [`Extensions::go`], every ringswim
+    /// extension off.
+    #[must_use]
+    pub fn with_go_behaviour(self) -> Self {
+        self.with_extensions(Extensions::go())
     }
 
     /// Sets [`Config::name`].
@@ -1082,6 +1158,7 @@ impl fmt::Debug for Config {
             .field("cidrs_allowed", &self.cidrs_allowed)
             .field("label", &self.label)
             .field("skip_inbound_label_check", &self.skip_inbound_label_check)
+            .field("extensions", &self.extensions)
             .finish()
     }
 }

@@ -6,7 +6,7 @@
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
 //! - `ringswim sim --nodes N [--profile local|lan|wan] [--loss P] [--slow FRACTION]
 //!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--seed S]
-//!   [--broadcasts M] [--no-lifeguard] [--no-compression] --json`: runs a cluster in the
+//!   [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--behaviour go|ringswim] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
 //!   `ringswim::sim::scenario`).
 //!
@@ -114,6 +114,13 @@ struct SimArgs {
     /// User broadcasts node 0 sends after convergence.
     #[arg(long, value_name = "M", default_value_t = 3)]
     broadcasts: u32,
+    /// Size of each user broadcast in bytes (at least 4: its number).
+    #[arg(long, value_name = "BYTES", default_value_t = scenario::BROADCAST_BYTES, value_parser = broadcast_size)]
+    broadcast_bytes: usize,
+    /// RetransmitMult for membership and user broadcasts (the profile's by
+    /// default): e.g. 4 for "Go tuned".
+    #[arg(long, value_name = "MULT", value_parser = retransmit_mult)]
+    retransmit_mult: Option<usize>,
     /// Turn Lifeguard's awareness and dynamic suspicion off.
     #[arg(long)]
     no_lifeguard: bool,
@@ -121,6 +128,10 @@ struct SimArgs {
     /// counts).
     #[arg(long)]
     no_compression: bool,
+    /// go: Go memberlist 0.2.2's behaviour, step for step; ringswim: with
+    /// ringswim's extensions (see `Config::extensions`).
+    #[arg(long, default_value = "ringswim", value_parser = ["go", "ringswim"])]
+    behaviour: String,
     /// Print the result as one JSON object (the only output format).
     #[arg(long, required = true)]
     json: bool,
@@ -129,6 +140,16 @@ struct SimArgs {
 fn fraction(s: &str) -> Result<f64, String> {
     let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&x) { Ok(x) } else { Err(format!("{x} is not between 0 and 1")) }
+}
+
+fn broadcast_size(s: &str) -> Result<usize, String> {
+    let x: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if (4..=1024).contains(&x) { Ok(x) } else { Err(format!("{x} is not between 4 and 1024")) }
+}
+
+fn retransmit_mult(s: &str) -> Result<usize, String> {
+    let x: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if (1..=64).contains(&x) { Ok(x) } else { Err(format!("{x} is not between 1 and 64")) }
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -199,7 +220,10 @@ fn run(command: Command) -> Result<(), String> {
                 seed: args.seed,
                 lifeguard: !args.no_lifeguard,
                 broadcasts: args.broadcasts,
+                broadcast_bytes: args.broadcast_bytes,
+                retransmit_mult: args.retransmit_mult,
                 compression: !args.no_compression,
+                go_behaviour: args.behaviour == "go",
             };
             let mut line = scenario::run(&scenario).to_json().to_string().into_bytes();
             line.push(b'\n');

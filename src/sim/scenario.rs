@@ -7,8 +7,9 @@
 //!    node counts every live node alive: the first such time is
 //!    `converge_s`. If that has not happened by half the duration, the run
 //!    goes on regardless (`converged: false`).
-//! 3. A quiet window of [`WINDOW`] follows: the traffic rates are measured
-//!    over it.
+//! 3. Once every node's gossip queues (membership and user) are empty
+//!    too, a quiet window of [`WINDOW`] follows: the traffic rates are
+//!    measured over it (steady state, not the tail of the join burst).
 //! 4. At its end, all at once: `kill` random nodes (never node 0) die
 //!    without leaving; a `slow` fraction of the other nodes (never node 0)
 //!    start handling packets and streams `slow_delay_s` (default
@@ -53,7 +54,7 @@ pub const CHECK: Duration = Duration::from_millis(100);
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// How late a slow node handles each input ([`Fault::Lag`]).
 pub const SLOW_DELAY: Duration = Duration::from_secs(1);
-/// Payload size of each user broadcast.
+/// Payload size of each user broadcast, by default.
 pub const BROADCAST_BYTES: usize = 64;
 
 /// How a slow node is slow.
@@ -191,6 +192,14 @@ pub struct Scenario {
     pub lifeguard: bool,
     /// User broadcasts node 0 queues.
     pub broadcasts: u32,
+    /// Size of each, at least 4 bytes ([`BROADCAST_BYTES`] by default).
+    pub broadcast_bytes: usize,
+    /// `retransmit_mult` override (the profile's when `None`), for the
+    /// membership queue and the user broadcasts' queue alike.
+    pub retransmit_mult: Option<usize>,
+    /// Go memberlist 0.2.2's behaviour ([`Config::with_go_behaviour`]) or
+    /// ringswim's ([`Config::extensions`] on, the default).
+    pub go_behaviour: bool,
     /// memberlist's LZW compression of packets and streams (on by default;
     /// off saves about a quarter of the simulator's CPU time at 500+ nodes
     /// and changes the byte counts).
@@ -212,7 +221,10 @@ impl Default for Scenario {
             seed: 1,
             lifeguard: true,
             broadcasts: 3,
+            broadcast_bytes: BROADCAST_BYTES,
+            retransmit_mult: None,
             compression: true,
+            go_behaviour: false,
         }
     }
 }
@@ -295,7 +307,10 @@ impl Report {
             "duration_s": s.duration_s,
             "lifeguard": s.lifeguard,
             "broadcasts": s.broadcasts,
+            "broadcast_bytes": s.broadcast_bytes,
+            "retransmit_mult": s.retransmit_mult,
             "compression": s.compression,
+            "behaviour": if s.go_behaviour { "go" } else { "ringswim" },
             "converge_s": self.converge_s,
             "converged": self.converged,
             "detect_dead_all_s": self.detect_dead_all_s,
@@ -360,6 +375,12 @@ pub fn run(s: &Scenario) -> Report {
         config = config.with_awareness_max_multiplier(1).with_suspicion_max_timeout_mult(1);
     }
     config = config.with_enable_compression(s.compression);
+    if s.go_behaviour {
+        config = config.with_go_behaviour();
+    }
+    if let Some(mult) = s.retransmit_mult {
+        config = config.with_retransmit_mult(mult);
+    }
     let gossip = s.broadcasts > 0;
     let shared = Rc::clone(&log);
     let mut world = World::new(s.seed, s.profile.link().with_loss(s.loss), move |ctx| {
@@ -396,10 +417,13 @@ pub fn run(s: &Scenario) -> Report {
         world.run_until(t);
 
         if window_start.is_none() {
-            if all_see_all(&world, &live, &live) {
+            if converged_at.is_none() && all_see_all(&world, &live, &live) {
                 converged_at = Some(t);
             }
-            if converged_at.is_some() || t >= converge_deadline {
+            // Steady state: converged and every queue drained.
+            let settled =
+                converged_at.is_some() && live.iter().all(|&id| world.node(id).is_some_and(SwimNode::queues_empty));
+            if settled || t >= converge_deadline {
                 window_start = Some(t);
                 faults_at = Some(t + WINDOW);
                 world.reset_window();
@@ -432,7 +456,7 @@ pub fn run(s: &Scenario) -> Report {
             observers.retain(|id| killed.binary_search(id).is_err());
             for n in 0..s.broadcasts {
                 world.with_node(0, |node, now| {
-                    node.broadcast(n, BROADCAST_BYTES);
+                    node.broadcast(n, s.broadcast_bytes);
                     node.after(now, 0);
                 });
             }

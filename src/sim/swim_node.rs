@@ -175,7 +175,7 @@ impl SwimNode {
     /// If the core refuses the config.
     pub fn new(ctx: &NodeCtx, config: Config, seeds: &[SocketAddr], gossip: bool, log: SharedLog) -> SwimNode {
         let mut config = config.with_name(node_name(ctx.id));
-        let gossip = gossip.then(|| Arc::new(Gossip::new(config.retransmit_mult)));
+        let gossip = gossip.then(|| Arc::new(Gossip::new(config.effective_retransmit_mult())));
         if let Some(g) = &gossip {
             config = config.with_delegate(Arc::clone(g) as Arc<dyn Delegate>);
         }
@@ -214,6 +214,12 @@ impl SwimNode {
     /// Whether this node counts `id` alive or suspect.
     pub fn thinks_alive(&self, id: NodeId) -> bool {
         !self.thinks_dead(id)
+    }
+
+    /// Whether nothing waits to be gossiped: neither membership news nor
+    /// user broadcasts.
+    pub fn queues_empty(&self) -> bool {
+        self.core.broadcasts().num_queued() == 0 && self.gossip.as_ref().is_none_or(|g| g.num_queued() == 0)
     }
 
     /// How many user broadcasts this node has seen (0 without a

@@ -16,7 +16,7 @@ use rand::Rng;
 use super::members::{
     Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
 };
-use super::queue::TransmitLimitedQueue;
+use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
 use crate::config::{Config, META_MAX_SIZE};
 use crate::delegate::{Node, NodeEvent, NodeEventKind, NodeState};
@@ -188,6 +188,10 @@ pub struct Core<R> {
     update_sent: Arc<AtomicBool>,
     /// Packets, probes, gossip (see `net.rs`).
     net: net::Net,
+    /// While a push/pull is merged: the reduced `retransmit_mult` of
+    /// [`Extensions::merge_retransmit_mult`](crate::config::Extensions)
+    /// (see `Core::merge_push_pull`).
+    merge_budget: Option<usize>,
 }
 
 impl<R: Rng> Core<R> {
@@ -204,7 +208,7 @@ impl<R: Rng> Core<R> {
         let mut core = Core {
             net: net::Net::new(keyring),
             awareness: Awareness::new(config.awareness_max_multiplier),
-            broadcasts: TransmitLimitedQueue::new(config.retransmit_mult),
+            broadcasts: TransmitLimitedQueue::new(config.effective_retransmit_mult()),
             config,
             rng,
             members: Vec::new(),
@@ -215,6 +219,7 @@ impl<R: Rng> Core<R> {
             left: false,
             leave_sent: Arc::new(AtomicBool::new(false)),
             update_sent: Arc::new(AtomicBool::new(false)),
+            merge_budget: None,
         };
         let incarnation = core.next_incarnation();
         let name = core.config.name.clone();
@@ -392,7 +397,17 @@ impl<R> Core<R> {
     }
 
     fn queue(&mut self, name: &str, msg: &Message<'_>, notify: Option<Arc<AtomicBool>>) {
-        self.broadcasts.queue_broadcast(NodeBroadcast::new(name, msg.to_vec(), notify));
+        let b = NodeBroadcast::new(name, msg.to_vec(), notify);
+        match self.merge_budget {
+            // Counted as partly sent: after fresh news, and fewer times.
+            Some(budget) => {
+                let n = self.members.len();
+                let sent =
+                    retransmit_limit(self.broadcasts.retransmit_mult, n).saturating_sub(retransmit_limit(budget, n));
+                self.broadcasts.queue_with_transmits(b, sent);
+            }
+            None => self.broadcasts.queue_broadcast(b),
+        }
     }
 
     fn event(&mut self, kind: NodeEventKind, idx: usize) {
@@ -446,7 +461,11 @@ impl<R: Rng> Core<R> {
         if self.config.protocol_version < 2 || a.port == 0 {
             a.port = self.config.bind_port;
         }
+        let was_alive = self.member(a.node).is_some_and(|m| !m.is_dead_or_left());
         self.alive_node(&a, None, false, now);
+        if !was_alive && self.member(a.node).is_some_and(|m| m.state() == NodeState::Alive) {
+            self.note_news(now);
+        }
         debug_assert!(self.invariants());
     }
 
@@ -826,3 +845,7 @@ mod tests;
 #[cfg(test)]
 #[path = "net_tests.rs"]
 mod net_tests;
+
+#[cfg(test)]
+#[path = "extensions_tests.rs"]
+mod extensions_tests;

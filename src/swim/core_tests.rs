@@ -31,8 +31,10 @@ fn t(secs: u64) -> Time {
     Time::from_epoch(Duration::from_secs(1_000 + secs))
 }
 
+/// Go's rules, step for step: the ringswim extensions are tested on their
+/// own (`extensions_tests.rs`).
 fn config() -> Config {
-    Config::default_local().with_name(LOCAL)
+    Config::default_local().with_name(LOCAL).with_go_behaviour()
 }
 
 fn core_with(config: Config) -> Core<StdRng> {

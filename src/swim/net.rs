@@ -177,6 +177,7 @@ impl Net {
             self.next_probe_tick,
             self.next_gossip,
             self.streams.next_push_pull,
+            self.streams.news_push_pull,
             self.relays.values().map(|r| r.expires).min(),
             self.pings.values().map(|p| p.2).min(),
         ]
@@ -361,8 +362,15 @@ impl<R: Rng> Core<R> {
     }
 
     /// Arms the periodic protocol (Go `schedule`): the probe, gossip and
-    /// push/pull tickers, each after a random stagger of up to one interval. Until
-    /// then the core only answers.
+    /// push/pull tickers, each after a random stagger of up to one interval
+    /// (the push/pull, as Go's, then waits one more scaled interval before
+    /// its first exchange). Until then the core only answers.
+    ///
+    /// Go's probe and gossip tickers start at `schedule` and the stagger only
+    /// delays the first read, so a Go node's ticks fall on its own start time
+    /// plus whole intervals; nodes started together in one process tick
+    /// together. Here the stagger sets the phase, which is what nodes started
+    /// at different moments get.
     pub fn start(&mut self, now: Time) {
         if self.net.next_probe_tick.is_none() && !self.config.probe_interval.is_zero() {
             let s = stagger(self.config.probe_interval, &mut self.rng);
@@ -375,6 +383,7 @@ impl<R: Rng> Core<R> {
         if self.net.streams.next_push_pull.is_none() && !self.config.push_pull_interval.is_zero() {
             let s = stagger(self.config.push_pull_interval, &mut self.rng);
             self.net.streams.next_push_pull = Some(now + s);
+            self.net.streams.push_pull_staggered = false;
         }
     }
 
@@ -384,6 +393,7 @@ impl<R: Rng> Core<R> {
         self.net.next_probe_tick = None;
         self.net.next_gossip = None;
         self.net.streams.next_push_pull = None;
+        self.net.streams.news_push_pull = None;
         self.net.probe = None;
         self.net.probe_tick_pending = false;
     }

@@ -32,9 +32,10 @@ fn name(i: usize) -> String {
     format!("node{i}")
 }
 
-/// Go's tests start from `DefaultLANConfig` (`testConfig`).
+/// Go's tests start from `DefaultLANConfig` (`testConfig`), with Go's
+/// behaviour (the ringswim extensions are tested in `extensions_tests.rs`).
 fn config(i: usize) -> Config {
-    let mut c = Config::default_lan().with_name(name(i));
+    let mut c = Config::default_lan().with_name(name(i)).with_go_behaviour();
     c.bind_port = PORT;
     c
 }

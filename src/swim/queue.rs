@@ -265,9 +265,10 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
         self.queue_with_transmits(broadcast, 0);
     }
 
-    /// [`TransmitLimitedQueue::queue_broadcast`] starting at `transmits`
-    /// already made (Go `queueBroadcast`, meant for tests).
-    fn queue_with_transmits(&mut self, broadcast: B, transmits: usize) {
+    /// [`TransmitLimitedQueue::queue_broadcast`] as if already sent
+    /// `transmits` times (Go `queueBroadcast`, which only its tests use): it
+    /// goes out after fresher broadcasts, and fewer times.
+    pub fn queue_with_transmits(&mut self, broadcast: B, transmits: usize) {
         self.last_id += 1;
         let message = broadcast.message();
         let key = Key { transmits, len: Reverse(message.len()), id: Reverse(self.last_id) };

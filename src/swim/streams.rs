@@ -84,7 +84,19 @@ pub(super) struct Streams {
     next_join: u64,
     joins: BTreeMap<u64, JoinState>,
     pub(super) next_push_pull: Option<Time>,
+    /// Whether the start's stagger is over (the first tick only re-arms).
+    pub(super) push_pull_staggered: bool,
+    /// When the extra push/pull after news is due
+    /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions)).
+    pub(super) news_push_pull: Option<Time>,
+    /// When the last one ran: the next waits a full delay after it.
+    last_news_push_pull: Option<Time>,
+    /// Whether the pending news push/pull is the settling one.
+    settling: bool,
 }
+
+/// The settling push/pull runs this many news delays after the last one.
+const SETTLE_FACTOR: u32 = 2;
 
 impl<R> Core<R> {
     /// The next stream to open, oldest first.
@@ -203,8 +215,45 @@ impl<R: Rng> Core<R> {
         if self.net.streams.next_push_pull.is_some_and(|t| t <= now) {
             let interval = push_pull_scale(self.config.push_pull_interval, self.members.len());
             self.net.streams.next_push_pull = Some(now + interval);
+            // Go's trigger waits out the stagger, then a full scaled
+            // interval, before its first push/pull.
+            if std::mem::replace(&mut self.net.streams.push_pull_staggered, true) {
+                self.push_pull(now);
+            }
+        }
+        if self.net.streams.news_push_pull.is_some_and(|t| t <= now) {
+            let s = &mut self.net.streams;
+            s.news_push_pull = None;
+            s.last_news_push_pull = Some(now);
+            // One more exchange once the burst has quietened (unless news
+            // reschedules sooner): the first ones ran while rumours were
+            // still spreading, so the peer may have missed some too.
+            if !std::mem::replace(&mut s.settling, true) {
+                s.news_push_pull = Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay);
+            } else {
+                s.settling = false;
+            }
             self.push_pull(now);
         }
+    }
+
+    /// Gossip brought news of a member: unless one is pending, schedule the
+    /// extra push/pull of [`Extensions::news_push_pull_delay`], a full delay
+    /// after the last one. A rumour that reached us may have died out before
+    /// reaching others (and others' before reaching us): one full exchange
+    /// with a random member repairs both sides far sooner than the periodic
+    /// push/pull.
+    ///
+    /// [`Extensions::news_push_pull_delay`]: crate::config::Extensions::news_push_pull_delay
+    pub(super) fn note_news(&mut self, now: Time) {
+        let delay = self.config.extensions.news_push_pull_delay;
+        let s = &mut self.net.streams;
+        if delay.is_zero() || (s.news_push_pull.is_some() && !s.settling) || s.next_push_pull.is_none() {
+            return;
+        }
+        let earliest = s.last_news_push_pull.map_or(now, |last| last + delay);
+        s.news_push_pull = Some(earliest.max(now + delay));
+        s.settling = false;
     }
 
     /// The reply to (or failure of) a stream from [`Core::poll_stream`].
@@ -258,7 +307,9 @@ impl<R: Rng> Core<R> {
             }
         };
         match (kind, msg) {
-            (StreamKind::PushPull { join }, Message::PushPull(pp)) => self.merge_push_pull(&pp, join.is_some(), now),
+            (StreamKind::PushPull { join }, Message::PushPull(pp)) => {
+                self.merge_push_pull(&pp, join.is_some(), false, now)
+            }
             (StreamKind::FallbackPing { seq_no }, Message::Ack(ack)) if ack.seq_no == seq_no => Ok(()),
             (_, Message::Err(e)) => Err(format!("remote error: {}", e.error)),
             (_, other) => Err(format!("unexpected {:?} reply", other.message_type())),
@@ -276,9 +327,18 @@ impl<R: Rng> Core<R> {
     }
 
     /// Go `mergeRemoteState` with the user state.
-    fn merge_push_pull(&mut self, pp: &PushPull<'_>, join: bool, now: Time) -> Result<(), String> {
+    ///
+    /// What a merge teaches us is re-gossiped with the reduced budget of
+    /// [`Extensions::merge_retransmit_mult`], except when a joiner's
+    /// push/pull reaches us: we may be the only member that knows it.
+    ///
+    /// [`Extensions::merge_retransmit_mult`]: crate::config::Extensions::merge_retransmit_mult
+    fn merge_push_pull(&mut self, pp: &PushPull<'_>, join: bool, from_joiner: bool, now: Time) -> Result<(), String> {
         let states: Vec<PushNodeState<'_>> = pp.states().collect();
-        self.merge_remote_state(&states, join, now).map_err(|e| e.to_string())?;
+        self.merge_budget = if from_joiner { None } else { self.config.extensions.merge_retransmit_mult };
+        let merged = self.merge_remote_state(&states, join, now).map_err(|e| e.to_string());
+        self.merge_budget = None;
+        merged?;
         if !pp.user_state.is_empty()
             && let Some(d) = &self.config.delegate
         {
@@ -315,7 +375,7 @@ impl<R: Rng> Core<R> {
             Message::PushPull(pp) => {
                 let reply = self.local_push_pull(pp.join);
                 // A refused merge (versions, merge delegate) is Go's log line.
-                let _ = self.merge_push_pull(&pp, pp.join, now);
+                let _ = self.merge_push_pull(&pp, pp.join, pp.join, now);
                 Some(reply)
             }
             Message::Ping(p) => {

@@ -1,0 +1,148 @@
+//! ringswim's behaviour beyond Go ([`crate::config::Extensions`]), each
+//! against the same situation under Go's behaviour. The cluster-level effect
+//! (convergence after a mass join, broadcasts at every node) is measured in
+//! `sim::scenario`'s tests and the README.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+use crate::config::Extensions;
+use crate::swim::Broadcast as _;
+
+const PORT: u16 = 7946;
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 1)), PORT)
+}
+
+fn name(i: u8) -> String {
+    format!("node{i}")
+}
+
+fn at(ms: u64) -> Time {
+    Time::from_epoch(Duration::from_secs(1_000) + Duration::from_millis(ms))
+}
+
+fn core(i: u8, go: bool) -> Core<StdRng> {
+    // Uncompressed, so that a stream's first byte is its message type.
+    let mut config = Config::default_local().with_name(name(i)).with_enable_compression(false);
+    if go {
+        config = config.with_go_behaviour();
+    }
+    let mut c = Core::new(config, addr(i), at(0), StdRng::seed_from_u64(u64::from(i))).expect("core");
+    c.start(at(0));
+    c
+}
+
+/// `c` hears by gossip that node `j` is alive.
+fn hear_alive(c: &mut Core<StdRng>, j: u8, now: Time) {
+    let (n, ip) = (name(j), ip_to_wire(addr(j).ip()));
+    let vsn = c.config().build_vsn_array();
+    c.handle_alive(&Alive { incarnation: 1, node: &n, addr: &ip, port: PORT, meta: &[], vsn: &vsn }, now);
+}
+
+/// Runs `c`'s timers up to `until` in 10 ms steps; the times its push/pull
+/// streams were opened (probes' TCP pings to the absent peers aside).
+fn push_pulls_until(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<Time> {
+    let mut opened = Vec::new();
+    let mut now = from;
+    while now <= until {
+        if c.poll_timeout().is_some_and(|t| t <= now) {
+            c.handle_timeout(now);
+        }
+        while let Some(s) = c.poll_stream() {
+            if s.bytes.first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
+                opened.push(now);
+            }
+        }
+        while c.poll_transmit().is_some() {}
+        now = now + Duration::from_millis(10);
+    }
+    opened
+}
+
+#[test]
+fn defaults_turn_the_extensions_on_and_go_behaviour_turns_them_off() {
+    let c = Config::default_local();
+    assert_eq!(c.extensions, Extensions::ringswim());
+    assert_eq!(c.effective_retransmit_mult(), 4, "local's 2 raised to 4");
+    let go = c.with_go_behaviour();
+    assert_eq!(go.extensions, Extensions::go());
+    assert_eq!(go.effective_retransmit_mult(), 2);
+    assert_eq!(Config::default_lan().with_go_behaviour().effective_retransmit_mult(), 4);
+}
+
+#[test]
+fn news_of_a_member_brings_a_push_pull_soon_then_a_settling_one() {
+    let mut c = core(0, false);
+    // Go's first periodic push/pull comes after the stagger plus 15 s:
+    // nothing before 2 s but what news brings.
+    hear_alive(&mut c, 1, at(100));
+    let opened = push_pulls_until(&mut c, at(100), at(2_000));
+    let delay = c.config().extensions.news_push_pull_delay;
+    assert_eq!(delay, Duration::from_millis(250));
+    assert_eq!(opened, vec![at(350), at(850)], "news + 250 ms, then 2 × 250 ms later to settle");
+
+    // More news within the delay of the last one waits a full delay.
+    hear_alive(&mut c, 2, at(2_000));
+    hear_alive(&mut c, 3, at(2_050));
+    let opened = push_pulls_until(&mut c, at(2_000), at(4_000));
+    assert_eq!(opened, vec![at(2_250), at(2_750)]);
+
+    // Old news (a member already alive) brings nothing.
+    hear_alive(&mut c, 1, at(4_000));
+    assert!(push_pulls_until(&mut c, at(4_000), at(6_000)).is_empty());
+}
+
+#[test]
+fn go_behaviour_waits_for_the_periodic_push_pull() {
+    let mut c = core(0, true);
+    hear_alive(&mut c, 1, at(100));
+    assert!(push_pulls_until(&mut c, at(100), at(5_000)).is_empty());
+}
+
+/// Node 0 pulls from node 1, which knows node 2 by gossip; returns node 0's
+/// queue as (member, transmits already counted).
+fn queue_after_pull(go: bool) -> Vec<(String, usize)> {
+    let mut a = core(0, go);
+    let mut b = core(1, go);
+    hear_alive(&mut a, 1, at(10));
+    hear_alive(&mut b, 2, at(10));
+    a.push_pull(at(20));
+    let req = a.poll_stream().expect("push/pull");
+    let mut bytes = req.bytes;
+    let reply = b.handle_stream(addr(0), &mut bytes, at(21)).expect("reply");
+    a.handle_stream_reply(req.id, Ok(reply), at(22));
+    assert!(a.member(&name(2)).is_some(), "learned node 2 from the pull");
+    a.broadcasts().iter().map(|q| (q.broadcast.name().unwrap_or_default().to_owned(), q.transmits)).collect()
+}
+
+#[test]
+fn what_a_merge_teaches_goes_out_after_fresh_news_and_fewer_times() {
+    let n = 3; // members known to node 0 after the pull
+    let full = retransmit_limit(4, n);
+    let reduced = retransmit_limit(1, n);
+    let q = queue_after_pull(false);
+    let of = |who: &str| q.iter().find(|(m, _)| m == who).map(|(_, t)| *t);
+    assert_eq!(of(&name(1)), Some(0), "gossip news: full budget");
+    assert_eq!(of(&name(2)), Some(full - reduced), "merge news: {reduced} sends left of {full}");
+    // Go: everything with the full budget.
+    let q = queue_after_pull(true);
+    assert!(q.iter().all(|(_, t)| *t == 0), "{q:?}");
+}
+
+#[test]
+fn a_joiner_reaching_us_is_gossiped_with_the_full_budget() {
+    let mut seed = core(0, false);
+    let mut joiner = core(1, false);
+    joiner.join(&[addr(0)], at(10));
+    let req = joiner.poll_stream().expect("join push/pull");
+    let mut bytes = req.bytes;
+    seed.handle_stream(addr(1), &mut bytes, at(11)).expect("reply");
+    let q: Vec<_> = seed.broadcasts().iter().map(|q| (q.broadcast.name().map(str::to_owned), q.transmits)).collect();
+    assert!(q.contains(&(Some(name(1)), 0)), "{q:?}");
+}
