@@ -333,12 +333,29 @@ pub struct Extensions {
     /// behind them (~10 s of queue at 512 nodes). The push/pull peer already
     /// gossips what it knew. `None`: the full budget (Go).
     pub merge_retransmit_mult: Option<usize>,
+    /// Every this often, a push/pull with one random member we declared
+    /// dead (not left) in the last [`Extensions::reconnect_timeout`], as
+    /// serf's reconnect does. Go memberlist has no reconnect: once a
+    /// partition outlasts `gossip_to_the_dead_time`, each side has reaped
+    /// the other and nothing ever crosses again (two clusters for good). A
+    /// push/pull that gets through hands each side the other's members as
+    /// news. Costs one connection attempt per interval while someone is
+    /// dead, nothing otherwise. Zero: off (Go).
+    pub reconnect_interval: Duration,
+    /// How long a dead member stays a reconnect candidate.
+    pub reconnect_timeout: Duration,
 }
 
 impl Extensions {
     /// Go memberlist 0.2.2's behaviour: every extension off.
     pub fn go() -> Extensions {
-        Extensions { news_push_pull_delay: Duration::ZERO, min_retransmit_mult: 0, merge_retransmit_mult: None }
+        Extensions {
+            news_push_pull_delay: Duration::ZERO,
+            min_retransmit_mult: 0,
+            merge_retransmit_mult: None,
+            reconnect_interval: Duration::ZERO,
+            reconnect_timeout: Duration::ZERO,
+        }
     }
 
     /// ringswim's defaults.
@@ -347,6 +364,8 @@ impl Extensions {
             news_push_pull_delay: Duration::from_millis(250),
             min_retransmit_mult: 4,
             merge_retransmit_mult: Some(1),
+            reconnect_interval: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(6 * 3600),
         }
     }
 }

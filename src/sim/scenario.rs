@@ -618,7 +618,12 @@ mod tests {
         let (on, off) = (slow_nodes(true, true), slow_nodes(true, false));
         assert!(off.converged && on.converged);
         assert!(healthy_false_deaths(&off) > 0, "{}", off.to_json());
-        assert!(2 * healthy_false_deaths(&on) <= healthy_false_deaths(&off), "on {}\noff {}", on.to_json(), off.to_json());
+        assert!(
+            2 * healthy_false_deaths(&on) <= healthy_false_deaths(&off),
+            "on {}\noff {}",
+            on.to_json(),
+            off.to_json()
+        );
     }
 
     #[test]
@@ -628,6 +633,26 @@ mod tests {
         let (go, ours) = (slow_nodes(true, true), slow_nodes(false, true));
         assert!(go.false_deaths > 0, "{}", go.to_json());
         assert_eq!(ours.false_deaths, 0, "{}", ours.to_json());
+    }
+
+    #[test]
+    fn after_a_long_partition_only_ringswim_reconnects() {
+        // 60 s is past gossip_to_the_dead_time (LAN 30 s): each side reaps
+        // the other. Go never merges again; the reconnect does.
+        let s = Scenario {
+            nodes: 16,
+            profile: Profile::Lan,
+            partition_s: 60.0,
+            duration_s: 150.0,
+            kill: 0,
+            compression: false,
+            ..small()
+        };
+        let go = run(&Scenario { go_behaviour: true, ..s.clone() });
+        assert!(go.converged);
+        assert_eq!(go.heal_converge_s, None, "{}", go.to_json());
+        let ours = run(&s);
+        assert!(ours.heal_converge_s.is_some_and(|t| t < 30.0), "{}", ours.to_json());
     }
 
     #[test]

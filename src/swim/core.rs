@@ -732,6 +732,7 @@ impl<R: Rng> Core<R> {
                 m.node.state = NodeState::Alive;
                 m.state_change = now;
             }
+            self.net.streams.failed.remove(a.node);
         }
 
         if matches!(old_state, NodeState::Dead | NodeState::Left) {
@@ -824,8 +825,15 @@ impl<R: Rng> Core<R> {
         let m = &mut self.members[idx];
         m.incarnation = d.incarnation;
         // A member announcing its own death has left.
-        m.node.state = if d.node == d.from { NodeState::Left } else { NodeState::Dead };
+        let left = d.node == d.from;
+        m.node.state = if left { NodeState::Left } else { NodeState::Dead };
         m.state_change = now;
+        let addr = m.node.address();
+        if left {
+            self.net.streams.failed.remove(d.node);
+        } else if !self.is_local(d.node) {
+            self.note_failed(d.node, addr, now);
+        }
         self.event(NodeEventKind::Leave, idx);
     }
 }

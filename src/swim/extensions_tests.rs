@@ -146,3 +146,63 @@ fn a_joiner_reaching_us_is_gossiped_with_the_full_budget() {
     let q: Vec<_> = seed.broadcasts().iter().map(|q| (q.broadcast.name().map(str::to_owned), q.transmits)).collect();
     assert!(q.contains(&(Some(name(1)), 0)), "{q:?}");
 }
+
+/// `c` hears that node `j` is dead (declared by node 9).
+fn hear_dead(c: &mut Core<StdRng>, j: u8, now: Time, from: &str) {
+    let n = name(j);
+    c.handle_dead(&Accusation { incarnation: 1, node: &n, from }, now);
+}
+
+/// The addresses `c` opens push/pull streams to, running its timers up to
+/// `until`.
+fn push_pull_targets(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<SocketAddr> {
+    let mut to = Vec::new();
+    let mut now = from;
+    while now <= until {
+        if c.poll_timeout().is_some_and(|t| t <= now) {
+            c.handle_timeout(now);
+        }
+        while let Some(s) = c.poll_stream() {
+            if s.bytes.first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
+                to.push(s.to);
+            }
+        }
+        while c.poll_transmit().is_some() {}
+        now = now + Duration::from_millis(100);
+    }
+    to
+}
+
+#[test]
+fn a_dead_member_is_retried_every_reconnect_interval() {
+    let mut c = core(0, false);
+    hear_alive(&mut c, 1, at(0));
+    hear_dead(&mut c, 1, at(10), "node9");
+    assert!(c.member(&name(1)).is_some_and(|m| m.state() == NodeState::Dead));
+    assert_eq!(c.reconnect_candidates().collect::<Vec<_>>(), vec![(name(1).as_str(), addr(1))]);
+    // Ten 10 s intervals (first one staggered): node 1's address every time
+    // (it is the only candidate; the periodic push/pull has no live peer).
+    let to = push_pull_targets(&mut c, at(10), at(100_000));
+    assert!((9..=10).contains(&to.len()), "{to:?}");
+    assert!(to.iter().all(|&a| a == addr(1)));
+
+    // Back alive: no longer a candidate.
+    let (n, ip) = (name(1), ip_to_wire(addr(1).ip()));
+    let vsn = c.config().build_vsn_array();
+    c.handle_alive(&Alive { incarnation: 2, node: &n, addr: &ip, port: PORT, meta: &[], vsn: &vsn }, at(100_100));
+    assert_eq!(c.reconnect_candidates().count(), 0);
+}
+
+#[test]
+fn a_member_that_left_is_not_retried_nor_under_go_behaviour() {
+    let mut c = core(0, false);
+    hear_alive(&mut c, 1, at(0));
+    hear_dead(&mut c, 1, at(10), &name(1)); // its own leave
+    assert_eq!(c.reconnect_candidates().count(), 0);
+    assert!(push_pull_targets(&mut c, at(10), at(60_000)).is_empty());
+
+    let mut go = core(0, true);
+    hear_alive(&mut go, 1, at(0));
+    hear_dead(&mut go, 1, at(10), "node9");
+    assert!(push_pull_targets(&mut go, at(10), at(14_000)).is_empty(), "Go's first push/pull waits 15 s+");
+}

@@ -178,6 +178,7 @@ impl Net {
             self.next_gossip,
             self.streams.next_push_pull,
             self.streams.news_push_pull,
+            self.streams.next_reconnect,
             self.relays.values().map(|r| r.expires).min(),
             self.pings.values().map(|p| p.2).min(),
         ]
@@ -385,6 +386,11 @@ impl<R: Rng> Core<R> {
             self.net.streams.next_push_pull = Some(now + s);
             self.net.streams.push_pull_staggered = false;
         }
+        let reconnect = self.config.extensions.reconnect_interval;
+        if self.net.streams.next_reconnect.is_none() && !reconnect.is_zero() {
+            let s = stagger(reconnect, &mut self.rng);
+            self.net.streams.next_reconnect = Some(now + s);
+        }
     }
 
     /// Stops the periodic protocol (Go `deschedule`); a probe in progress is
@@ -394,6 +400,7 @@ impl<R: Rng> Core<R> {
         self.net.next_gossip = None;
         self.net.streams.next_push_pull = None;
         self.net.streams.news_push_pull = None;
+        self.net.streams.next_reconnect = None;
         self.net.probe = None;
         self.net.probe_tick_pending = false;
     }
@@ -553,6 +560,7 @@ impl<R: Rng> Core<R> {
         }
 
         self.handle_push_pull_timeout(now);
+        self.handle_reconnect_timeout(now);
     }
 
     /// A probe ended: the tick that came meanwhile starts the next one.

@@ -18,7 +18,7 @@ use rand::Rng;
 
 use super::Core;
 use crate::delegate::NodeState;
-use crate::swim::{Time, k_random_nodes, push_pull_scale};
+use crate::swim::{Time, k_random_nodes, push_pull_scale, random_offset};
 use crate::wire::frame::write_label;
 use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull};
 use crate::wire::{Compression, DecodeOptions, EncodeOptions, Limits, MessageType, StreamDecoder, encode_stream};
@@ -93,12 +93,31 @@ pub(super) struct Streams {
     last_news_push_pull: Option<Time>,
     /// Whether the pending news push/pull is the settling one.
     settling: bool,
+    /// Reconnect candidates: members we declared dead, by name, with their
+    /// address and when ([`Extensions::reconnect_interval`]). At most
+    /// [`MAX_RECONNECT_CANDIDATES`], oldest dropped first.
+    ///
+    /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
+    pub(super) failed: BTreeMap<String, (SocketAddr, Time)>,
+    /// When the next reconnect attempt is due.
+    pub(super) next_reconnect: Option<Time>,
 }
+
+/// At most this many dead members are remembered for reconnecting.
+pub const MAX_RECONNECT_CANDIDATES: usize = 4096;
 
 /// The settling push/pull runs this many news delays after the last one.
 const SETTLE_FACTOR: u32 = 2;
 
 impl<R> Core<R> {
+    /// Members this node declared dead that it still tries to reconnect to
+    /// ([`Extensions::reconnect_interval`]), by name, with their address.
+    ///
+    /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
+    pub fn reconnect_candidates(&self) -> impl Iterator<Item = (&str, SocketAddr)> + '_ {
+        self.net.streams.failed.iter().map(|(name, (addr, _))| (name.as_str(), *addr))
+    }
+
     /// The next stream to open, oldest first.
     pub fn poll_stream(&mut self) -> Option<StreamRequest> {
         self.net.streams.outgoing.pop_front()
@@ -235,6 +254,45 @@ impl<R: Rng> Core<R> {
             }
             self.push_pull(now);
         }
+    }
+
+    /// The reconnect tick ([`Extensions::reconnect_interval`]): forget
+    /// candidates older than the timeout, then push/pull with a random one.
+    ///
+    /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
+    pub(super) fn handle_reconnect_timeout(&mut self, now: Time) {
+        if self.net.streams.next_reconnect.is_none_or(|t| t > now) {
+            return;
+        }
+        let ext = &self.config.extensions;
+        let (interval, timeout) = (ext.reconnect_interval, ext.reconnect_timeout);
+        self.net.streams.next_reconnect = Some(now + interval);
+        let failed = &mut self.net.streams.failed;
+        failed.retain(|_, (_, since)| now.saturating_since(*since) <= timeout);
+        if failed.is_empty() {
+            return;
+        }
+        let pick = random_offset(failed.len(), &mut self.rng);
+        let Some(&(to, _)) = failed.values().nth(pick) else { return };
+        let bytes = self.local_push_pull(false);
+        let deadline = now + self.config.tcp_timeout;
+        self.open_stream(to, StreamKind::PushPull { join: None }, bytes, deadline);
+    }
+
+    /// Remembers `name` at `addr`, declared dead at `now`, as a reconnect
+    /// candidate (when reconnecting is on); the oldest goes if full.
+    pub(super) fn note_failed(&mut self, name: &str, addr: SocketAddr, now: Time) {
+        if self.config.extensions.reconnect_interval.is_zero() {
+            return;
+        }
+        let failed = &mut self.net.streams.failed;
+        if failed.len() >= MAX_RECONNECT_CANDIDATES && !failed.contains_key(name) {
+            let oldest = failed.iter().min_by_key(|(_, (_, since))| *since).map(|(n, _)| n.clone());
+            if let Some(oldest) = oldest {
+                failed.remove(&oldest);
+            }
+        }
+        failed.insert(name.to_owned(), (addr, now));
     }
 
     /// Gossip brought news of a member: unless one is pending, schedule the
