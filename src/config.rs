@@ -316,6 +316,11 @@ pub struct Extensions {
     /// died out before reaching a node stay unknown that long (GO-NOTES
     /// §1). Costs streams only while members join. Zero: off (Go).
     pub news_push_pull_delay: Duration,
+    /// How many members' news must come within four
+    /// `news_push_pull_delay`s to count as a burst worth that push/pull (a
+    /// lone join spreads fine by gossip; steady churn must not become
+    /// steady push/pulls).
+    pub news_push_pull_burst: usize,
     /// The smallest `retransmit_mult` the broadcast queues use
     /// ([`Config::effective_retransmit_mult`]). Each broadcast is sent
     /// `mult × ceil(log10(N + 1))` times in all; with Go's LAN/local 4/2 a
@@ -344,6 +349,14 @@ pub struct Extensions {
     pub reconnect_interval: Duration,
     /// How long a dead member stays a reconnect candidate.
     pub reconnect_timeout: Duration,
+    /// Percent of each gossip packet's bytes (and parts) kept for the
+    /// delegate's user broadcasts when membership news would fill it. Go
+    /// packs alive/suspect/dead first and gives the delegate what is left:
+    /// under churn at ~1,000 nodes that is nothing, and user broadcasts
+    /// starve (hashicorp/memberlist #299). With a share, user broadcasts go
+    /// first within it, membership news fills the rest, and either side
+    /// takes all the space the other does not need. 0: off (Go).
+    pub user_broadcast_share: u8,
 }
 
 impl Extensions {
@@ -351,10 +364,12 @@ impl Extensions {
     pub fn go() -> Extensions {
         Extensions {
             news_push_pull_delay: Duration::ZERO,
+            news_push_pull_burst: 0,
             min_retransmit_mult: 0,
             merge_retransmit_mult: None,
             reconnect_interval: Duration::ZERO,
             reconnect_timeout: Duration::ZERO,
+            user_broadcast_share: 0,
         }
     }
 
@@ -362,10 +377,12 @@ impl Extensions {
     pub fn ringswim() -> Extensions {
         Extensions {
             news_push_pull_delay: Duration::from_millis(250),
+            news_push_pull_burst: 3,
             min_retransmit_mult: 4,
             merge_retransmit_mult: Some(1),
             reconnect_interval: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(6 * 3600),
+            user_broadcast_share: 50,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`config`]: every field of Go's `Config`, with Go's defaults.
 //! - [`inspect`]: packets ↔ JSON, the contract of `ringswim decode`/`encode`.
 #![forbid(unsafe_code)]
+// `sim::scenario::Report::to_json` is one long `json!` object.
+#![recursion_limit = "256"]
 
 pub mod config;
 pub mod delegate;

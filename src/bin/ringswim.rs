@@ -5,8 +5,8 @@
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
 //! - `ringswim sim --nodes N [--profile local|lan|wan] [--loss P] [--slow FRACTION]
-//!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--seed S]
-//!   [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--behaviour go|ringswim] --json`: runs a cluster in the
+//!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--window SECS] [--seed S]
+//!   [--churn PER_SEC] [--user-rate PER_SEC] [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--behaviour go|ringswim] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
 //!   `ringswim::sim::scenario`).
 //!
@@ -108,9 +108,21 @@ struct SimArgs {
     /// Virtual seconds to run.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = non_negative)]
     duration: f64,
+    /// Steady-state window (after convergence, once every queue is empty)
+    /// that bytes/packets per node per second are measured over, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = non_negative)]
+    window: f64,
     /// The world's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Membership changes per second from the faults on: a node joins, then
+    /// a random node leaves gracefully, alternately.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 0.0, value_parser = non_negative)]
+    churn: f64,
+    /// User broadcasts per second from the faults on, each from a random
+    /// live node; delivery is reported as user_* fields.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 0.0, value_parser = non_negative)]
+    user_rate: f64,
     /// User broadcasts node 0 sends after convergence.
     #[arg(long, value_name = "M", default_value_t = 3)]
     broadcasts: u32,
@@ -217,8 +229,11 @@ fn run(command: Command) -> Result<(), String> {
                 partition_s: args.partition,
                 kill: args.kill,
                 duration_s: args.duration,
+                window_s: args.window,
                 seed: args.seed,
                 lifeguard: !args.no_lifeguard,
+                churn: args.churn,
+                user_rate: args.user_rate,
                 broadcasts: args.broadcasts,
                 broadcast_bytes: args.broadcast_bytes,
                 retransmit_mult: args.retransmit_mult,

@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 use super::swim_node::{SharedLog, SwimNode};
 use super::{Delay, Fault, Jitter, Link, NodeId, World, node_addr};
 use crate::config::Config;
-use crate::swim::{Time, shuffle};
+use crate::swim::{Time, random_offset, shuffle};
 
 /// How often the runner looks at the cluster.
 pub const CHECK: Duration = Duration::from_millis(100);
@@ -183,6 +183,11 @@ pub struct Scenario {
     pub kill: usize,
     /// Virtual seconds to run.
     pub duration_s: f64,
+    /// Length of the steady-state window the traffic rates are measured
+    /// over, seconds ([`WINDOW`] by default). Make it span a few push/pull
+    /// intervals (`push_pull_scale`: 45 s at 128 local nodes) to count their
+    /// full cost.
+    pub window_s: f64,
     /// The world's seed.
     pub seed: u64,
     /// Lifeguard's awareness and dynamic suspicion on (memberlist's
@@ -190,6 +195,13 @@ pub struct Scenario {
     /// `suspicion_max_timeout_mult` of 1: fixed probe and suspicion
     /// timeouts).
     pub lifeguard: bool,
+    /// Membership changes per second from the faults on: a new node joins
+    /// node 0, then a random node (never node 0) leaves gracefully (and its
+    /// process ends 1 s later), alternately.
+    pub churn: f64,
+    /// User broadcasts per second from the faults on, each from a random
+    /// live node (64 bytes each, re-gossiped by every node, as serf does).
+    pub user_rate: f64,
     /// User broadcasts node 0 queues.
     pub broadcasts: u32,
     /// Size of each, at least 4 bytes ([`BROADCAST_BYTES`] by default).
@@ -218,8 +230,11 @@ impl Default for Scenario {
             partition_s: 0.0,
             kill: 0,
             duration_s: 60.0,
+            window_s: WINDOW.as_secs_f64(),
             seed: 1,
             lifeguard: true,
+            churn: 0.0,
+            user_rate: 0.0,
             broadcasts: 3,
             broadcast_bytes: BROADCAST_BYTES,
             retransmit_mult: None,
@@ -267,6 +282,22 @@ pub struct Report {
     pub broadcast_ok: Option<bool>,
     /// From the heal until every live node counted every live node alive.
     pub heal_converge_s: Option<f64>,
+    /// The `user_rate` broadcasts sent.
+    pub user_sent: usize,
+    /// Of those, how many reached every node that was live when it was
+    /// sent and still is (by the end of the run).
+    pub user_complete: usize,
+    /// Of those, how many did within 1 s.
+    pub user_complete_1s: usize,
+    /// The share of (broadcast, expected recipient) pairs delivered by the
+    /// end of the run.
+    pub user_delivery: Option<f64>,
+    /// Median / 99th percentile time to reach every expected recipient, of
+    /// all sent (an incomplete one counts as never: `None` when it decides
+    /// the percentile).
+    pub user_p50_s: Option<f64>,
+    /// See `user_p50_s`.
+    pub user_p99_s: Option<f64>,
     /// Bytes (datagrams and streams) sent per node per second in the quiet
     /// window after convergence.
     pub bytes_per_node_per_s: f64,
@@ -291,6 +322,74 @@ pub struct Report {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// Numbers of the `user_rate` broadcasts start here (node 0's `broadcasts`
+/// are numbered from 0).
+const USER_BROADCAST_BASE: u32 = 1_000_000;
+/// A user broadcast's completion is looked for this long (bounding the
+/// checks when they starve); the end of the run still counts deliveries.
+const USER_TRACK: Duration = Duration::from_secs(30);
+
+/// One `user_rate` broadcast: its number, when it was sent, the nodes the
+/// sender knew alive then (that are still live) and when the last of them
+/// had it.
+struct UserBroadcast {
+    n: u32,
+    at: Time,
+    expected: Vec<NodeId>,
+    done: Option<Time>,
+}
+
+/// What became of the `user_rate` broadcasts.
+struct UserStats {
+    sent: usize,
+    complete: usize,
+    complete_1s: usize,
+    delivery: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+impl UserStats {
+    fn of(world: &World<SwimNode>, user: &mut [UserBroadcast], live: &[NodeId]) -> UserStats {
+        let (mut pairs, mut delivered) = (0usize, 0usize);
+        let mut times: Vec<Option<f64>> = Vec::with_capacity(user.len());
+        let mut complete = 0;
+        for b in user.iter_mut() {
+            b.expected.retain(|id| live.contains(id));
+            let got = b.expected.iter().filter(|&&id| world.node(id).is_some_and(|n| n.has_received(b.n))).count();
+            pairs += b.expected.len();
+            delivered += got;
+            if got == b.expected.len() {
+                complete += 1;
+            }
+            times.push(b.done.map(|d| secs_between(b.at, d)));
+        }
+        let complete_1s = times.iter().filter(|t| t.is_some_and(|t| t <= 1.0)).count();
+        // None sorts first; an incomplete broadcast is slower than any.
+        times.sort_by(|a, b| match (a, b) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (Some(x), Some(y)) => x.total_cmp(y),
+        });
+        let pct = |p: f64| -> Option<f64> {
+            if times.is_empty() {
+                return None;
+            }
+            let i = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
+            times[i].map(round3)
+        };
+        UserStats {
+            sent: user.len(),
+            complete,
+            complete_1s,
+            delivery: (pairs > 0).then(|| delivered as f64 / pairs as f64),
+            p50: pct(0.5),
+            p99: pct(0.99),
+        }
+    }
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -310,7 +409,10 @@ impl Report {
             "partition_s": s.partition_s,
             "kill": s.kill,
             "duration_s": s.duration_s,
+            "window_s": s.window_s,
             "lifeguard": s.lifeguard,
+            "churn": s.churn,
+            "user_rate": s.user_rate,
             "broadcasts": s.broadcasts,
             "broadcast_bytes": s.broadcast_bytes,
             "retransmit_mult": s.retransmit_mult,
@@ -330,6 +432,12 @@ impl Report {
             "broadcast_all_s": self.broadcast_all_s,
             "broadcast_ok": self.broadcast_ok,
             "heal_converge_s": self.heal_converge_s,
+            "user_sent": self.user_sent,
+            "user_complete": self.user_complete,
+            "user_complete_1s": self.user_complete_1s,
+            "user_delivery": self.user_delivery.map(|x| (x * 1e6).round() / 1e6),
+            "user_p50_s": self.user_p50_s,
+            "user_p99_s": self.user_p99_s,
             "bytes_per_node_per_s": round3(self.bytes_per_node_per_s),
             "packets_per_node_per_s": round3(self.packets_per_node_per_s),
             "packets_sent": self.packets_sent,
@@ -388,7 +496,7 @@ pub fn run(s: &Scenario) -> Report {
     if let Some(mult) = s.retransmit_mult {
         config = config.with_retransmit_mult(mult);
     }
-    let gossip = s.broadcasts > 0;
+    let gossip = s.broadcasts > 0 || s.user_rate > 0.0;
     let shared = Rc::clone(&log);
     let mut world = World::new(s.seed, s.profile.link().with_loss(s.loss), move |ctx| {
         let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
@@ -418,6 +526,12 @@ pub fn run(s: &Scenario) -> Report {
     let mut broadcast_done_at: Option<Time> = None;
     let mut heal_at: Option<Time> = None;
     let mut healed_at: Option<Time> = None;
+    // Churn: nodes that left (gracefully) and when; user broadcasts sent.
+    let mut departed: Vec<(NodeId, Time)> = Vec::new();
+    let mut churn_due = 0.0f64;
+    let mut user_due = 0.0f64;
+    let mut next_churn_is_join = true;
+    let mut user: Vec<UserBroadcast> = Vec::new();
 
     while world.now() < end {
         let t = (world.now() + CHECK).min(end);
@@ -432,7 +546,7 @@ pub fn run(s: &Scenario) -> Report {
                 converged_at.is_some() && live.iter().all(|&id| world.node(id).is_some_and(SwimNode::queues_empty));
             if settled || t >= converge_deadline {
                 window_start = Some(t);
-                faults_at = Some(t + WINDOW);
+                faults_at = Some(t + Duration::from_secs_f64(s.window_s.max(0.0)));
                 world.reset_window();
             }
             continue;
@@ -483,6 +597,57 @@ pub fn run(s: &Scenario) -> Report {
             continue;
         }
 
+        if s.churn > 0.0 || s.user_rate > 0.0 {
+            let step = CHECK.as_secs_f64();
+            churn_due += s.churn * step;
+            while churn_due >= 1.0 {
+                churn_due -= 1.0;
+                if next_churn_is_join {
+                    let id = world.len();
+                    world.apply(Fault::Join(1));
+                    live.push(id);
+                    observers.push(id);
+                } else {
+                    let candidates: Vec<NodeId> = observers.iter().copied().filter(|&id| id != 0).collect();
+                    if !candidates.is_empty() {
+                        let id = candidates[random_offset(candidates.len(), &mut rng)];
+                        world.with_node(id, |node, now| {
+                            let before = node.core().incarnation();
+                            node.core_mut().leave(now);
+                            node.after(now, before);
+                        });
+                        world.schedule(t + Duration::from_secs(1), Fault::Kill(id));
+                        departed.push((id, t));
+                        live.retain(|&x| x != id);
+                        observers.retain(|&x| x != id);
+                    }
+                }
+                next_churn_is_join = !next_churn_is_join;
+            }
+            user_due += s.user_rate * step;
+            while user_due >= 1.0 {
+                user_due -= 1.0;
+                let from = observers[random_offset(observers.len(), &mut rng)];
+                let n = USER_BROADCAST_BASE + u32::try_from(user.len()).unwrap_or(u32::MAX - USER_BROADCAST_BASE);
+                // Owed to the members the sender knows of (a node whose
+                // join is still under way is not one yet).
+                let expected = world
+                    .with_node(from, |node, now| {
+                        node.broadcast(n, BROADCAST_BYTES);
+                        node.after(now, 0);
+                        observers.iter().copied().filter(|&id| node.thinks_alive(id)).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                user.push(UserBroadcast { n, at: t, expected, done: None });
+            }
+            for b in user.iter_mut().filter(|b| b.done.is_none() && t.saturating_since(b.at) <= USER_TRACK) {
+                b.expected.retain(|id| observers.binary_search(id).is_ok() || observers.contains(id));
+                if b.expected.iter().all(|&id| world.node(id).is_some_and(|node| node.has_received(b.n))) {
+                    b.done = Some(t);
+                }
+            }
+        }
+
         if !killed.is_empty() && detected_at.is_none() {
             let all_dead =
                 observers.iter().all(|&id| world.node(id).is_some_and(|n| killed.iter().all(|&k| n.thinks_dead(k))));
@@ -513,13 +678,15 @@ pub fn run(s: &Scenario) -> Report {
     let mut false_death_events = 0;
     let mut false_death_events_by_slow = 0;
     for &(at, observer, subject) in &log.deaths {
-        let was_killed = killed.binary_search(&subject).is_ok() && kill_at.is_some_and(|k| at >= k);
+        let was_killed = (killed.binary_search(&subject).is_ok() && kill_at.is_some_and(|k| at >= k))
+            || departed.iter().any(|&(id, left)| id == subject && at >= left);
         if !was_killed {
             false_victims.insert(subject);
             false_death_events += 1;
             false_death_events_by_slow += usize::from(slow.binary_search(&observer).is_ok());
         }
     }
+    let user_stats = UserStats::of(&world, &mut user, &observers);
     let totals = *world.totals();
     let since_faults = |done: Option<Time>| done.zip(kill_at).map(|(d, k)| secs_between(k, d));
     Report {
@@ -538,6 +705,12 @@ pub fn run(s: &Scenario) -> Report {
         broadcast_all_s: since_faults(broadcast_done_at),
         broadcast_ok: (s.broadcasts > 0).then_some(broadcast_done_at.is_some()),
         heal_converge_s: healed_at.zip(heal_at).map(|(d, h)| secs_between(h, d)),
+        user_sent: user_stats.sent,
+        user_complete: user_stats.complete,
+        user_complete_1s: user_stats.complete_1s,
+        user_delivery: user_stats.delivery,
+        user_p50_s: user_stats.p50,
+        user_p99_s: user_stats.p99,
         bytes_per_node_per_s: bytes_rate,
         packets_per_node_per_s: packets_rate,
         packets_sent: totals.packets_sent,
@@ -653,6 +826,30 @@ mod tests {
         assert_eq!(go.heal_converge_s, None, "{}", go.to_json());
         let ours = run(&s);
         assert!(ours.heal_converge_s.is_some_and(|t| t < 30.0), "{}", ours.to_json());
+    }
+
+    #[test]
+    fn under_churn_user_broadcasts_keep_flowing() {
+        // A join or a leave every second and 5 user broadcasts a second
+        // from random nodes: under ringswim's rules nearly all reach every
+        // member within 1 s, under Go's a good part do not.
+        let s = Scenario {
+            nodes: 50,
+            duration_s: 90.0,
+            kill: 0,
+            broadcasts: 0,
+            churn: 1.0,
+            user_rate: 5.0,
+            compression: false,
+            ..small()
+        };
+        let ours = run(&s);
+        let go = run(&Scenario { go_behaviour: true, ..s });
+        let in_1s = |r: &Report| r.user_complete_1s as f64 / r.user_sent as f64;
+        assert!(ours.user_sent > 300 && go.user_sent > 100);
+        assert!(in_1s(&ours) >= 0.95, "{}", ours.to_json());
+        assert!(in_1s(&go) < 0.8, "{}", go.to_json());
+        assert_eq!(ours.false_deaths, 0, "leaves are not deaths: {}", ours.to_json());
     }
 
     #[test]

@@ -77,24 +77,26 @@ fn defaults_turn_the_extensions_on_and_go_behaviour_turns_them_off() {
 }
 
 #[test]
-fn news_of_a_member_brings_a_push_pull_soon_then_a_settling_one() {
+fn a_burst_of_news_brings_a_push_pull_soon_then_a_settling_one() {
     let mut c = core(0, false);
+    let ext = c.config().extensions.clone();
+    assert_eq!((ext.news_push_pull_delay, ext.news_push_pull_burst), (Duration::from_millis(250), 3));
     // Go's first periodic push/pull comes after the stagger plus 15 s:
-    // nothing before 2 s but what news brings.
+    // nothing before 2 s but what news brings. A lone join is no burst.
     hear_alive(&mut c, 1, at(100));
-    let opened = push_pulls_until(&mut c, at(100), at(2_000));
-    let delay = c.config().extensions.news_push_pull_delay;
-    assert_eq!(delay, Duration::from_millis(250));
-    assert_eq!(opened, vec![at(350), at(850)], "news + 250 ms, then 2 × 250 ms later to settle");
+    assert!(push_pulls_until(&mut c, at(100), at(1_400)).is_empty());
+    // Two more members within a second (four delays) of each other: a burst.
+    hear_alive(&mut c, 2, at(1_500));
+    hear_alive(&mut c, 3, at(1_600));
+    assert!(push_pulls_until(&mut c, at(1_500), at(1_600)).is_empty(), "the first two are no burst yet");
+    hear_alive(&mut c, 4, at(1_700));
+    let opened = push_pulls_until(&mut c, at(1_700), at(4_000));
+    assert_eq!(opened, vec![at(1_950), at(2_450)], "news + 250 ms, then 2 × 250 ms later to settle");
 
-    // More news within the delay of the last one waits a full delay.
-    hear_alive(&mut c, 2, at(2_000));
-    hear_alive(&mut c, 3, at(2_050));
-    let opened = push_pulls_until(&mut c, at(2_000), at(4_000));
-    assert_eq!(opened, vec![at(2_250), at(2_750)]);
-
-    // Old news (a member already alive) brings nothing.
-    hear_alive(&mut c, 1, at(4_000));
+    // Old news (members already alive) brings nothing.
+    for j in 1..=4 {
+        hear_alive(&mut c, j, at(4_000));
+    }
     assert!(push_pulls_until(&mut c, at(4_000), at(6_000)).is_empty());
 }
 
@@ -205,4 +207,49 @@ fn a_member_that_left_is_not_retried_nor_under_go_behaviour() {
     hear_alive(&mut go, 1, at(0));
     hear_dead(&mut go, 1, at(10), "node9");
     assert!(push_pull_targets(&mut go, at(10), at(14_000)).is_empty(), "Go's first push/pull waits 15 s+");
+}
+
+/// A delegate with an endless supply of 10-byte user broadcasts, recording
+/// the byte limits it was offered.
+#[derive(Debug, Default)]
+struct Chatty {
+    offered: std::sync::Mutex<Vec<usize>>,
+}
+
+impl crate::delegate::Delegate for Chatty {
+    fn get_broadcasts(&self, overhead: usize, limit: usize) -> Vec<Vec<u8>> {
+        self.offered.lock().unwrap().push(limit);
+        vec![vec![7u8; 10]; limit / (overhead + 10)]
+    }
+}
+
+/// Node 0 with a full membership queue (200 members heard of) gossips once;
+/// the bytes its delegate was offered.
+fn offered_under_churn(go: bool) -> Vec<usize> {
+    let chatty = std::sync::Arc::new(Chatty::default());
+    let mut config = Config::default_local().with_name(name(0)).with_enable_compression(false);
+    config = config.with_delegate(chatty.clone() as std::sync::Arc<dyn crate::delegate::Delegate>);
+    if go {
+        config = config.with_go_behaviour();
+    }
+    let mut c = Core::new(config, addr(0), at(0), StdRng::seed_from_u64(5)).expect("core");
+    for j in 1..=200u8 {
+        hear_alive(&mut c, j, at(1));
+    }
+    while c.poll_transmit().is_some() {}
+    c.gossip(at(2));
+    let tx = c.poll_transmit().expect("a gossip packet");
+    assert!(tx.bytes.len() <= c.config().udp_buffer_size);
+    chatty.offered.lock().unwrap().clone()
+}
+
+#[test]
+fn user_broadcasts_keep_their_share_of_a_packet_full_of_membership_news() {
+    let go = offered_under_churn(true);
+    // Go: alive messages fill the packet, the delegate is not even asked.
+    assert!(go.iter().all(|&l| l < 100), "{go:?}");
+    let ours = offered_under_churn(false);
+    let share = usize::from(Extensions::ringswim().user_broadcast_share);
+    assert_eq!(share, 50);
+    assert!(ours[0] >= 1400 * share / 100 - 20, "offered {ours:?}");
 }

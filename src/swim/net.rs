@@ -50,6 +50,9 @@ use crate::wire::{
 
 /// Go's `userMsgOverhead`: the type byte put in front of a user broadcast.
 const USER_MSG_OVERHEAD: usize = 1;
+/// User messages kept for the next packet at most (a delegate hands over at
+/// most one packet's worth per call).
+const MAX_USER_CARRY: usize = 1024;
 
 /// One complete datagram to send (quinn-proto's `Transmit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +147,9 @@ pub(super) struct Relay {
 #[derive(Debug, Default)]
 pub(super) struct Net {
     pub(super) decoder: PacketDecoder,
+    /// User messages the delegate handed over that the last packet had no
+    /// part left for (at most [`MAX_USER_CARRY`]).
+    pub(super) user_carry: VecDeque<Arc<[u8]>>,
     pub(super) keyring: Option<Keyring>,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) rejected: RejectedPackets,
@@ -244,23 +250,64 @@ impl<R> Core<R> {
 
     /// Go `getBroadcasts`: system broadcasts, then the delegate's user
     /// broadcasts in the space left, at most `max_count` in all.
+    ///
+    /// With [`Extensions::user_broadcast_share`] (ringswim) the user
+    /// broadcasts come first, with a guaranteed share of the packet's bytes
+    /// and parts (more when the system queue needs less), and the system
+    /// broadcasts fill the rest: membership churn can no longer starve them
+    /// (hashicorp/memberlist #299).
+    ///
+    /// [`Extensions::user_broadcast_share`]: crate::config::Extensions::user_broadcast_share
     fn all_broadcasts(&mut self, overhead: usize, limit: usize, max_count: usize) -> Vec<Arc<[u8]>> {
         let n = self.members.len();
-        let mut msgs = self.broadcasts.get_broadcasts_max(overhead, limit, n, max_count);
+        let share = usize::from(self.config.extensions.user_broadcast_share.min(100));
+        if share == 0 || self.config.delegate.is_none() {
+            let mut msgs = self.broadcasts.get_broadcasts_max(overhead, limit, n, max_count);
+            let used: usize = msgs.iter().map(|m| m.len() + overhead).sum();
+            let user = self.user_broadcasts(overhead, limit.saturating_sub(used), max_count - msgs.len());
+            msgs.extend(user);
+            return msgs;
+        }
+        let system_bytes = self.broadcasts.queued_bytes(overhead);
+        let system_count = self.broadcasts.num_queued();
+        let user_bytes = (limit * share / 100).max(limit.saturating_sub(system_bytes));
+        let user_count = (max_count * share / 100).max(max_count.saturating_sub(system_count));
+        let mut msgs = self.user_broadcasts(overhead, user_bytes, user_count);
         let used: usize = msgs.iter().map(|m| m.len() + overhead).sum();
-        let avail = limit.saturating_sub(used);
+        let system =
+            self.broadcasts.get_broadcasts_max(overhead, limit.saturating_sub(used), n, max_count - msgs.len());
+        msgs.extend(system);
+        msgs
+    }
+
+    /// Up to `max_count` user messages (each framed as a `user` message) in
+    /// `avail` bytes: first those a previous packet had no part left for,
+    /// then the delegate's. The delegate cannot be told a count: what it
+    /// hands over beyond `max_count` waits for the next packet rather than
+    /// being lost (never more than 127 parts to a Go peer: GO-NOTES §2).
+    fn user_broadcasts(&mut self, overhead: usize, avail: usize, max_count: usize) -> Vec<Arc<[u8]>> {
+        let mut msgs = Vec::new();
+        let mut left = avail;
+        while msgs.len() < max_count
+            && let Some(m) = self.net.user_carry.front()
+            && m.len() + overhead <= left
+        {
+            left -= m.len() + overhead;
+            msgs.extend(self.net.user_carry.pop_front());
+        }
         if msgs.len() < max_count
-            && avail > overhead + USER_MSG_OVERHEAD
+            && left > overhead + USER_MSG_OVERHEAD
             && let Some(delegate) = &self.config.delegate
         {
-            let user = delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, avail);
-            // The delegate cannot be told a count: what does not fit the
-            // compound limit is dropped (GO-NOTES §2 forbids sending it).
-            for msg in user.into_iter().take(max_count - msgs.len()) {
+            for msg in delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, left) {
                 let mut buf = Vec::with_capacity(msg.len() + 1);
                 buf.push(crate::wire::MessageType::User as u8);
                 buf.extend_from_slice(&msg);
-                msgs.push(buf.into());
+                if msgs.len() < max_count {
+                    msgs.push(buf.into());
+                } else if self.net.user_carry.len() < MAX_USER_CARRY {
+                    self.net.user_carry.push_back(buf.into());
+                }
             }
         }
         msgs

@@ -182,6 +182,8 @@ pub struct TransmitLimitedQueue<B> {
     generic: BTreeSet<Key>,
     /// Id of the last broadcast queued. Never reset (see the module docs).
     last_id: u64,
+    /// Sum of the queued messages' lengths.
+    queued_bytes: usize,
 }
 
 impl<B> Default for TransmitLimitedQueue<B> {
@@ -201,12 +203,19 @@ impl<B> TransmitLimitedQueue<B> {
             names: HashMap::new(),
             generic: BTreeSet::new(),
             last_id: 0,
+            queued_bytes: 0,
         }
     }
 
     /// Number of queued broadcasts (Go `NumQueued`).
     pub fn num_queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// The bytes one packet would need to carry everything queued, at
+    /// `overhead` bytes per message.
+    pub fn queued_bytes(&self, overhead: usize) -> usize {
+        self.queued_bytes.saturating_add(self.queue.len().saturating_mul(overhead))
     }
 
     /// Whether nothing is queued.
@@ -236,6 +245,7 @@ impl<B> TransmitLimitedQueue<B> {
                 self.generic.insert(key);
             }
         }
+        self.queued_bytes += entry.message.len();
         let old = self.queue.insert(key, entry);
         // Ids are never reused, so keys never collide: this is where Go loses
         // broadcasts (module docs).
@@ -244,6 +254,7 @@ impl<B> TransmitLimitedQueue<B> {
 
     fn remove(&mut self, key: &Key) -> Option<Entry<B>> {
         let entry = self.queue.remove(key)?;
+        self.queued_bytes -= entry.message.len();
         match &entry.kind {
             Kind::Named(name) => {
                 self.names.remove(name);
@@ -382,6 +393,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
     pub fn reset(&mut self) {
         self.names.clear();
         self.generic.clear();
+        self.queued_bytes = 0;
         for entry in std::mem::take(&mut self.queue).into_values() {
             entry.broadcast.finished();
         }

@@ -93,6 +93,8 @@ pub(super) struct Streams {
     last_news_push_pull: Option<Time>,
     /// Whether the pending news push/pull is the settling one.
     settling: bool,
+    /// When the last news came (at most `news_push_pull_burst` of them).
+    recent_news: std::collections::VecDeque<Time>,
     /// Reconnect candidates: members we declared dead, by name, with their
     /// address and when ([`Extensions::reconnect_interval`]). At most
     /// [`MAX_RECONNECT_CANDIDATES`], oldest dropped first.
@@ -105,6 +107,10 @@ pub(super) struct Streams {
 
 /// At most this many dead members are remembered for reconnecting.
 pub const MAX_RECONNECT_CANDIDATES: usize = 4096;
+
+/// News counts as a burst when `news_push_pull_burst` items come within
+/// this many news delays.
+const NEWS_WINDOW_FACTOR: u32 = 4;
 
 /// The settling push/pull runs this many news delays after the last one.
 const SETTLE_FACTOR: u32 = 2;
@@ -295,18 +301,33 @@ impl<R: Rng> Core<R> {
         failed.insert(name.to_owned(), (addr, now));
     }
 
-    /// Gossip brought news of a member: unless one is pending, schedule the
-    /// extra push/pull of [`Extensions::news_push_pull_delay`], a full delay
-    /// after the last one. A rumour that reached us may have died out before
+    /// Gossip brought news of a member: if it is the
+    /// [`Extensions::news_push_pull_burst`]th within four delays and none is
+    /// pending, schedule the extra push/pull of
+    /// [`Extensions::news_push_pull_delay`], a full delay after the last one. A rumour that reached us may have died out before
     /// reaching others (and others' before reaching us): one full exchange
     /// with a random member repairs both sides far sooner than the periodic
     /// push/pull.
     ///
     /// [`Extensions::news_push_pull_delay`]: crate::config::Extensions::news_push_pull_delay
+    /// [`Extensions::news_push_pull_burst`]: crate::config::Extensions::news_push_pull_burst
     pub(super) fn note_news(&mut self, now: Time) {
         let delay = self.config.extensions.news_push_pull_delay;
+        let burst = self.config.extensions.news_push_pull_burst.max(1);
         let s = &mut self.net.streams;
-        if delay.is_zero() || (s.news_push_pull.is_some() && !s.settling) || s.next_push_pull.is_none() {
+        if delay.is_zero() || s.next_push_pull.is_none() {
+            return;
+        }
+        // Only a burst of news (a mass join, a healed partition) is worth a
+        // full exchange: a lone join's rumour reaches everyone on its own,
+        // and steady churn must not turn into steady push/pulls.
+        let window = NEWS_WINDOW_FACTOR * delay;
+        s.recent_news.retain(|&t| now.saturating_since(t) <= window);
+        s.recent_news.push_back(now);
+        while s.recent_news.len() > burst {
+            s.recent_news.pop_front();
+        }
+        if s.recent_news.len() < burst || (s.news_push_pull.is_some() && !s.settling) {
             return;
         }
         let earliest = s.last_news_push_pull.map_or(now, |last| last + delay);
