@@ -965,3 +965,139 @@ fn probe_walk_covers_every_member_once_per_round() {
         assert_eq!(probed, ["node1", "node2", "node3", "node4"]);
     }
 }
+
+/// An encoded ping with sequence number 42 from a `test` node at `addr(4)`
+/// (no target name, as in Go's net tests), in a packet with `crc` or not.
+fn test_ping_packet(copies: usize, crc: bool) -> Vec<u8> {
+    let src = ip_to_wire(addr(4).ip());
+    let ping = Message::Ping(Ping { seq_no: 42, node: "", source_addr: &src, source_port: PORT, source_node: "test" });
+    let parts = vec![ping.to_vec(); copies];
+    let mut bytes = Vec::new();
+    encode_packet(&parts, &EncodeOptions { crc, ..EncodeOptions::default() }, &mut bytes).unwrap();
+    bytes
+}
+
+/// Go `TestHandleCompoundPing`: a compound packet of three pings (sequence
+/// number 42) is answered with three acks, each a datagram of its own to the
+/// pings' source address, each a bare ack (no compound, nothing piggybacked
+/// once the broadcast queue is empty) for sequence number 42.
+#[test]
+fn go_handle_compound_ping() {
+    use crate::wire::message::MessageType;
+    let mut c = Cluster::new(1, &[], |_, cfg| cfg.enable_compression = false);
+    c.core(0).reset_broadcasts();
+    let mut bytes = test_ping_packet(3, false);
+    assert_eq!(bytes[0], MessageType::Compound as u8);
+    let now = c.now;
+    c.core(0).handle_packet(addr(5), &mut bytes, now);
+    for i in 0..3 {
+        let tx = c.core(0).poll_transmit().unwrap_or_else(|| panic!("ack {i} missing"));
+        assert_eq!(tx.to, addr(4), "answered to the source fields");
+        assert_eq!(tx.bytes[0], MessageType::Ack as u8, "bad response {:?}", tx.bytes);
+        let mut bytes = tx.bytes;
+        let mut dec = PacketDecoder::new();
+        let msgs = dec.decode(&mut bytes, &DecodeOptions::default()).unwrap().into_messages().unwrap();
+        assert_eq!(msgs, vec![Message::Ack(Ack { seq_no: 42, payload: &[] })]);
+    }
+    assert_eq!(c.core(0).poll_transmit(), None, "exactly three acks");
+    assert_eq!(c.core(0).rejected_packets().total(), 0);
+}
+
+/// Go `TestRawSendUdp_CRC`: a packet carries the CRC header (type 12, then
+/// the CRC32 of the rest, 5 bytes in all) only for a member whose protocol
+/// max is at least 5. With the member given (a user message by
+/// `send_best_effort`): pmax 5 gets it, pmax 4 does not. Looked up by the
+/// destination's host (an ack, which names no member): an unknown address
+/// gets none; a member named by its IP gets one if its pmax is 5, not if it
+/// is 4; and, as in Go, whose name is not its IP is not found (no CRC).
+#[test]
+fn go_raw_send_udp_crc() {
+    use crate::wire::message::MessageType;
+    const HEADER: usize = 5;
+    /// The next datagram's bytes, checking the CRC when there is one;
+    /// whether it had one.
+    fn next(c: &mut Cluster, to: SocketAddr, plain_len: usize) -> bool {
+        let tx = c.core(0).poll_transmit().expect("a datagram");
+        assert_eq!(tx.to, to);
+        let crc = tx.bytes[0] == MessageType::HasCrc as u8;
+        if crc {
+            assert_eq!(tx.bytes.len(), plain_len + HEADER, "{:?}", tx.bytes);
+            let sum = u32::from_be_bytes(tx.bytes[1..HEADER].try_into().unwrap());
+            assert_eq!(sum, crc32fast::hash(&tx.bytes[HEADER..]));
+        } else {
+            assert_eq!(tx.bytes.len(), plain_len, "{:?}", tx.bytes);
+        }
+        let mut bytes = tx.bytes;
+        let mut dec = PacketDecoder::new();
+        let packet = dec.decode(&mut bytes, &DecodeOptions::default()).unwrap();
+        assert_eq!(packet.layers.crc, crc);
+        assert_eq!(packet.messages.len(), 1);
+        crc
+    }
+
+    let mut c = Cluster::new(1, &[], |_, cfg| cfg.enable_compression = false);
+    let payload = [3u8; 4];
+    let user_len = 1 + payload.len();
+
+    // The member given, as `rawSendMsgPacket(a, &Node{PMax: 5}, …)`.
+    for (pmax, crc) in [(5, true), (4, false), (0, false)] {
+        let mut node = Node::new("test", addr(4).ip(), PORT);
+        node.pmax = pmax;
+        c.core(0).send_best_effort(&node, &payload);
+        assert_eq!(next(&mut c, addr(4), user_len), crc, "pmax {pmax}");
+    }
+
+    // Looked up by host: the ack to a ping from `to`.
+    let ack_len = Message::Ack(Ack { seq_no: 42, payload: &[] }).to_vec().len();
+    let ping_from = |c: &mut Cluster, to: SocketAddr| {
+        c.core(0).reset_broadcasts();
+        let ip = ip_to_wire(to.ip());
+        let ping = Message::Ping(Ping { seq_no: 42, node: "", source_addr: &ip, source_port: PORT, source_node: "t" });
+        let mut bytes = Vec::new();
+        encode_packet(&[ping.to_vec()], &EncodeOptions::default(), &mut bytes).unwrap();
+        let now = c.now;
+        c.core(0).handle_packet(to, &mut bytes, now);
+        next(c, to, ack_len)
+    };
+    assert!(!ping_from(&mut c, addr(4)), "no member at that host");
+    let now = c.now;
+    for (i, pmax) in [(5, 5), (6, 4)] {
+        let host = addr(i).ip().to_string();
+        let wire = ip_to_wire(addr(i).ip());
+        let vsn = [PROTOCOL_VERSION_MIN, pmax, 2, 2, 2, 2];
+        let a = Alive { incarnation: 1, node: &host, addr: &wire, port: PORT, meta: &[], vsn: &vsn };
+        c.core(0).handle_alive(&a, now);
+        assert_eq!(c.core(0).member(&host).map(|m| m.node.pmax), Some(pmax));
+    }
+    assert!(ping_from(&mut c, addr(5)), "member named by its IP, pmax 5");
+    assert!(!ping_from(&mut c, addr(6)), "member named by its IP, pmax 4");
+    c.tell(0, 1, &config(0).build_vsn_array());
+    assert_eq!(c.core(0).member("node1").map(|m| m.node.pmax), Some(PROTOCOL_VERSION_MAX));
+    assert!(!ping_from(&mut c, addr(1)), "pmax 5, but not named by its IP");
+    assert_eq!(c.core(0).poll_transmit(), None);
+}
+
+/// A packet whose CRC does not match (checksum corrupted as in Go
+/// `TestIngestPacket_CRC`, or the body) is dropped whole (no ack) and
+/// counted as `bad_crc`; the same packet intact is acked.
+#[test]
+fn bad_crc_is_rejected_and_counted() {
+    let mut c = Cluster::new(1, &[], |_, cfg| cfg.enable_compression = false);
+    c.core(0).reset_broadcasts();
+    let now = c.now;
+    let len = test_ping_packet(1, true).len();
+    for (n, at) in [(1, 1), (2, len - 1)] {
+        let mut bad = test_ping_packet(1, true);
+        bad[at] ^= 0x10;
+        c.core(0).handle_packet(addr(5), &mut bad, now);
+        assert_eq!(c.core(0).poll_transmit(), None, "byte {at} corrupted");
+        assert_eq!(c.core(0).rejected_packets().get("bad_crc"), n);
+        assert_eq!(c.core(0).rejected_packets().total(), n);
+    }
+
+    let mut good = test_ping_packet(1, true);
+    assert_eq!(good[0], crate::wire::message::MessageType::HasCrc as u8);
+    c.core(0).handle_packet(addr(5), &mut good, now);
+    assert_eq!(c.core(0).poll_transmit().map(|tx| tx.to), Some(addr(4)), "acked");
+    assert_eq!(c.core(0).rejected_packets().total(), 2);
+}
