@@ -45,9 +45,10 @@ fn hear_alive(c: &mut Core<StdRng>, j: u8, now: Time) {
     c.handle_alive(&Alive { incarnation: 1, node: &n, addr: &ip, port: PORT, meta: &[], vsn: &vsn }, now);
 }
 
-/// Runs `c`'s timers up to `until` in 10 ms steps; the times its push/pull
-/// streams were opened (probes' TCP pings to the absent peers aside).
-fn push_pulls_until(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<Time> {
+/// Runs `c`'s timers from `from` to `until` in `step`s; the push/pull
+/// streams it opened (probes' TCP pings to absent peers aside): when, and to
+/// whom.
+fn push_pulls(c: &mut Core<StdRng>, from: Time, until: Time, step: Duration) -> Vec<(Time, SocketAddr)> {
     let mut opened = Vec::new();
     let mut now = from;
     while now <= until {
@@ -56,13 +57,23 @@ fn push_pulls_until(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<Time> 
         }
         while let Some(s) = c.poll_stream() {
             if s.bytes.first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
-                opened.push(now);
+                opened.push((now, s.to));
             }
         }
         while c.poll_transmit().is_some() {}
-        now = now + Duration::from_millis(10);
+        now = now + step;
     }
     opened
+}
+
+/// When `c` opened push/pulls, in 10 ms steps up to `until`.
+fn push_pulls_until(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<Time> {
+    push_pulls(c, from, until, Duration::from_millis(10)).into_iter().map(|(t, _)| t).collect()
+}
+
+/// To whom `c` opened push/pulls, in 100 ms steps up to `until`.
+fn push_pull_targets(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<SocketAddr> {
+    push_pulls(c, from, until, Duration::from_millis(100)).into_iter().map(|(_, to)| to).collect()
 }
 
 #[test]
@@ -153,26 +164,6 @@ fn a_joiner_reaching_us_is_gossiped_with_the_full_budget() {
 fn hear_dead(c: &mut Core<StdRng>, j: u8, now: Time, from: &str) {
     let n = name(j);
     c.handle_dead(&Accusation { incarnation: 1, node: &n, from }, now);
-}
-
-/// The addresses `c` opens push/pull streams to, running its timers up to
-/// `until`.
-fn push_pull_targets(c: &mut Core<StdRng>, from: Time, until: Time) -> Vec<SocketAddr> {
-    let mut to = Vec::new();
-    let mut now = from;
-    while now <= until {
-        if c.poll_timeout().is_some_and(|t| t <= now) {
-            c.handle_timeout(now);
-        }
-        while let Some(s) = c.poll_stream() {
-            if s.bytes.first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
-                to.push(s.to);
-            }
-        }
-        while c.poll_transmit().is_some() {}
-        now = now + Duration::from_millis(100);
-    }
-    to
 }
 
 #[test]
