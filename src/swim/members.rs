@@ -3,9 +3,12 @@
 //! [`Core`](super::Core) keeps about each member and how it gossips news about
 //! them. Pure data and pure functions.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashTable;
 
 use super::Time;
 use super::queue::Broadcast;
@@ -35,6 +38,62 @@ impl Member {
     /// Dead or left (Go `DeadOrLeft`).
     pub fn is_dead_or_left(&self) -> bool {
         matches!(self.node.state, NodeState::Dead | NodeState::Left)
+    }
+}
+
+/// Name → position in the member table (Go `nodeMap`). It holds positions
+/// only and compares names in the table itself, so each name is stored once:
+/// in a large cluster a second copy of every name in every member's table was
+/// a good part of the memory (one `String` header and one allocation per
+/// member per member).
+///
+/// Looked up, never iterated: the randomly seeded hasher cannot make
+/// behaviour vary between runs.
+#[derive(Debug, Default)]
+pub(crate) struct MemberIndex {
+    positions: HashTable<usize>,
+    hasher: RandomState,
+}
+
+impl MemberIndex {
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// Number of members indexed.
+    pub(crate) fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Position of the member called `name` in `members`.
+    pub(crate) fn get(&self, members: &[Member], name: &str) -> Option<usize> {
+        self.positions.find(self.hash(name), |&i| members[i].node.name == name).copied()
+    }
+
+    /// Indexes `members[pos]`, which must not be indexed yet. Every other
+    /// indexed position must be up to date (a resize rehashes them).
+    pub(crate) fn insert(&mut self, members: &[Member], pos: usize) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(members[pos].node.name.as_str());
+        self.positions.insert_unique(hash, pos, |&i| hasher.hash_one(members[i].node.name.as_str()));
+    }
+
+    /// The member indexed at `from` now sits at `to` (`members` already
+    /// moved): found by its name's hash and its old position, which is
+    /// unique.
+    pub(crate) fn moved(&mut self, members: &[Member], from: usize, to: usize) {
+        let hash = self.hash(&members[to].node.name);
+        if let Some(pos) = self.positions.find_mut(hash, |&i| i == from) {
+            *pos = to;
+        }
+    }
+
+    /// Indexes every member of `members` afresh.
+    pub(crate) fn rebuild(&mut self, members: &[Member]) {
+        self.positions.clear();
+        for pos in 0..members.len() {
+            self.insert(members, pos);
+        }
     }
 }
 
