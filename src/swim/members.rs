@@ -186,17 +186,36 @@ pub(crate) fn set_vsn(node: &mut Node, vsn: &[u8]) -> bool {
 /// member replaces older news still queued.
 #[derive(Debug)]
 pub struct NodeBroadcast {
-    name: Arc<str>,
     message: Arc<[u8]>,
+    name: BroadcastName,
     /// Set when the queue lets go of the broadcast (Go's `notify` channel).
     notify: Option<Arc<AtomicBool>>,
+}
+
+/// Where a [`NodeBroadcast`]'s name is kept. The encoded message carries the
+/// member's name verbatim, so it is normally read from there: every member
+/// queues news about every other one during a mass join, and a separate copy
+/// of each name was an allocation per queued message.
+#[derive(Debug)]
+enum BroadcastName {
+    /// `message[start..start + len]`.
+    InMessage { start: u32, len: u32 },
+    /// A message that does not contain the name (not one the core builds).
+    Own(Box<str>),
 }
 
 impl NodeBroadcast {
     /// A broadcast about `name` carrying the encoded `message`; `notify` is
     /// set once it has been sent its full count or replaced.
     pub fn new(name: &str, message: Vec<u8>, notify: Option<Arc<AtomicBool>>) -> NodeBroadcast {
-        NodeBroadcast { name: Arc::from(name), message: Arc::from(message), notify }
+        let needle = name.as_bytes();
+        // Any occurrence will do: it is the same bytes.
+        let start = if needle.is_empty() { Some(0) } else { message.windows(needle.len()).position(|w| w == needle) };
+        let name = match start.and_then(|s| Some((u32::try_from(s).ok()?, u32::try_from(needle.len()).ok()?))) {
+            Some((start, len)) => BroadcastName::InMessage { start, len },
+            None => BroadcastName::Own(name.into()),
+        };
+        NodeBroadcast { message: Arc::from(message), name, notify }
     }
 }
 
@@ -206,7 +225,14 @@ impl Broadcast for NodeBroadcast {
     }
 
     fn name(&self) -> Option<&str> {
-        Some(&self.name)
+        match &self.name {
+            BroadcastName::InMessage { start, len } => {
+                let (start, len) = (*start as usize, *len as usize);
+                // Copied from a `&str`, so valid UTF-8.
+                Some(std::str::from_utf8(&self.message[start..start + len]).unwrap_or_default())
+            }
+            BroadcastName::Own(name) => Some(name),
+        }
     }
 
     fn finished(self) {
@@ -338,6 +364,14 @@ mod tests {
         let remote = [PushNodeState { name: "x", vsn: &[1, 2, 3], ..Default::default() }];
         let local = [node([0, 0, 0, 0, 0, 0])];
         assert_eq!(verify_protocol(local.iter(), &remote), Ok(()));
+    }
+
+    #[test]
+    fn broadcast_names() {
+        let named = |name: &str, msg: &[u8]| NodeBroadcast::new(name, msg.to_vec(), None).name().map(str::to_owned);
+        assert_eq!(named("node-7", b"\x02..node-7.."), Some("node-7".to_owned()));
+        assert_eq!(named("node-7", b"other"), Some("node-7".to_owned()));
+        assert_eq!(named("", b"abc"), Some(String::new()));
     }
 
     #[test]
