@@ -82,7 +82,8 @@ pub trait Broadcast: Sized {
 
     /// The identity of a named broadcast (Go `NamedBroadcast.Name`): a new
     /// broadcast with the same name replaces this one. `None` (the default) for
-    /// unique and generic broadcasts.
+    /// unique and generic broadcasts. The queue asks again whenever it needs
+    /// the name (it keeps no copy), so it must not change while queued.
     fn name(&self) -> Option<&str> {
         None
     }
