@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rand::Rng;
 
 use super::members::{
-    Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn,
-    verify_protocol,
+    Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
 };
 use super::queue::TransmitLimitedQueue;
 use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};

@@ -348,7 +348,8 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
     fn queue_with_transmits(&mut self, broadcast: B, transmits: usize) {
         self.last_id += 1;
         let message = broadcast.message();
-        let key = Key { transmits: saturate(transmits), len: Reverse(saturate(message.len())), id: Reverse(self.last_id) };
+        let key =
+            Key { transmits: saturate(transmits), len: Reverse(saturate(message.len())), id: Reverse(self.last_id) };
         let kind = match broadcast.name() {
             Some(_) => Kind::Named,
             None if broadcast.is_unique() => Kind::Unique,
