@@ -6,7 +6,7 @@
 //! See [`Core`] for the method classes, the drain order and what differs
 //! from Go.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rand::Rng;
 
 use super::members::{
-    Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
+    Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
 };
 use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
@@ -169,8 +169,8 @@ pub struct Core<R> {
     /// Members in probe order (Go `nodes`): a new member goes to a random
     /// position.
     members: Vec<Member>,
-    /// Name → position in `members` (Go `nodeMap`). Looked up, never iterated.
-    index: HashMap<String, usize>,
+    /// Name → position in `members` (Go `nodeMap`).
+    index: MemberIndex,
     /// Our incarnation counter (Go `m.incarnation`); the local member's
     /// `incarnation` is the last one announced.
     incarnation: u32,
@@ -212,7 +212,7 @@ impl<R: Rng> Core<R> {
             config,
             rng,
             members: Vec::new(),
-            index: HashMap::new(),
+            index: MemberIndex::default(),
             incarnation: 0,
             suspicions: BTreeMap::new(),
             effects: VecDeque::new(),
@@ -227,12 +227,15 @@ impl<R: Rng> Core<R> {
         let vsn = core.config.build_vsn_array();
         let alive = Alive { incarnation, node: &name, addr: &addr, port: advertise.port(), meta: &meta, vsn: &vsn };
         core.alive_node(&alive, None, true, now);
-        if !core.index.contains_key(&name) {
+        if core.position(&name).is_none() {
             return Err(Error::LocalNodeRejected);
         }
         Ok(core)
     }
 }
+
+/// Room for effects kept once they are drained (see [`Core::poll_effect`]).
+const EFFECTS_KEPT: usize = 16;
 
 /// The local meta from the delegate, checked against [`META_MAX_SIZE`].
 fn local_meta(config: &Config) -> Result<Vec<u8>, Error> {
@@ -253,7 +256,12 @@ impl<R> Core<R> {
 
     /// The member called `name`, if known (in any state).
     pub fn member(&self, name: &str) -> Option<&Member> {
-        self.index.get(name).map(|&i| &self.members[i])
+        self.position(name).map(|i| &self.members[i])
+    }
+
+    /// Position of the member called `name` in [`Core::members`].
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(&self.members, name)
     }
 
     /// Every known member, in probe order, the local node included.
@@ -268,8 +276,8 @@ impl<R> Core<R> {
 
     fn local(&self) -> &Member {
         // `new` puts the local node in the table and nothing removes it.
-        let i = self.index[self.config.name.as_str()];
-        &self.members[i]
+        let i = self.position(&self.config.name);
+        &self.members[i.expect("the local node is a member")]
     }
 
     /// Every member, any state, in table order, as a push/pull exchange sends
@@ -362,7 +370,13 @@ impl<R> Core<R> {
 
     /// The next effect to act on, oldest first.
     pub fn poll_effect(&mut self) -> Option<Effect> {
-        self.effects.pop_front()
+        let effect = self.effects.pop_front();
+        if effect.is_none() {
+            // A push/pull from a large cluster queues an event per member it
+            // brings: do not keep room for that many in every core.
+            self.effects.shrink_to(EFFECTS_KEPT);
+        }
+        effect
     }
 
     /// Every pending effect, oldest first.
@@ -420,7 +434,7 @@ impl<R> Core<R> {
     /// suspicions run only for suspect members. O(n): for `debug_assert!`.
     fn invariants(&self) -> bool {
         let indexed = self.index.len() == self.members.len()
-            && self.members.iter().enumerate().all(|(i, m)| self.index.get(&m.node.name) == Some(&i));
+            && self.members.iter().enumerate().all(|(i, m)| self.position(&m.node.name) == Some(i));
         let local = self.member(&self.config.name).is_some_and(|m| m.state() != NodeState::Dead);
         let timers =
             self.suspicions.keys().all(|name| self.member(name).is_some_and(|m| m.state() == NodeState::Suspect));
@@ -567,7 +581,7 @@ impl<R: Rng> Core<R> {
             if timer.suspicion.fire(now).is_none() {
                 continue;
             }
-            let Some(&idx) = self.index.get(&name) else { continue };
+            let Some(idx) = self.position(&name) else { continue };
             let m = &self.members[idx];
             if m.state() == NodeState::Suspect && m.state_change == timer.change_time {
                 let incarnation = m.incarnation;
@@ -586,13 +600,10 @@ impl<R: Rng> Core<R> {
             (m.state() == NodeState::Dead).then_some(m.state_change)
         });
         for reaped in self.members.drain(keep..) {
-            self.index.remove(&reaped.node.name);
             self.suspicions.remove(&reaped.node.name);
         }
         shuffle(&mut self.members, &mut self.rng);
-        for (i, m) in self.members.iter().enumerate() {
-            self.index.insert(m.node.name.clone(), i);
-        }
+        self.index.rebuild(&self.members);
         debug_assert!(self.invariants());
     }
 
@@ -661,7 +672,7 @@ impl<R: Rng> Core<R> {
         }
 
         let mut updates_node = false;
-        let idx = match self.index.get(a.node) {
+        let idx = match self.position(a.node) {
             None => {
                 if self.config.ip_allowed(ip).is_err() {
                     return;
@@ -674,7 +685,7 @@ impl<R: Rng> Core<R> {
                 }
                 self.insert(Member { node, incarnation: 0, state_change: Time::ZERO })
             }
-            Some(&idx) => {
+            Some(idx) => {
                 let m = &self.members[idx];
                 if m.node.addr != ip || m.node.port != a.port {
                     if self.config.ip_allowed(ip).is_err() {
@@ -748,17 +759,24 @@ impl<R: Rng> Core<R> {
     fn insert(&mut self, member: Member) -> usize {
         let n = self.members.len();
         let offset = random_offset(n, &mut self.rng);
-        self.index.insert(member.node.name.clone(), n);
+        if n == self.members.capacity() {
+            // Grow by a quarter rather than double: every member holds a
+            // table of the whole cluster, and doubling left up to half of
+            // each unused.
+            self.members.reserve_exact(n / 4 + 4);
+        }
         self.members.push(member);
         self.members.swap(offset, n);
-        self.index.insert(self.members[n].node.name.clone(), n);
-        self.index.insert(self.members[offset].node.name.clone(), offset);
+        if offset != n {
+            self.index.moved(&self.members, offset, n);
+        }
+        self.index.insert(&self.members, offset);
         offset
     }
 
     /// Go `suspectNode`.
     fn suspect_node(&mut self, s: &Accusation<'_>, now: Time) {
-        let Some(&idx) = self.index.get(s.node) else { return };
+        let Some(idx) = self.position(s.node) else { return };
         if s.incarnation < self.members[idx].incarnation {
             return;
         }
@@ -802,7 +820,7 @@ impl<R: Rng> Core<R> {
 
     /// Go `deadNode`.
     fn dead_node(&mut self, d: &Accusation<'_>, now: Time) {
-        let Some(&idx) = self.index.get(d.node) else { return };
+        let Some(idx) = self.position(d.node) else { return };
         if d.incarnation < self.members[idx].incarnation {
             return;
         }

@@ -3,9 +3,12 @@
 //! [`Core`](super::Core) keeps about each member and how it gossips news about
 //! them. Pure data and pure functions.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashTable;
 
 use super::Time;
 use super::queue::Broadcast;
@@ -35,6 +38,62 @@ impl Member {
     /// Dead or left (Go `DeadOrLeft`).
     pub fn is_dead_or_left(&self) -> bool {
         matches!(self.node.state, NodeState::Dead | NodeState::Left)
+    }
+}
+
+/// Name → position in the member table (Go `nodeMap`). It holds positions
+/// only and compares names in the table itself, so each name is stored once:
+/// in a large cluster a second copy of every name in every member's table was
+/// a good part of the memory (one `String` header and one allocation per
+/// member per member).
+///
+/// Looked up, never iterated: the randomly seeded hasher cannot make
+/// behaviour vary between runs.
+#[derive(Debug, Default)]
+pub(crate) struct MemberIndex {
+    positions: HashTable<usize>,
+    hasher: RandomState,
+}
+
+impl MemberIndex {
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// Number of members indexed.
+    pub(crate) fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Position of the member called `name` in `members`.
+    pub(crate) fn get(&self, members: &[Member], name: &str) -> Option<usize> {
+        self.positions.find(self.hash(name), |&i| members[i].node.name == name).copied()
+    }
+
+    /// Indexes `members[pos]`, which must not be indexed yet. Every other
+    /// indexed position must be up to date (a resize rehashes them).
+    pub(crate) fn insert(&mut self, members: &[Member], pos: usize) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(members[pos].node.name.as_str());
+        self.positions.insert_unique(hash, pos, |&i| hasher.hash_one(members[i].node.name.as_str()));
+    }
+
+    /// The member indexed at `from` now sits at `to` (`members` already
+    /// moved): found by its name's hash and its old position, which is
+    /// unique.
+    pub(crate) fn moved(&mut self, members: &[Member], from: usize, to: usize) {
+        let hash = self.hash(&members[to].node.name);
+        if let Some(pos) = self.positions.find_mut(hash, |&i| i == from) {
+            *pos = to;
+        }
+    }
+
+    /// Indexes every member of `members` afresh.
+    pub(crate) fn rebuild(&mut self, members: &[Member]) {
+        self.positions.clear();
+        for pos in 0..members.len() {
+            self.insert(members, pos);
+        }
     }
 }
 
@@ -127,17 +186,40 @@ pub(crate) fn set_vsn(node: &mut Node, vsn: &[u8]) -> bool {
 /// member replaces older news still queued.
 #[derive(Debug)]
 pub struct NodeBroadcast {
-    name: Arc<str>,
     message: Arc<[u8]>,
+    name: BroadcastName,
     /// Set when the queue lets go of the broadcast (Go's `notify` channel).
     notify: Option<Arc<AtomicBool>>,
+}
+
+/// Where a [`NodeBroadcast`]'s name is kept. The encoded message carries the
+/// member's name verbatim, so it is normally read from there: every member
+/// queues news about every other one during a mass join, and a separate copy
+/// of each name was an allocation per queued message.
+#[derive(Debug)]
+enum BroadcastName {
+    /// `message[start..start + len]`.
+    InMessage { start: u32, len: u32 },
+    /// A message that does not contain the name (not one the core builds).
+    Own(Box<str>),
 }
 
 impl NodeBroadcast {
     /// A broadcast about `name` carrying the encoded `message`; `notify` is
     /// set once it has been sent its full count or replaced.
     pub fn new(name: &str, message: Vec<u8>, notify: Option<Arc<AtomicBool>>) -> NodeBroadcast {
-        NodeBroadcast { name: Arc::from(name), message: Arc::from(message), notify }
+        let needle = name.as_bytes();
+        // Any occurrence will do: it is the same bytes. (Checking the first
+        // byte before the whole window keeps this off the profile.)
+        let start = match needle.first() {
+            None => Some(0),
+            Some(&first) => message.windows(needle.len()).position(|w| w[0] == first && w == needle),
+        };
+        let name = match start.and_then(|s| Some((u32::try_from(s).ok()?, u32::try_from(needle.len()).ok()?))) {
+            Some((start, len)) => BroadcastName::InMessage { start, len },
+            None => BroadcastName::Own(name.into()),
+        };
+        NodeBroadcast { message: Arc::from(message), name, notify }
     }
 }
 
@@ -147,7 +229,14 @@ impl Broadcast for NodeBroadcast {
     }
 
     fn name(&self) -> Option<&str> {
-        Some(&self.name)
+        match &self.name {
+            BroadcastName::InMessage { start, len } => {
+                let (start, len) = (*start as usize, *len as usize);
+                // Copied from a `&str`, so valid UTF-8.
+                Some(std::str::from_utf8(&self.message[start..start + len]).unwrap_or_default())
+            }
+            BroadcastName::Own(name) => Some(name),
+        }
     }
 
     fn finished(self) {
@@ -279,6 +368,14 @@ mod tests {
         let remote = [PushNodeState { name: "x", vsn: &[1, 2, 3], ..Default::default() }];
         let local = [node([0, 0, 0, 0, 0, 0])];
         assert_eq!(verify_protocol(local.iter(), &remote), Ok(()));
+    }
+
+    #[test]
+    fn broadcast_names() {
+        let named = |name: &str, msg: &[u8]| NodeBroadcast::new(name, msg.to_vec(), None).name().map(str::to_owned);
+        assert_eq!(named("node-7", b"\x02..node-7.."), Some("node-7".to_owned()));
+        assert_eq!(named("node-7", b"other"), Some("node-7".to_owned()));
+        assert_eq!(named("", b"abc"), Some(String::new()));
     }
 
     #[test]

@@ -662,7 +662,7 @@ impl<R: Rng> Core<R> {
     /// Go's tests use), replacing any probe in progress. Does nothing for an
     /// unknown name.
     pub fn probe_node_by_name(&mut self, name: &str, now: Time) {
-        if let Some(&idx) = self.index.get(name) {
+        if let Some(idx) = self.position(name) {
             self.probe_node(idx, now);
         }
     }

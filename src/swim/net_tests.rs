@@ -545,7 +545,7 @@ fn go_gossip_to_dead() {
     let dead_at = c.now;
     {
         let core = c.core(0);
-        let idx = core.index["node1"];
+        let idx = core.position("node1").unwrap();
         core.members[idx].node.state = NodeState::Dead;
         core.members[idx].state_change = dead_at;
     }

@@ -32,8 +32,11 @@
 //!   name as no name).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 /// How many times a broadcast is sent in a cluster of `num_nodes` members
 /// (Go `retransmitLimit`): `retransmit_mult * ceil(log10(num_nodes + 1))`.
@@ -79,7 +82,8 @@ pub trait Broadcast: Sized {
 
     /// The identity of a named broadcast (Go `NamedBroadcast.Name`): a new
     /// broadcast with the same name replaces this one. `None` (the default) for
-    /// unique and generic broadcasts.
+    /// unique and generic broadcasts. The queue asks again whenever it needs
+    /// the name (it keeps no copy), so it must not change while queued.
     fn name(&self) -> Option<&str> {
         None
     }
@@ -109,25 +113,34 @@ pub trait Broadcast: Sized {
 /// Position in the send order: derived `Ord` compares the fields top to
 /// bottom, so the smallest key is the next to send (fewest transmits, then
 /// largest message, then newest).
+///
+/// 16 bytes (there is one per queued broadcast, twice): transmits and lengths
+/// saturate at `u32::MAX`, which no packet or transmit limit comes near.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Key {
-    transmits: usize,
-    len: Reverse<usize>,
+    transmits: u32,
+    len: Reverse<u32>,
     id: Reverse<u64>,
+}
+
+/// `n` as a [`Key`] field.
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl Key {
     /// The smallest key of tier `transmits` whose message is at most `len`
     /// bytes long.
-    fn first_fitting(transmits: usize, len: usize) -> Key {
-        Key { transmits, len: Reverse(len), id: Reverse(u64::MAX) }
+    fn first_fitting(transmits: u32, len: usize) -> Key {
+        Key { transmits, len: Reverse(saturate(len)), id: Reverse(u64::MAX) }
     }
 }
 
-/// How a queued broadcast takes part in invalidation.
-#[derive(Debug)]
+/// How a queued broadcast takes part in invalidation. A named one's name is
+/// asked of the broadcast ([`Broadcast::name`]) when needed, not copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    Named(Arc<str>),
+    Named,
     Unique,
     Generic,
 }
@@ -136,6 +149,8 @@ enum Kind {
 struct Entry<B> {
     broadcast: B,
     message: Arc<[u8]>,
+    /// Its place in `order`.
+    key: Key,
     kind: Kind,
 }
 
@@ -167,16 +182,27 @@ pub struct Queued<'a, B> {
 /// Costs, n queued: queueing a named or unique broadcast and handing out each
 /// message are O(log n); a generic broadcast also scans the queued generic
 /// ones.
+///
+/// Layout: the broadcasts stay put in `slots` while their key changes with
+/// every transmit; the send order and the name index hold slot numbers only.
+/// In a large cluster every member queues news about every other one during a
+/// mass join, so the per-entry size matters (the name is not copied, and
+/// entries are not moved on each transmit).
 #[derive(Debug)]
 pub struct TransmitLimitedQueue<B> {
     /// Go `RetransmitMult`: the multiplier in [`retransmit_limit`].
     pub retransmit_mult: usize,
-    /// Every queued broadcast, in send order.
-    queue: BTreeMap<Key, Entry<B>>,
-    /// Key of each named broadcast. Only looked up, never iterated, so the
-    /// randomly seeded hasher cannot make behaviour vary between runs; it keeps
-    /// names chosen by remote peers from flooding one bucket.
-    names: HashMap<Arc<str>, Key>,
+    /// Every queued broadcast's slot, in send order.
+    order: BTreeMap<Key, u32>,
+    /// The queued broadcasts; `None` marks a free slot (listed in `free`).
+    slots: Vec<Option<Entry<B>>>,
+    free: Vec<u32>,
+    /// Slot of each named broadcast, by the hash of its name. Only looked up,
+    /// never iterated, so the randomly seeded hasher cannot make behaviour
+    /// vary between runs; it keeps names chosen by remote peers from flooding
+    /// one bucket.
+    names: HashTable<u32>,
+    hasher: RandomState,
     /// Keys of the generic broadcasts, the only ones a generic one may
     /// invalidate.
     generic: BTreeSet<Key>,
@@ -193,14 +219,22 @@ impl<B> Default for TransmitLimitedQueue<B> {
     }
 }
 
+/// The name of the named broadcast in `slot`.
+fn slot_name<B: Broadcast>(slots: &[Option<Entry<B>>], slot: u32) -> &str {
+    slots[slot as usize].as_ref().and_then(|e| e.broadcast.name()).unwrap_or_default()
+}
+
 impl<B> TransmitLimitedQueue<B> {
     /// An empty queue sending each broadcast
     /// `retransmit_limit(retransmit_mult, num_nodes)` times.
     pub fn new(retransmit_mult: usize) -> Self {
         TransmitLimitedQueue {
             retransmit_mult,
-            queue: BTreeMap::new(),
-            names: HashMap::new(),
+            order: BTreeMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            names: HashTable::new(),
+            hasher: RandomState::new(),
             generic: BTreeSet::new(),
             last_id: 0,
             queued_bytes: 0,
@@ -209,62 +243,50 @@ impl<B> TransmitLimitedQueue<B> {
 
     /// Number of queued broadcasts (Go `NumQueued`).
     pub fn num_queued(&self) -> usize {
-        self.queue.len()
+        self.order.len()
     }
 
     /// The bytes one packet would need to carry everything queued, at
     /// `overhead` bytes per message.
     pub fn queued_bytes(&self, overhead: usize) -> usize {
-        self.queued_bytes.saturating_add(self.queue.len().saturating_mul(overhead))
+        self.queued_bytes.saturating_add(self.order.len().saturating_mul(overhead))
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.order.is_empty()
     }
 
     /// The queued broadcasts in send order, next to send first (Go's
     /// `orderedView(false)`; `.rev()` gives `orderedView(true)`).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Queued<'_, B>> + ExactSizeIterator {
-        self.queue.iter().map(|(key, entry)| Queued {
-            broadcast: &entry.broadcast,
-            message: &entry.message,
-            transmits: key.transmits,
-            id: key.id.0,
+        self.order.iter().map(|(key, &slot)| {
+            let entry = self.slots[slot as usize].as_ref().expect("ordered slots are full");
+            let transmits = key.transmits as usize;
+            Queued { broadcast: &entry.broadcast, message: &entry.message, transmits, id: key.id.0 }
         })
     }
 
-    fn insert(&mut self, key: Key, entry: Entry<B>) {
-        match &entry.kind {
-            Kind::Named(name) => {
-                let old = self.names.insert(Arc::clone(name), key);
-                debug_assert!(old.is_none(), "two queued broadcasts named {name:?}");
-            }
-            Kind::Unique => {}
-            Kind::Generic => {
-                self.generic.insert(key);
-            }
+    /// Moves the broadcast in `slot` to `key` in the send order (it must not
+    /// be in it).
+    fn place(&mut self, slot: u32, key: Key) {
+        let entry = self.slots[slot as usize].as_mut().expect("placed slots are full");
+        entry.key = key;
+        if entry.kind == Kind::Generic {
+            self.generic.insert(key);
         }
-        self.queued_bytes += entry.message.len();
-        let old = self.queue.insert(key, entry);
+        let old = self.order.insert(key, slot);
         // Ids are never reused, so keys never collide: this is where Go loses
         // broadcasts (module docs).
         debug_assert!(old.is_none(), "key {key:?} queued twice");
     }
 
-    fn remove(&mut self, key: &Key) -> Option<Entry<B>> {
-        let entry = self.queue.remove(key)?;
-        self.queued_bytes -= entry.message.len();
-        match &entry.kind {
-            Kind::Named(name) => {
-                self.names.remove(name);
-            }
-            Kind::Unique => {}
-            Kind::Generic => {
-                self.generic.remove(key);
-            }
-        }
-        Some(entry)
+    /// Takes the broadcast at `key` out of the send order, keeping its slot;
+    /// [`TransmitLimitedQueue::place`] puts it back.
+    fn unplace(&mut self, key: &Key) -> Option<u32> {
+        let slot = self.order.remove(key)?;
+        self.generic.remove(key);
+        Some(slot)
     }
 }
 
@@ -276,24 +298,84 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
         self.queue_with_transmits(broadcast, 0);
     }
 
+    fn insert(&mut self, entry: Entry<B>) {
+        let (key, kind) = (entry.key, entry.kind);
+        self.queued_bytes += entry.message.len();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 queued broadcasts");
+                if self.slots.len() == self.slots.capacity() {
+                    // A quarter more rather than double (see the layout note).
+                    self.slots.reserve_exact(self.slots.len() / 4 + 4);
+                }
+                self.slots.push(Some(entry));
+                slot
+            }
+        };
+        if kind == Kind::Named {
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            let hash = hasher.hash_one(slot_name(slots, slot));
+            debug_assert!(
+                self.names.find(hash, |&s| slot_name(slots, s) == slot_name(slots, slot)).is_none(),
+                "two queued broadcasts named {:?}",
+                slot_name(slots, slot)
+            );
+            self.names.insert_unique(hash, slot, |&s| hasher.hash_one(slot_name(slots, s)));
+        }
+        self.place(slot, key);
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Entry<B>> {
+        let slot = self.unplace(key)?;
+        Some(self.free_slot(slot))
+    }
+
+    /// Empties `slot` (out of the send order already) and forgets its name.
+    fn free_slot(&mut self, slot: u32) -> Entry<B> {
+        if self.slots[slot as usize].as_ref().is_some_and(|e| e.kind == Kind::Named) {
+            let hash = self.hasher.hash_one(slot_name(&self.slots, slot));
+            if let Ok(found) = self.names.find_entry(hash, |&s| s == slot) {
+                found.remove();
+            }
+        }
+        let entry = self.slots[slot as usize].take().expect("freed slots are full");
+        self.queued_bytes -= entry.message.len();
+        self.free.push(slot);
+        entry
+    }
+
+    /// The slot of the queued named broadcast called `name`.
+    fn find_name(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.names.find(hash, |&s| slot_name(&self.slots, s) == name).copied()
+    }
+
     /// [`TransmitLimitedQueue::queue_broadcast`] as if already sent
     /// `transmits` times (Go `queueBroadcast`, which only its tests use): it
     /// goes out after fresher broadcasts, and fewer times.
     pub fn queue_with_transmits(&mut self, broadcast: B, transmits: usize) {
         self.last_id += 1;
         let message = broadcast.message();
-        let key = Key { transmits, len: Reverse(message.len()), id: Reverse(self.last_id) };
+        let key =
+            Key { transmits: saturate(transmits), len: Reverse(saturate(message.len())), id: Reverse(self.last_id) };
         let kind = match broadcast.name() {
-            Some(name) => Kind::Named(Arc::from(name)),
+            Some(_) => Kind::Named,
             None if broadcast.is_unique() => Kind::Unique,
             None => Kind::Generic,
         };
 
-        match &kind {
-            Kind::Named(name) => {
-                let old = self.names.get(name).copied();
-                if let Some(old) = old.and_then(|key| self.remove(&key)) {
-                    old.broadcast.finished();
+        match kind {
+            Kind::Named => {
+                let old = self.find_name(broadcast.name().unwrap_or_default());
+                if let Some(slot) = old {
+                    let key = self.slots[slot as usize].as_ref().expect("named slots are full").key;
+                    if let Some(old) = self.remove(&key) {
+                        old.broadcast.finished();
+                    }
                 }
             }
             Kind::Unique => {}
@@ -302,7 +384,10 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
                 let invalidated: Vec<Key> = self
                     .generic
                     .iter()
-                    .filter(|key| self.queue.get(key).is_some_and(|old| broadcast.invalidates(&old.broadcast)))
+                    .filter(|key| {
+                        let old = self.order.get(key).and_then(|&slot| self.slots[slot as usize].as_ref());
+                        old.is_some_and(|old| broadcast.invalidates(&old.broadcast))
+                    })
                     .copied()
                     .collect();
                 for key in invalidated {
@@ -313,7 +398,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
             }
         }
 
-        self.insert(key, Entry { broadcast, message, kind });
+        self.insert(Entry { broadcast, message, key, kind });
     }
 
     /// Takes the messages to piggyback on one packet (Go `GetBroadcasts`):
@@ -348,7 +433,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
         max_count: usize,
     ) -> Vec<Arc<[u8]>> {
         let mut to_send = Vec::new();
-        let Some(first) = self.queue.keys().next() else {
+        let Some(first) = self.order.keys().next() else {
             return to_send;
         };
         let transmit_limit = retransmit_limit(self.retransmit_mult, num_nodes);
@@ -365,25 +450,26 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
             };
             // The first key at or after this is either the next message of
             // this tier that fits, or the first message of a later tier.
-            let Some(&key) = self.queue.range(Key::first_fitting(tier, free)..).next().map(|(key, _)| key) else {
+            let Some(&key) = self.order.range(Key::first_fitting(tier, free)..).next().map(|(key, _)| key) else {
                 break;
             };
             if key.transmits != tier {
                 tier = key.transmits;
                 continue;
             }
-            let Some(entry) = self.remove(&key) else { break };
-            used += overhead + entry.message.len();
-            to_send.push(Arc::clone(&entry.message));
+            let Some(slot) = self.unplace(&key) else { break };
+            let message = &self.slots[slot as usize].as_ref().expect("ordered slots are full").message;
+            used += overhead + message.len();
+            to_send.push(Arc::clone(message));
             let transmits = key.transmits.saturating_add(1);
-            if transmits >= transmit_limit {
-                entry.broadcast.finished();
+            if transmits as usize >= transmit_limit {
+                self.free_slot(slot).broadcast.finished();
             } else {
-                reinsert.push((Key { transmits, ..key }, entry));
+                reinsert.push((slot, Key { transmits, ..key }));
             }
         }
-        for (key, entry) in reinsert {
-            self.insert(key, entry);
+        for (slot, key) in reinsert {
+            self.place(slot, key);
         }
         to_send
     }
@@ -393,9 +479,13 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
     pub fn reset(&mut self) {
         self.names.clear();
         self.generic.clear();
+        self.free.clear();
         self.queued_bytes = 0;
-        for entry in std::mem::take(&mut self.queue).into_values() {
-            entry.broadcast.finished();
+        let mut slots = std::mem::take(&mut self.slots);
+        for slot in std::mem::take(&mut self.order).into_values() {
+            if let Some(entry) = slots[slot as usize].take() {
+                entry.broadcast.finished();
+            }
         }
     }
 
@@ -404,8 +494,8 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
     /// first, then the smallest, then the oldest. With equal transmits and
     /// sizes that keeps the `max_retain` newest.
     pub fn prune(&mut self, max_retain: usize) {
-        while self.queue.len() > max_retain {
-            let Some(&key) = self.queue.keys().next_back() else { break };
+        while self.order.len() > max_retain {
+            let Some(&key) = self.order.keys().next_back() else { break };
             if let Some(entry) = self.remove(&key) {
                 entry.broadcast.finished();
             }
@@ -417,7 +507,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
 mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::rc::Rc;
 
     /// Go's `memberlistBroadcast`: a message about a node, invalidating older
@@ -890,18 +980,20 @@ mod tests {
         assert!(sent.values().all(|&n| n == limit), "not all sent {limit} times");
     }
 
-    impl<B> TransmitLimitedQueue<B> {
-        /// The three structures agree.
+    impl<B: Broadcast> TransmitLimitedQueue<B> {
+        /// The structures agree.
         fn check(&self) {
             let mut named = 0;
             let mut generic = 0;
-            for (key, entry) in &self.queue {
-                assert_eq!(key.len.0, entry.message.len());
+            for (key, &slot) in &self.order {
+                let entry = self.slots[slot as usize].as_ref().unwrap();
+                assert_eq!(entry.key, *key);
+                assert_eq!(key.len.0 as usize, entry.message.len());
                 assert!(key.id.0 <= self.last_id);
-                match &entry.kind {
-                    Kind::Named(name) => {
+                match entry.kind {
+                    Kind::Named => {
                         named += 1;
-                        assert_eq!(self.names.get(name), Some(key));
+                        assert_eq!(self.find_name(entry.broadcast.name().unwrap()), Some(slot));
                     }
                     Kind::Unique => {}
                     Kind::Generic => {
@@ -912,6 +1004,8 @@ mod tests {
             }
             assert_eq!(self.names.len(), named);
             assert_eq!(self.generic.len(), generic);
+            assert_eq!(self.slots.iter().filter(|s| s.is_some()).count(), self.order.len());
+            assert_eq!(self.free.len() + self.order.len(), self.slots.len());
         }
     }
 
