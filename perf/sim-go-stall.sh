@@ -9,9 +9,9 @@
 #
 # Prints a Markdown table (also in target/perf/sim-go-stall.md) with, per
 # run: converge_s (until every node counts every node alive), broadcast_all_s
-# (until every node has all 200), bytes_per_node_per_s (10 s steady-state
-# window once every queue is empty; 120 s, to span a few push/pull rounds),
-# streams_opened.
+# (until every node has all 200), bytes_per_node_per_s (a 120 s steady-state
+# window once every queue is empty, long enough to span a few push/pull
+# rounds), streams_opened.
 # Environment: NODES (default "128 512"), DURATION (default 360), RINGSWIM
 # (default target/release/ringswim, built if missing).
 set -euo pipefail
