@@ -309,12 +309,14 @@ pub struct Config {
 /// has an "off" value that gives Go's behaviour ([`Extensions::go`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extensions {
-    /// After gossip brings news of a member it did not know (or thought
-    /// dead), the node runs one extra push/pull with a random live member
-    /// this long after, and at most one per this interval. Go waits for the
-    /// next `push_pull_interval` tick (45 s at 128 nodes): rumours that
-    /// died out before reaching a node stay unknown that long (GO-NOTES
-    /// §1). Costs streams only while members join. Zero: off (Go).
+    /// After gossip brings a burst of news (see
+    /// [`Extensions::news_push_pull_burst`]) about members the node did not
+    /// know (or thought dead), it runs one extra push/pull with a random
+    /// live member this long after, at most one per this interval, and a
+    /// settling one two intervals after the last. Go waits for the periodic
+    /// push/pull (45–60 s after start at 128 nodes): rumours that died out
+    /// before reaching a node stay unknown that long (GO-NOTES §1). Costs
+    /// streams only during bursts. Zero: off (Go).
     pub news_push_pull_delay: Duration,
     /// How many members' news must come within four
     /// `news_push_pull_delay`s to count as a burst worth that push/pull (a
