@@ -295,10 +295,8 @@ fn paused_node_gets_everything_on_resume() {
     assert_eq!(world.node(1).unwrap().got.len(), 100);
 }
 
-#[test]
-fn slow_node_handles_inputs_one_at_a_time() {
-    let mut world = pair(3);
-    world.apply(Fault::Slow { node: 1, delay: Duration::from_millis(30) });
+/// Node 0 sends node 1 three packets at once, numbered 1000 to 1002.
+fn send_three_ticks(world: &mut World<Beacon>) {
     world.with_node(0, |b, now| {
         for tick in 1000..1003u64 {
             let mut bytes = tick.to_le_bytes().to_vec();
@@ -306,6 +304,13 @@ fn slow_node_handles_inputs_one_at_a_time() {
             b.outbox.push_back(Transmit { to: node_addr(1), bytes });
         }
     });
+}
+
+#[test]
+fn slow_node_handles_inputs_one_at_a_time() {
+    let mut world = pair(3);
+    world.apply(Fault::Slow { node: 1, delay: Duration::from_millis(30) });
+    send_three_ticks(&mut world);
     world.run_until(ms(95));
     let got: Vec<_> = world.node(1).unwrap().got.iter().map(|g| (g.1, g.3)).collect();
     assert_eq!(got, vec![(1000, ms(31)), (1001, ms(61)), (1002, ms(91))]);
@@ -315,13 +320,7 @@ fn slow_node_handles_inputs_one_at_a_time() {
 fn lagging_node_handles_every_input_late_in_order_at_full_rate() {
     let mut world = pair(3);
     world.apply(Fault::Lag { node: 1, delay: Duration::from_millis(30) });
-    world.with_node(0, |b, now| {
-        for tick in 1000..1003u64 {
-            let mut bytes = tick.to_le_bytes().to_vec();
-            bytes.extend_from_slice(&(now.since_epoch().as_nanos() as u64).to_le_bytes());
-            b.outbox.push_back(Transmit { to: node_addr(1), bytes });
-        }
-    });
+    send_three_ticks(&mut world);
     world.run_until(ms(95));
     let got: Vec<_> = world.node(1).unwrap().got.iter().map(|g| (g.1, g.3)).collect();
     // All three arrived at 1 ms and are handled together, 30 ms later.
@@ -361,13 +360,7 @@ fn lagging_node_handles_every_input_late_in_order_at_full_rate() {
 fn inbound_lag_delays_packets_but_not_the_timer() {
     let mut world = pair(3);
     world.apply(Fault::LagInbound { node: 1, delay: Duration::from_millis(30) });
-    world.with_node(0, |b, now| {
-        for tick in 1000..1003u64 {
-            let mut bytes = tick.to_le_bytes().to_vec();
-            bytes.extend_from_slice(&(now.since_epoch().as_nanos() as u64).to_le_bytes());
-            b.outbox.push_back(Transmit { to: node_addr(1), bytes });
-        }
-    });
+    send_three_ticks(&mut world);
     world.run_until(ms(300));
     let b1 = world.node(1).unwrap();
     // Packets arrived at 1 ms and are handled 30 ms later, in order.
