@@ -19,7 +19,8 @@
 //!   first part's length and the CRC header, which Go forgets (it can
 //!   overshoot by 7 bytes).
 //! - A packet holds at most [`MAX_COMPOUND_PARTS_FOR_GO`] parts (GO-NOTES
-//!   §2); user broadcasts the delegate hands out beyond that are dropped.
+//!   §2); user broadcasts the delegate hands out beyond that wait for the
+//!   next packet.
 //! - Encryption nonces come from the core's seeded RNG, so a run replays
 //!   byte for byte.
 //! - [`Core::join`] contacts all addresses at once (Go: one after another).

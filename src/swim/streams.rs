@@ -229,6 +229,11 @@ impl<R: Rng> Core<R> {
                 .first()
                 .map(|m| m.node.address());
         let Some(to) = peer else { return };
+        self.push_pull_with(to, now);
+    }
+
+    /// A (non-join) push/pull with `to`: our state out, theirs merged.
+    fn push_pull_with(&mut self, to: SocketAddr, now: Time) {
         let bytes = self.local_push_pull(false);
         let deadline = now + self.config.tcp_timeout;
         self.open_stream(to, StreamKind::PushPull { join: None }, bytes, deadline);
@@ -280,9 +285,7 @@ impl<R: Rng> Core<R> {
         }
         let pick = random_offset(failed.len(), &mut self.rng);
         let Some(&(to, _)) = failed.values().nth(pick) else { return };
-        let bytes = self.local_push_pull(false);
-        let deadline = now + self.config.tcp_timeout;
-        self.open_stream(to, StreamKind::PushPull { join: None }, bytes, deadline);
+        self.push_pull_with(to, now);
     }
 
     /// Remembers `name` at `addr`, declared dead at `now`, as a reconnect
