@@ -37,6 +37,8 @@ pub struct NodeCtx {
 ///   peer ([`Protocol::handle_stream`], answered synchronously), or the
 ///   outcome of a stream this node opened ([`Protocol::handle_stream_reply`],
 ///   exactly once per [`StreamRequest`]: a reply or a [`StreamError`]).
+///   When the peer is there, the world asks [`Protocol::stream_connected`]
+///   for the request's bytes as it opens the stream.
 /// - **Outputs** are drained by the world after the node is built and after
 ///   every input, in this order: [`Protocol::poll_transmit`] until `None`,
 ///   [`Protocol::poll_stream`] until `None`, then [`Protocol::poll_timeout`].
@@ -60,6 +62,9 @@ pub trait Protocol {
     fn poll_timeout(&self) -> Option<Time>;
     /// The next stream exchange to open.
     fn poll_stream(&mut self) -> Option<StreamRequest>;
+    /// Stream `id` is connected: the bytes to write on it. Not asked when
+    /// the dial is refused or hangs (a partition).
+    fn stream_connected(&mut self, id: StreamId) -> Vec<u8>;
     /// The outcome of the stream exchange `id` this node opened.
     fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time);
     /// A peer opened a stream and sent `bytes`; the reply, or `None` to close

@@ -296,6 +296,9 @@ impl Protocol for SwimNode {
     fn poll_stream(&mut self) -> Option<StreamRequest> {
         self.core.poll_stream()
     }
+    fn stream_connected(&mut self, id: StreamId) -> Vec<u8> {
+        self.core.stream_connected(id)
+    }
     fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
         let before = self.core.incarnation();
         self.core.handle_stream_reply(id, reply, now);

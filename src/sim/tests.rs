@@ -1,7 +1,7 @@
 //! The world under toy protocols: a beacon (ticks, sends, echoes streams)
 //! and a flood (gossips one rumour to random peers for a few rounds).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,10 @@ struct Beacon {
     fired: u64,
     outbox: VecDeque<Transmit>,
     streams: VecDeque<StreamRequest>,
+    /// What each stream writes once connected.
+    payloads: BTreeMap<StreamId, Vec<u8>>,
+    /// Streams the world asked the bytes of.
+    connected: Vec<StreamId>,
     /// (from, tick number, sent at, received at)
     got: Vec<(SocketAddr, u64, Time, Time)>,
     outcomes: Vec<(StreamId, Result<Vec<u8>, StreamError>, Time)>,
@@ -45,9 +49,17 @@ impl Beacon {
             fired: 0,
             outbox: VecDeque::new(),
             streams: VecDeque::new(),
+            payloads: BTreeMap::new(),
+            connected: Vec::new(),
             got: Vec::new(),
             outcomes: Vec::new(),
         }
+    }
+
+    /// Opens stream `id` to `to`, writing `bytes` once connected.
+    fn open(&mut self, id: StreamId, to: SocketAddr, bytes: &[u8], deadline: Time) {
+        self.payloads.insert(id, bytes.to_vec());
+        self.streams.push_back(StreamRequest { id, to, deadline });
     }
 
     fn received_between(&self, from: Time, to: Time) -> usize {
@@ -80,6 +92,10 @@ impl Protocol for Beacon {
     }
     fn poll_stream(&mut self) -> Option<StreamRequest> {
         self.streams.pop_front()
+    }
+    fn stream_connected(&mut self, id: StreamId) -> Vec<u8> {
+        self.connected.push(id);
+        self.payloads.remove(&id).unwrap_or_default()
     }
     fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
         self.outcomes.push((id, reply, now));
@@ -164,6 +180,9 @@ impl Protocol for Flood {
     }
     fn poll_stream(&mut self) -> Option<StreamRequest> {
         None
+    }
+    fn stream_connected(&mut self, _: StreamId) -> Vec<u8> {
+        unreachable!("floods open no streams")
     }
     fn handle_stream_reply(&mut self, _: StreamId, _: Result<Vec<u8>, StreamError>, _: Time) {
         unreachable!("floods open no streams")
@@ -269,7 +288,7 @@ fn partition_blocks_both_ways_until_healed() {
     // A stream across a partition times out at its deadline.
     world.apply(Fault::Partition(vec![vec![1]]));
     let deadline = world.now() + Duration::from_secs(1);
-    world.with_node(0, |b, _| b.streams.push_back(StreamRequest { id: 9, to: node_addr(1), bytes: vec![1], deadline }));
+    world.with_node(0, |b, _| b.open(9, node_addr(1), &[1], deadline));
     assert!(world.run_until_idle(100));
     assert_eq!(world.node(0).unwrap().outcomes, vec![(9, Err(StreamError::Timeout), deadline)]);
 }
@@ -340,9 +359,7 @@ fn lagging_node_handles_every_input_late_in_order_at_full_rate() {
 
     // A stream request is answered 30 ms late, within a 50 ms deadline.
     let deadline = world.now() + Duration::from_millis(50);
-    world.with_node(0, |b, _| {
-        b.streams.push_back(StreamRequest { id: 7, to: node_addr(1), bytes: vec![1, 2], deadline })
-    });
+    world.with_node(0, |b, _| b.open(7, node_addr(1), &[1, 2], deadline));
     world.run_until(ms(400));
     let outcome = world.node(0).unwrap().outcomes.last().cloned();
     assert_eq!(outcome, Some((7, Ok(vec![2, 1]), ms(332))));
@@ -405,8 +422,7 @@ fn streams_reply_refuse_close_and_time_out() {
     let mut world = pair(5);
     let open = |world: &mut World<Beacon>, id, to, bytes: &[u8], wait| {
         let deadline = world.now() + Duration::from_millis(wait);
-        let req = StreamRequest { id, to, bytes: bytes.to_vec(), deadline };
-        world.with_node(0, |b, _| b.streams.push_back(req));
+        world.with_node(0, |b, _| b.open(id, to, bytes, deadline));
         deadline
     };
     let t0 = world.now();
@@ -438,6 +454,10 @@ fn streams_reply_refuse_close_and_time_out() {
     );
     let t = world.totals();
     assert_eq!((t.streams_opened, t.streams_ok, t.streams_failed), (5, 1, 4));
+    // The bytes are asked for only where a process listened: not for the
+    // unknown address (3) nor the dead peer (4).
+    assert_eq!(world.node(0).unwrap().connected, vec![1, 2, 5]);
+    assert_eq!(t.stream_bytes_sent, 3 + 1 + 3 + 1, "abc and y sent, cba and (too late) y replied");
 }
 
 #[test]

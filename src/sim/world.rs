@@ -149,10 +149,27 @@ pub struct Totals {
 /// An input on its way to a node.
 #[derive(Debug)]
 enum Input {
-    Packet { from: NodeId, bytes: Vec<u8> },
-    Stream { from: NodeId, from_incarnation: u32, id: StreamId, bytes: Vec<u8> },
-    Outcome { incarnation: u32, id: StreamId, result: Result<Vec<u8>, StreamError> },
-    Timer { incarnation: u32, deadline: Time },
+    Packet {
+        from: NodeId,
+        bytes: Vec<u8>,
+    },
+    /// `bytes` is `None` when the dial was refused (no process at `to`
+    /// then): the refusal travels like a reply.
+    Stream {
+        from: NodeId,
+        from_incarnation: u32,
+        id: StreamId,
+        bytes: Option<Vec<u8>>,
+    },
+    Outcome {
+        incarnation: u32,
+        id: StreamId,
+        result: Result<Vec<u8>, StreamError>,
+    },
+    Timer {
+        incarnation: u32,
+        deadline: Time,
+    },
 }
 
 #[derive(Debug)]
@@ -536,14 +553,11 @@ impl<P: Protocol> World<P> {
     }
 
     fn open_stream(&mut self, from: NodeId, s: StreamRequest) {
-        let len = s.bytes.len() as u64;
         let node = &mut self.nodes[from];
         node.stats.streams_opened += 1;
-        node.stats.stream_bytes_sent += len;
         node.pending.push(s.id);
         let incarnation = node.incarnation;
         self.totals.streams_opened += 1;
-        self.totals.stream_bytes_sent += len;
         // The requester's own deadline; whichever outcome comes first wins.
         let timeout = Input::Outcome { incarnation, id: s.id, result: Err(StreamError::Timeout) };
         self.push_input(s.deadline, from, timeout);
@@ -555,8 +569,17 @@ impl<P: Protocol> World<P> {
             }
             Some(to) if !self.connected(from, to) => {} // silence: the deadline answers
             Some(to) => {
+                // Connected (the handshake is not modelled) unless nothing
+                // listens there: only then is the request encoded.
+                let bytes = self.nodes[to].proto.is_some().then(|| {
+                    let bytes = self.nodes[from].proto.as_mut().map(|p| p.stream_connected(s.id)).unwrap_or_default();
+                    let len = bytes.len() as u64;
+                    self.nodes[from].stats.stream_bytes_sent += len;
+                    self.totals.stream_bytes_sent += len;
+                    bytes
+                });
                 let at = self.now + self.link(from, to).delay.sample(&mut self.rng);
-                let input = Input::Stream { from, from_incarnation: incarnation, id: s.id, bytes: s.bytes };
+                let input = Input::Stream { from, from_incarnation: incarnation, id: s.id, bytes };
                 self.push_input(at, to, input);
             }
         }
@@ -629,7 +652,12 @@ impl<P: Protocol> World<P> {
                 let proto = node.proto.as_mut().expect("live node");
                 proto.handle_packet(node_addr(from), &mut bytes, now);
             }
-            Input::Stream { from, from_incarnation, id: sid, mut bytes } => {
+            Input::Stream { from, from_incarnation, id: sid, bytes: None } => {
+                // Dialed while this node was down: refused, even if it has
+                // restarted since.
+                self.answer(id, from, from_incarnation, sid, Err(StreamError::Refused));
+            }
+            Input::Stream { from, from_incarnation, id: sid, bytes: Some(mut bytes) } => {
                 self.mix_event(id, 1, from as u64, &bytes);
                 let node = &mut self.nodes[id];
                 let proto = node.proto.as_mut().expect("live node");

@@ -56,7 +56,7 @@ fn push_pulls(c: &mut Core<StdRng>, from: Time, until: Time, step: Duration) -> 
             c.handle_timeout(now);
         }
         while let Some(s) = c.poll_stream() {
-            if s.bytes.first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
+            if c.stream_connected(s.id).first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
                 opened.push((now, s.to));
             }
         }
@@ -127,7 +127,7 @@ fn queue_after_pull(go: bool) -> Vec<(String, usize)> {
     hear_alive(&mut b, 2, at(10));
     a.push_pull(at(20));
     let req = a.poll_stream().expect("push/pull");
-    let mut bytes = req.bytes;
+    let mut bytes = a.stream_connected(req.id);
     let reply = b.handle_stream(addr(0), &mut bytes, at(21)).expect("reply");
     a.handle_stream_reply(req.id, Ok(reply), at(22));
     assert!(a.member(&name(2)).is_some(), "learned node 2 from the pull");
@@ -154,7 +154,7 @@ fn a_joiner_reaching_us_is_gossiped_with_the_full_budget() {
     let mut joiner = core(1, false);
     joiner.join(&[addr(0)], at(10));
     let req = joiner.poll_stream().expect("join push/pull");
-    let mut bytes = req.bytes;
+    let mut bytes = joiner.stream_connected(req.id);
     seed.handle_stream(addr(1), &mut bytes, at(11)).expect("reply");
     let q: Vec<_> = seed.broadcasts().iter().map(|q| (q.broadcast.name().map(str::to_owned), q.transmits)).collect();
     assert!(q.contains(&(Some(name(1)), 0)), "{q:?}");

@@ -148,14 +148,14 @@ impl Cluster {
             for i in 0..self.cores.len() {
                 while let Some(req) = self.cores[i].as_mut().and_then(Core::poll_stream) {
                     moved = true;
-                    std::hash::Hash::hash(&(i, req.id, req.to, &req.bytes), &mut self.digest);
                     let now = self.now;
                     let to = (0..self.cores.len()).find(|&j| addr(j) == req.to);
+                    // Encoded only once connected, as a driver does.
+                    let connected = to.is_some_and(|j| self.cores[j].is_some());
+                    let mut bytes = if connected { self.core(i).stream_connected(req.id) } else { Vec::new() };
+                    std::hash::Hash::hash(&(i, req.id, req.to, &bytes), &mut self.digest);
                     let reply = match to.and_then(|j| self.cores[j].as_mut()) {
-                        Some(core) => {
-                            let mut bytes = req.bytes;
-                            core.handle_stream(addr(i), &mut bytes, now).ok_or(StreamError::Closed)
-                        }
+                        Some(core) => core.handle_stream(addr(i), &mut bytes, now).ok_or(StreamError::Closed),
                         None if self.streams_time_out => {
                             self.timing_out.push((i, req.id, req.deadline));
                             continue;
@@ -794,6 +794,32 @@ fn go_push_pull() {
     c.core(0).start(now);
     c.run_for(ms(1000));
     assert_eq!(c.state(1, 2), NodeState::Alive);
+}
+
+/// A push/pull's state is encoded when the driver has connected (Go dials,
+/// then `sendLocalState`): a member learned in between is in it, a refused
+/// dial costs no encoding, and the bytes are handed out once.
+#[test]
+fn push_pull_state_is_encoded_once_connected() {
+    let mut c = Cluster::new(3, &[], |_, _| {});
+    let vsn = config(0).build_vsn_array();
+    c.tell(0, 1, &vsn);
+    let now = c.now;
+    c.core(0).push_pull(now);
+    let req = c.core(0).poll_stream().expect("push/pull to node 1");
+    assert_eq!(req.to, addr(1));
+    c.tell(0, 2, &vsn);
+    let mut bytes = c.core(0).stream_connected(req.id);
+    assert!(c.core(0).stream_connected(req.id).is_empty(), "handed out once");
+    let mut dec = crate::wire::StreamDecoder::new();
+    let Message::PushPull(pp) = dec.decode(&mut bytes, &DecodeOptions::default()).unwrap().message else {
+        panic!("not a push/pull")
+    };
+    let names: Vec<&str> = pp.states().map(|s| s.name).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"node2"), "learned after the request, before the connect: {names:?}");
+    c.core(0).handle_stream_reply(req.id, Err(StreamError::Refused), now);
+    assert!(c.core(0).net.streams.pending.is_empty());
 }
 
 /// Incoming streams: a TCP ping is acked (or refused for another name),

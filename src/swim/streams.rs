@@ -6,10 +6,15 @@
 //!
 //! A stream is one request and at most one reply: the core emits a
 //! [`StreamRequest`] ([`Core::poll_stream`]); the driver opens the
-//! connection, writes the bytes, reads one stream message back and hands it
-//! to [`Core::handle_stream_reply`], or an error, by `deadline` at the latest.
-//! Every request must be answered: a fallback ping holds its probe open
-//! until its answer comes.
+//! connection, asks [`Core::stream_connected`] for the bytes to write, reads
+//! one stream message back and hands it to [`Core::handle_stream_reply`], or
+//! an error, by `deadline` at the latest. Every request must be answered: a
+//! fallback ping holds its probe open until its answer comes.
+//!
+//! The bytes are asked for once connected because a push/pull carries our
+//! whole member table (hundreds of kilobytes at thousands of members): Go
+//! encodes it after dialing, so a dial that fails (a reconnect attempt to a
+//! member that is still down) costs nothing more.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,18 +31,17 @@ use crate::wire::{Compression, DecodeOptions, EncodeOptions, Limits, MessageType
 /// Names a stream this core opened; chosen by the core, unique per core.
 pub type StreamId = u64;
 
-/// A request/response exchange over a reliable stream: send `bytes` to `to`
-/// and hand the one reply (or why there was none) to
-/// [`Core::handle_stream_reply`], by `deadline` at the latest.
+/// A request/response exchange over a reliable stream: connect to `to`,
+/// write what [`Core::stream_connected`] returns, and hand the one reply (or
+/// why there was none) to [`Core::handle_stream_reply`], by `deadline` at
+/// the latest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamRequest {
-    /// Comes back in [`Core::handle_stream_reply`].
+    /// Comes back in [`Core::stream_connected`] and
+    /// [`Core::handle_stream_reply`].
     pub id: StreamId,
     /// The peer.
     pub to: SocketAddr,
-    /// The request, as it goes on the stream (label, encryption,
-    /// compression applied).
-    pub bytes: Vec<u8>,
     /// When the core gives up: answer [`StreamError::Timeout`] then if no
     /// reply came.
     pub deadline: Time,
@@ -66,6 +70,25 @@ pub(super) enum StreamKind {
     User,
 }
 
+/// What an outgoing stream writes once connected.
+#[derive(Clone, Debug)]
+pub(super) enum Payload {
+    /// Encoded when the stream was requested (pings, user messages).
+    Ready(Vec<u8>),
+    /// Our state, encoded when connected (Go `sendLocalState` after the
+    /// dial).
+    PushPull { join: bool },
+}
+
+/// An outgoing stream waiting for its outcome.
+#[derive(Clone, Debug)]
+pub(super) struct PendingStream {
+    pub(super) to: SocketAddr,
+    pub(super) kind: StreamKind,
+    /// Taken by [`Core::stream_connected`].
+    payload: Option<Payload>,
+}
+
 /// One [`Core::join`] in progress.
 #[derive(Clone, Debug, Default)]
 pub(super) struct JoinState {
@@ -79,7 +102,7 @@ pub(super) struct JoinState {
 pub(super) struct Streams {
     pub(super) decoder: StreamDecoder,
     pub(super) outgoing: std::collections::VecDeque<StreamRequest>,
-    pub(super) pending: BTreeMap<StreamId, (SocketAddr, StreamKind)>,
+    pub(super) pending: BTreeMap<StreamId, PendingStream>,
     next_id: StreamId,
     next_join: u64,
     joins: BTreeMap<u64, JoinState>,
@@ -129,12 +152,12 @@ impl<R> Core<R> {
         self.net.streams.outgoing.pop_front()
     }
 
-    pub(super) fn open_stream(&mut self, to: SocketAddr, kind: StreamKind, bytes: Vec<u8>, deadline: Time) {
+    pub(super) fn open_stream(&mut self, to: SocketAddr, kind: StreamKind, payload: Payload, deadline: Time) {
         let s = &mut self.net.streams;
         s.next_id += 1;
         let id = s.next_id;
-        s.pending.insert(id, (to, kind));
-        s.outgoing.push_back(StreamRequest { id, to, bytes, deadline });
+        s.pending.insert(id, PendingStream { to, kind, payload: Some(payload) });
+        s.outgoing.push_back(StreamRequest { id, to, deadline });
     }
 }
 
@@ -169,6 +192,19 @@ impl<R: Rng> Core<R> {
         out
     }
 
+    /// The driver connected stream `id` (from [`Core::poll_stream`]): the
+    /// bytes to write on it, as they go on the stream (label, encryption,
+    /// compression applied). A push/pull's state is encoded now. Empty for
+    /// an unknown id or when asked twice.
+    pub fn stream_connected(&mut self, id: StreamId) -> Vec<u8> {
+        let payload = self.net.streams.pending.get_mut(&id).and_then(|p| p.payload.take());
+        match payload {
+            Some(Payload::Ready(bytes)) => bytes,
+            Some(Payload::PushPull { join }) => self.local_push_pull(join),
+            None => Vec::new(),
+        }
+    }
+
     /// Go `sendLocalState`: our member table and the delegate's state.
     fn local_push_pull(&mut self, join: bool) -> Vec<u8> {
         let states = self.local_state();
@@ -186,13 +222,13 @@ impl<R: Rng> Core<R> {
     pub fn send_reliable(&mut self, to: &crate::delegate::Node, msg: &[u8], now: Time) {
         let bytes = self.stream_encode(&Message::User(msg));
         let deadline = now + self.config.tcp_timeout;
-        self.open_stream(to.address(), StreamKind::User, bytes, deadline);
+        self.open_stream(to.address(), StreamKind::User, Payload::Ready(bytes), deadline);
     }
 
     /// Opens the TCP fallback ping of a probe (Go `sendPingAndWaitForAck`).
     pub(super) fn open_fallback_ping(&mut self, to: SocketAddr, ping: &Message<'_>, seq_no: u32, deadline: Time) {
         let bytes = self.stream_encode(ping);
-        self.open_stream(to, StreamKind::FallbackPing { seq_no }, bytes, deadline);
+        self.open_stream(to, StreamKind::FallbackPing { seq_no }, Payload::Ready(bytes), deadline);
     }
 
     /// Starts a join (Go `Join`): a push/pull with `join` set to each
@@ -205,10 +241,9 @@ impl<R: Rng> Core<R> {
         s.next_join += 1;
         let join = s.next_join;
         s.joins.insert(join, JoinState { remaining: addrs.len(), ..JoinState::default() });
-        let bytes = self.local_push_pull(true);
         let deadline = now + self.config.tcp_timeout;
         for &to in addrs {
-            self.open_stream(to, StreamKind::PushPull { join: Some(join) }, bytes.clone(), deadline);
+            self.open_stream(to, StreamKind::PushPull { join: Some(join) }, Payload::PushPull { join: true }, deadline);
         }
         self.finish_join(join);
         join
@@ -234,9 +269,8 @@ impl<R: Rng> Core<R> {
 
     /// A (non-join) push/pull with `to`: our state out, theirs merged.
     fn push_pull_with(&mut self, to: SocketAddr, now: Time) {
-        let bytes = self.local_push_pull(false);
         let deadline = now + self.config.tcp_timeout;
-        self.open_stream(to, StreamKind::PushPull { join: None }, bytes, deadline);
+        self.open_stream(to, StreamKind::PushPull { join: None }, Payload::PushPull { join: false }, deadline);
     }
 
     /// The push/pull tick (Go `pushPullTrigger`): the interval grows with
@@ -341,7 +375,7 @@ impl<R: Rng> Core<R> {
     /// The reply to (or failure of) a stream from [`Core::poll_stream`].
     /// Unknown ids are ignored.
     pub fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, super::StreamError>, now: Time) {
-        let Some((to, kind)) = self.net.streams.pending.remove(&id) else { return };
+        let Some(PendingStream { to, kind, .. }) = self.net.streams.pending.remove(&id) else { return };
         let result = match reply {
             Ok(_) if matches!(kind, StreamKind::User) => Ok(()),
             Ok(mut bytes) => self.read_reply(kind, &mut bytes, now),
