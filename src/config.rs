@@ -359,6 +359,25 @@ pub struct Extensions {
     /// first within it, membership news fills the rest, and either side
     /// takes all the space the other does not need. 0: off (Go).
     pub user_broadcast_share: u8,
+    /// A membership queue holding more than this many broadcasts is a
+    /// storm: a mass join, a healed partition. Go queues every alive a
+    /// push/pull teaches with the full budget: in a mass join of N members
+    /// every member queues all N (N² queued messages, most of the memory of
+    /// a large cluster at its peak, and N² × budget sends to members that
+    /// already know). During a storm, what a push/pull teaches is not
+    /// re-gossiped (the push/pulls that run during it, news and periodic,
+    /// carry it), and alive news gossip repeats to us is retired early (see
+    /// [`Extensions::repeats_retire_news`]). Outside a storm both rules are
+    /// off, so a lone join, a refutation or a suspicion spreads with its
+    /// full budget. `None`: never a storm (Go).
+    pub storm_queue_len: Option<usize>,
+    /// During a storm, alive news that gossip brings us again (same member,
+    /// same incarnation) while we still queue it counts as
+    /// `1 / repeats_retire_news` of its sends: after that many repeats we
+    /// stop sending it, since those around us already do (the "loss of
+    /// interest" of Demers et al.'s rumour mongering). Suspect and dead news
+    /// keep their full budget. 0: off (Go).
+    pub repeats_retire_news: usize,
 }
 
 impl Extensions {
@@ -372,6 +391,8 @@ impl Extensions {
             reconnect_interval: Duration::ZERO,
             reconnect_timeout: Duration::ZERO,
             user_broadcast_share: 0,
+            storm_queue_len: None,
+            repeats_retire_news: 0,
         }
     }
 
@@ -385,6 +406,8 @@ impl Extensions {
             reconnect_interval: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(6 * 3600),
             user_broadcast_share: 50,
+            storm_queue_len: Some(256),
+            repeats_retire_news: 2,
         }
     }
 }

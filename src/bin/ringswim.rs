@@ -4,7 +4,7 @@
 //!   one raw UDP packet (or TCP stream message) → one JSON object on stdout.
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
-//! - `ringswim sim --nodes N [--profile local|lan|wan] [--loss P] [--slow FRACTION]
+//! - `ringswim sim --nodes N [--join-spread SECS] [--profile local|lan|wan] [--loss P] [--slow FRACTION]
 //!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--window SECS] [--seed S]
 //!   [--churn PER_SEC] [--user-rate PER_SEC] [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--behaviour go|ringswim] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
@@ -102,6 +102,10 @@ struct SimArgs {
     /// Split the cluster 50/50 after convergence for SECS seconds.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = non_negative)]
     partition: f64,
+    /// Start the nodes evenly over SECS seconds (node 0 first, each joining
+    /// node 0) instead of all at once.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = non_negative)]
+    join_spread: f64,
     /// Kill K random nodes (without leaving) after convergence.
     #[arg(long, value_name = "K", default_value_t = 0)]
     kill: usize,
@@ -221,6 +225,7 @@ fn run(command: Command) -> Result<(), String> {
             let _ = args.json;
             let scenario = Scenario {
                 nodes: usize::try_from(args.nodes).map_err(|e| e.to_string())?,
+                join_spread_s: args.join_spread,
                 profile: args.profile.parse::<Profile>()?,
                 loss: args.loss,
                 slow: args.slow,

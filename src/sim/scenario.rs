@@ -166,6 +166,12 @@ impl FromStr for Profile {
 pub struct Scenario {
     /// Cluster size.
     pub nodes: usize,
+    /// Seconds over which the nodes start (evenly, node 0 first, each
+    /// joining node 0); 0 starts them all at once. A large cluster's mass
+    /// join comes over seconds (a fleet booting): at once, node 0 answers
+    /// every join push/pull before the first reply lands, so the world holds
+    /// N replies of up to N members each (gigabytes at 10,000 nodes).
+    pub join_spread_s: f64,
     /// Config and network.
     pub profile: Profile,
     /// Datagram loss on every link, `[0, 1]`.
@@ -222,6 +228,7 @@ impl Default for Scenario {
     fn default() -> Scenario {
         Scenario {
             nodes: 10,
+            join_spread_s: 0.0,
             profile: Profile::Local,
             loss: 0.0,
             slow: 0.0,
@@ -412,6 +419,7 @@ impl Report {
             "window_s": s.window_s,
             "lifeguard": s.lifeguard,
             "churn": s.churn,
+            "join_spread_s": s.join_spread_s,
             "user_rate": s.user_rate,
             "broadcasts": s.broadcasts,
             "broadcast_bytes": s.broadcast_bytes,
@@ -506,7 +514,15 @@ pub fn run(s: &Scenario) -> Report {
     // second stream, so they do not shift the world's.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(s.seed ^ 0x5ce7_a810_5ce7_a810);
 
-    world.add_nodes(s.nodes);
+    if s.join_spread_s > 0.0 && s.nodes > 1 {
+        world.add_nodes(1);
+        let gap = s.join_spread_s / (s.nodes - 1) as f64;
+        for i in 1..s.nodes {
+            world.schedule(Time::from_epoch(Duration::from_secs_f64(gap * i as f64)), Fault::Join(1));
+        }
+    } else {
+        world.add_nodes(s.nodes);
+    }
 
     let slow_delay = Duration::from_secs_f64(s.slow_delay_s.max(0.0));
     let end = Time::from_epoch(Duration::from_secs_f64(s.duration_s.max(0.0)));
@@ -536,6 +552,9 @@ pub fn run(s: &Scenario) -> Report {
     while world.now() < end {
         let t = (world.now() + CHECK).min(end);
         world.run_until(t);
+        if world.len() < s.nodes {
+            continue; // still starting
+        }
 
         if window_start.is_none() {
             if converged_at.is_none() && all_see_all(&world, &live, &live) {
@@ -749,6 +768,17 @@ mod tests {
         assert_eq!(r.broadcast_ok, Some(true), "{}", r.to_json());
         assert!(r.packets_per_node_per_s > 0.0);
         assert_eq!(r.virtual_s, 45.0);
+    }
+
+    #[test]
+    fn nodes_joining_over_seconds_converge_once_all_are_in() {
+        let s = Scenario { nodes: 40, join_spread_s: 4.0, duration_s: 40.0, ..small() };
+        let r = run(&s);
+        assert!(r.converged, "{}", r.to_json());
+        let converge = r.converge_s.expect("converged");
+        assert!(converge >= 4.0, "the last node starts at 4 s: {converge}");
+        assert_eq!((r.detected, r.false_deaths), (Some(true), 0), "{}", r.to_json());
+        assert_eq!(r.to_json()["join_spread_s"], 4.0);
     }
 
     #[test]

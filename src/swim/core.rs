@@ -410,10 +410,21 @@ impl<R> Core<R> {
         name == self.config.name
     }
 
+    /// Whether the membership queue holds a storm of news
+    /// ([`Extensions::storm_queue_len`](crate::config::Extensions)).
+    fn in_storm(&self) -> bool {
+        self.config.extensions.storm_queue_len.is_some_and(|len| self.broadcasts.num_queued() > len)
+    }
+
     fn queue(&mut self, name: &str, msg: &Message<'_>, notify: Option<Arc<AtomicBool>>) {
         let b = NodeBroadcast::new(name, msg.to_vec(), notify);
         match self.merge_budget {
             // Counted as partly sent: after fresh news, and fewer times.
+            // In a storm, the push/pulls carry what they teach.
+            Some(_) if self.in_storm() => {
+                self.broadcasts.invalidate(name);
+                crate::swim::Broadcast::finished(b);
+            }
             Some(budget) => {
                 let n = self.members.len();
                 let sent =
@@ -476,11 +487,29 @@ impl<R: Rng> Core<R> {
             a.port = self.config.bind_port;
         }
         let was_alive = self.member(a.node).is_some_and(|m| !m.is_dead_or_left());
+        self.note_repeat(&a);
         self.alive_node(&a, None, false, now);
         if !was_alive && self.member(a.node).is_some_and(|m| m.state() == NodeState::Alive) {
             self.note_news(now);
         }
         debug_assert!(self.invariants());
+    }
+
+    /// Alive news heard again by gossip during a storm
+    /// ([`Extensions::repeats_retire_news`](crate::config::Extensions)):
+    /// counts part of its sends.
+    fn note_repeat(&mut self, a: &Alive<'_>) {
+        let repeats = self.config.extensions.repeats_retire_news;
+        if repeats == 0 || !self.in_storm() || self.is_local(a.node) {
+            return;
+        }
+        let known =
+            self.member(a.node).is_some_and(|m| m.state() == NodeState::Alive && m.incarnation == a.incarnation);
+        if known {
+            let n = self.members.len();
+            let share = retransmit_limit(self.broadcasts.retransmit_mult, n).div_ceil(repeats);
+            self.broadcasts.add_transmits(a.node, share, n);
+        }
     }
 
     /// A suspect message from the network (Go `suspectNode`).

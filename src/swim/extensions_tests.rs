@@ -244,3 +244,94 @@ fn user_broadcasts_keep_their_share_of_a_packet_full_of_membership_news() {
     assert_eq!(share, 50);
     assert!(ours[0] >= 1400 * share / 100 - 20, "offered {ours:?}");
 }
+
+/// Node `i` under ringswim's rules with `storm_queue_len` set.
+fn core_with_storm(i: u8, storm: Option<usize>) -> Core<StdRng> {
+    let mut config = Config::default_local().with_name(name(i)).with_enable_compression(false);
+    config.extensions.storm_queue_len = storm;
+    let mut c = Core::new(config, addr(i), at(0), StdRng::seed_from_u64(u64::from(i))).expect("core");
+    c.start(at(0));
+    c
+}
+
+/// Node 0 (members 1..=5 heard by gossip) pulls from node 1, which knows
+/// node 9: whether node 9 is queued at node 0 afterwards. `storm` is the
+/// storm threshold relative to node 0's queue length before the pull.
+fn merge_news_queued(storm: Option<isize>) -> bool {
+    let mut a = core_with_storm(0, None);
+    let mut b = core(1, false);
+    for j in 1..=5 {
+        hear_alive(&mut a, j, at(10));
+    }
+    let queued = a.broadcasts().num_queued();
+    a.config.extensions.storm_queue_len = storm.map(|d| queued.saturating_add_signed(d));
+    hear_alive(&mut b, 0, at(10));
+    hear_alive(&mut b, 9, at(10));
+    a.push_pull(at(20));
+    let req = a.poll_stream().expect("push/pull");
+    let mut bytes = a.stream_connected(req.id);
+    let reply = b.handle_stream(addr(0), &mut bytes, at(21)).expect("reply");
+    a.handle_stream_reply(req.id, Ok(reply), at(22));
+    assert!(a.member(&name(9)).is_some(), "learned node 9 from the pull");
+    a.broadcasts().iter().any(|q| q.broadcast.name() == Some(name(9).as_str()))
+}
+
+#[test]
+fn in_a_storm_what_a_merge_teaches_is_not_regossiped() {
+    assert_eq!(Extensions::ringswim().storm_queue_len, Some(256));
+    assert!(!merge_news_queued(Some(-1)), "more queued than the threshold: a storm");
+    assert!(merge_news_queued(Some(0)), "as many as the threshold: no storm yet");
+    assert!(merge_news_queued(None));
+}
+
+/// Node 0 hears members 1..=5 by gossip, then member 1's alive twice more;
+/// member 1's queued news as (transmits counted, limit), if still queued.
+/// `storm` as in [`merge_news_queued`].
+fn after_repeats(storm: Option<isize>) -> Option<(usize, usize)> {
+    let mut c = core_with_storm(0, None);
+    for j in 1..=5 {
+        hear_alive(&mut c, j, at(10));
+    }
+    let queued = c.broadcasts().num_queued();
+    c.config.extensions.storm_queue_len = storm.map(|d| queued.saturating_add_signed(d));
+    let limit = retransmit_limit(c.broadcasts().retransmit_mult, c.num_nodes());
+    let transmits = |c: &Core<StdRng>| {
+        c.broadcasts().iter().find(|q| q.broadcast.name() == Some(name(1).as_str())).map(|q| q.transmits)
+    };
+    hear_alive(&mut c, 1, at(11));
+    let after_one = transmits(&c);
+    hear_alive(&mut c, 1, at(12));
+    let after_two = transmits(&c);
+    if storm.is_some_and(|d| d < 0) {
+        assert_eq!(after_one, Some(limit.div_ceil(2)), "one repeat of two: half the budget");
+    }
+    after_two.map(|t| (t, limit))
+}
+
+#[test]
+fn in_a_storm_alive_news_repeated_to_us_is_retired() {
+    assert_eq!(Extensions::ringswim().repeats_retire_news, 2);
+    assert_eq!(after_repeats(Some(-1)), None, "two repeats in a storm: retired");
+    let limit = retransmit_limit(4, 6);
+    assert_eq!(after_repeats(Some(0)), Some((0, limit)), "no storm: repeats change nothing");
+    assert_eq!(after_repeats(None), Some((0, limit)));
+}
+
+#[test]
+fn news_that_keeps_coming_spaces_the_push_pulls_out() {
+    let mut c = core(0, false);
+    // A new member every 100 ms for 12 s (a join storm over seconds).
+    let mut opened = Vec::new();
+    for k in 0..120u64 {
+        let now = at(1_000 + 100 * k);
+        hear_alive(&mut c, u8::try_from(k + 1).unwrap(), now);
+        opened.extend(push_pulls_until(&mut c, now, now + Duration::from_millis(90)));
+    }
+    opened.extend(push_pulls_until(&mut c, at(13_000), at(20_000)));
+    let ms: Vec<u64> = opened.iter().map(|t| t.saturating_since(at(0)).as_millis() as u64).collect();
+    // A delay after the burst starts (the third news, at 1.2 s), then gaps
+    // of 2, 2, 4, 8, 16 delays (doubling up to 32) while news keeps coming;
+    // once it stops (12.9 s), one after two quiet delays and the settling
+    // one two delays later.
+    assert_eq!(ms, vec![1_450, 1_950, 2_450, 3_450, 5_450, 9_450, 13_400, 13_900], "{ms:?}");
+}

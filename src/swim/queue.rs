@@ -401,6 +401,30 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
         self.insert(Entry { broadcast, message, key, kind });
     }
 
+    /// Drops (and finishes) the named broadcast `name`, if queued. True if
+    /// it was.
+    pub fn invalidate(&mut self, name: &str) -> bool {
+        let Some(slot) = self.find_name(name) else { return false };
+        let key = self.slots[slot as usize].as_ref().expect("named slots are full").key;
+        self.remove(&key).map(|old| old.broadcast.finished()).is_some()
+    }
+
+    /// Counts `transmits` more sends of the named broadcast `name`, if
+    /// queued, as if it had gone out; it is dropped (and finished) once it
+    /// reaches the limit for `num_nodes`. True if it was queued.
+    pub fn add_transmits(&mut self, name: &str, transmits: usize, num_nodes: usize) -> bool {
+        let Some(slot) = self.find_name(name) else { return false };
+        let key = self.slots[slot as usize].as_ref().expect("named slots are full").key;
+        let Some(slot) = self.unplace(&key) else { return false };
+        let total = key.transmits.saturating_add(saturate(transmits));
+        if total as usize >= retransmit_limit(self.retransmit_mult, num_nodes) {
+            self.free_slot(slot).broadcast.finished();
+        } else {
+            self.place(slot, Key { transmits: total, ..key });
+        }
+        true
+    }
+
     /// Takes the messages to piggyback on one packet (Go `GetBroadcasts`):
     /// each costs `overhead` bytes plus its length, and together they cost at
     /// most `limit`. `num_nodes` is the cluster size that sets the transmit

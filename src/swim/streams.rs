@@ -112,10 +112,14 @@ pub(super) struct Streams {
     /// When the extra push/pull after news is due
     /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions)).
     pub(super) news_push_pull: Option<Time>,
-    /// When the last one ran: the next waits a full delay after it.
+    /// When the last one ran.
     last_news_push_pull: Option<Time>,
-    /// Whether the pending news push/pull is the settling one.
+    /// Whether the pending news push/pull is the settling one: no news has
+    /// come since the last ran, and none follows it.
     settling: bool,
+    /// Longest wait for quiet before the next news push/pull, in news
+    /// delays: doubles with each while news keeps coming.
+    news_gap: u32,
     /// When the last news came (at most `news_push_pull_burst` of them).
     recent_news: std::collections::VecDeque<Time>,
     /// Reconnect candidates: members we declared dead, by name, with their
@@ -135,8 +139,14 @@ pub const MAX_RECONNECT_CANDIDATES: usize = 4096;
 /// this many news delays.
 const NEWS_WINDOW_FACTOR: u32 = 4;
 
-/// The settling push/pull runs this many news delays after the last one.
+/// The settling push/pull runs this many news delays after the last news.
 const SETTLE_FACTOR: u32 = 2;
+
+/// While news keeps coming (a join storm over seconds), the gap between news
+/// push/pulls doubles from [`SETTLE_FACTOR`] up to this many news delays:
+/// each carries the whole member table (N entries), so one every delay from
+/// every member would cost N² per delay.
+const MAX_GAP_FACTOR: u32 = 32;
 
 impl<R> Core<R> {
     /// Members this node declared dead that it still tries to reconnect to
@@ -287,15 +297,17 @@ impl<R: Rng> Core<R> {
         }
         if self.net.streams.news_push_pull.is_some_and(|t| t <= now) {
             let s = &mut self.net.streams;
-            s.news_push_pull = None;
             s.last_news_push_pull = Some(now);
-            // One more exchange once the burst has quietened (unless news
-            // reschedules sooner): the first ones ran while rumours were
-            // still spreading, so the peer may have missed some too.
-            if !std::mem::replace(&mut s.settling, true) {
-                s.news_push_pull = Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay);
-            } else {
+            // One more exchange once the burst has quietened (news pushes
+            // it back): this one ran while rumours were still spreading, so
+            // the peer may have missed some too.
+            if std::mem::replace(&mut s.settling, true) {
                 s.settling = false;
+                s.news_push_pull = None;
+                s.news_gap = 1;
+            } else {
+                s.news_push_pull = Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay);
+                s.news_gap = (s.news_gap * 2).clamp(1, MAX_GAP_FACTOR);
             }
             self.push_pull(now);
         }
@@ -339,12 +351,17 @@ impl<R: Rng> Core<R> {
     }
 
     /// Gossip brought news of a member: if it is the
-    /// [`Extensions::news_push_pull_burst`]th within four delays and none is
-    /// pending, schedule the extra push/pull of
-    /// [`Extensions::news_push_pull_delay`], a full delay after the last one. A rumour that reached us may have died out before
-    /// reaching others (and others' before reaching us): one full exchange
-    /// with a random member repairs both sides far sooner than the periodic
-    /// push/pull.
+    /// [`Extensions::news_push_pull_burst`]th within four delays, schedule
+    /// the extra push/pull of [`Extensions::news_push_pull_delay`]. A rumour
+    /// that reached us may have died out before reaching others (and
+    /// others' before reaching us): one full exchange with a random member
+    /// repairs both sides far sooner than the periodic push/pull.
+    ///
+    /// The first comes a delay after the burst starts; while news keeps
+    /// coming, the next waits until it has been quiet for
+    /// [`SETTLE_FACTOR`] delays, but at most a gap after the last that
+    /// doubles each time (2, 4, 8 … [`MAX_GAP_FACTOR`] delays); a settling
+    /// one follows the last news.
     ///
     /// [`Extensions::news_push_pull_delay`]: crate::config::Extensions::news_push_pull_delay
     /// [`Extensions::news_push_pull_burst`]: crate::config::Extensions::news_push_pull_burst
@@ -364,11 +381,17 @@ impl<R: Rng> Core<R> {
         while s.recent_news.len() > burst {
             s.recent_news.pop_front();
         }
-        if s.recent_news.len() < burst || (s.news_push_pull.is_some() && !s.settling) {
+        if s.recent_news.len() < burst {
             return;
         }
-        let earliest = s.last_news_push_pull.map_or(now, |last| last + delay);
-        s.news_push_pull = Some(earliest.max(now + delay));
+        let gap = s.news_gap.max(1);
+        let trailing = (now + SETTLE_FACTOR * delay).min(s.last_news_push_pull.map_or(now, |l| l + gap * delay));
+        s.news_push_pull = Some(match s.news_push_pull {
+            // The first of a burst.
+            None => s.last_news_push_pull.map_or(now, |l| l + delay).max(now + delay),
+            // More news while one waits: it waits for quiet (never sooner).
+            Some(due) => trailing.max(due),
+        });
         s.settling = false;
     }
 
