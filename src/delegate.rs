@@ -13,6 +13,7 @@
 //! loop, push/pull): an implementation must return quickly and must not call
 //! back into the memberlist instance in a way that waits for those paths.
 
+pub use crate::name::Name;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -108,7 +109,7 @@ impl fmt::Display for NodeState {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     /// Unique name of the member (Go `Name`).
-    pub name: String,
+    pub name: Name,
     /// Address the member advertises (Go `Addr`).
     pub addr: IpAddr,
     /// Port the member advertises, for both UDP and TCP (Go `Port`).
@@ -140,7 +141,7 @@ pub struct Node {
 impl Node {
     /// A node with the given identity, alive, with no metadata and all
     /// versions zero (what Go assumes for a member that sent no `Vsn`).
-    pub fn new(name: impl Into<String>, addr: IpAddr, port: u16) -> Self {
+    pub fn new(name: impl Into<Name>, addr: IpAddr, port: u16) -> Self {
         Self {
             name: name.into(),
             addr,

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod delegate;
 pub mod inspect;
+pub mod name;
 pub mod sim;
 pub mod swim;
 pub mod wire;

@@ -629,7 +629,7 @@ impl<R: Rng> Core<R> {
             (m.state() == NodeState::Dead).then_some(m.state_change)
         });
         for reaped in self.members.drain(keep..) {
-            self.suspicions.remove(&reaped.node.name);
+            self.suspicions.remove(reaped.node.name.as_str());
         }
         shuffle(&mut self.members, &mut self.rng);
         self.index.rebuild(&self.members);

@@ -74,7 +74,7 @@ fn queued_types(core: &Core<StdRng>) -> Vec<MessageType> {
 fn events(core: &mut Core<StdRng>) -> Vec<(NodeEventKind, String)> {
     core.drain_effects()
         .filter_map(|e| match e {
-            Effect::Event(ev) => Some((ev.kind, ev.node.name)),
+            Effect::Event(ev) => Some((ev.kind, ev.node.name.to_string())),
             _ => None,
         })
         .collect()

@@ -51,12 +51,21 @@ impl Member {
 /// behaviour vary between runs.
 #[derive(Debug, Default)]
 pub(crate) struct MemberIndex {
-    positions: HashTable<usize>,
+    /// Positions as `u32` (half the size of `usize`: there is one per
+    /// member per member).
+    positions: HashTable<u32>,
     hasher: RandomState,
 }
 
+/// `pos` as stored in the index.
+fn slot(pos: usize) -> u32 {
+    u32::try_from(pos).expect("fewer than 2^32 members")
+}
+
 impl MemberIndex {
-    fn hash(&self, name: &str) -> u64 {
+    /// Hashes the name's bytes: an inline [`Name`](crate::name::Name) gives
+    /// them without re-checking UTF-8.
+    fn hash(&self, name: &[u8]) -> u64 {
         self.hasher.hash_one(name)
     }
 
@@ -67,24 +76,26 @@ impl MemberIndex {
 
     /// Position of the member called `name` in `members`.
     pub(crate) fn get(&self, members: &[Member], name: &str) -> Option<usize> {
-        self.positions.find(self.hash(name), |&i| members[i].node.name == name).copied()
+        let name = name.as_bytes();
+        self.positions.find(self.hash(name), |&i| members[i as usize].node.name.as_bytes() == name).map(|&i| i as usize)
     }
 
     /// Indexes `members[pos]`, which must not be indexed yet. Every other
     /// indexed position must be up to date (a resize rehashes them).
     pub(crate) fn insert(&mut self, members: &[Member], pos: usize) {
         let hasher = &self.hasher;
-        let hash = hasher.hash_one(members[pos].node.name.as_str());
-        self.positions.insert_unique(hash, pos, |&i| hasher.hash_one(members[i].node.name.as_str()));
+        let hash = hasher.hash_one(members[pos].node.name.as_bytes());
+        self.positions.insert_unique(hash, slot(pos), |&i| hasher.hash_one(members[i as usize].node.name.as_bytes()));
     }
 
     /// The member indexed at `from` now sits at `to` (`members` already
     /// moved): found by its name's hash and its old position, which is
     /// unique.
     pub(crate) fn moved(&mut self, members: &[Member], from: usize, to: usize) {
-        let hash = self.hash(&members[to].node.name);
+        let hash = self.hash(members[to].node.name.as_bytes());
+        let from = slot(from);
         if let Some(pos) = self.positions.find_mut(hash, |&i| i == from) {
-            *pos = to;
+            *pos = slot(to);
         }
     }
 
@@ -122,7 +133,7 @@ impl PushState {
     pub fn from_member(member: &Member) -> PushState {
         let n = &member.node;
         PushState {
-            name: n.name.clone(),
+            name: n.name.to_string(),
             addr: ip_to_wire(n.addr),
             port: n.port,
             meta: n.meta.clone(),

@@ -222,7 +222,7 @@ impl Cluster {
         self.effects[i]
             .iter()
             .filter_map(|e| match e {
-                Effect::Event(NodeEvent { kind: NodeEventKind::Join, node }) => Some(node.name.clone()),
+                Effect::Event(NodeEvent { kind: NodeEventKind::Join, node }) => Some(node.name.to_string()),
                 _ => None,
             })
             .collect()
@@ -260,7 +260,7 @@ impl PingDelegate for Pings {
         b"pong".to_vec()
     }
     fn notify_ping_complete(&self, node: &Node, rtt: Duration, payload: &[u8]) {
-        self.completed.lock().unwrap().push((node.name.clone(), rtt, payload.to_vec()));
+        self.completed.lock().unwrap().push((node.name.to_string(), rtt, payload.to_vec()));
     }
 }
 
