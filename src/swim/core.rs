@@ -133,7 +133,9 @@ struct SuspicionTimer {
 /// After every input or command the driver drains, in this order:
 /// `poll_transmit`, `poll_stream` and `poll_effect` until `None`, then
 /// `poll_timeout` to re-arm its one timer. `now` must never go backwards
-/// from one call to the next. Every [`StreamRequest`] must be answered with
+/// from one call to the next. For each [`StreamRequest`] the driver dials,
+/// asks [`Core::stream_connected`] for the bytes once connected (a push/pull
+/// encodes our state then, as Go does after its dial), and answers with
 /// [`Core::handle_stream_reply`] (a timeout at its `deadline` at the latest):
 /// a probe's TCP fallback holds the probe open until then, as in Go.
 ///

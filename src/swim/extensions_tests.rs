@@ -118,6 +118,16 @@ fn go_behaviour_waits_for_the_periodic_push_pull() {
     assert!(push_pulls_until(&mut c, at(100), at(5_000)).is_empty());
 }
 
+/// Node 0 (`a`) runs a push/pull with node 1 (`b`) at `ms` milliseconds,
+/// answered at once.
+fn pull(a: &mut Core<StdRng>, b: &mut Core<StdRng>, ms: u64) {
+    a.push_pull(at(ms));
+    let req = a.poll_stream().expect("push/pull");
+    let mut bytes = a.stream_connected(req.id);
+    let reply = b.handle_stream(addr(0), &mut bytes, at(ms + 1)).expect("reply");
+    a.handle_stream_reply(req.id, Ok(reply), at(ms + 2));
+}
+
 /// Node 0 pulls from node 1, which knows node 2 by gossip; returns node 0's
 /// queue as (member, transmits already counted).
 fn queue_after_pull(go: bool) -> Vec<(String, usize)> {
@@ -125,11 +135,7 @@ fn queue_after_pull(go: bool) -> Vec<(String, usize)> {
     let mut b = core(1, go);
     hear_alive(&mut a, 1, at(10));
     hear_alive(&mut b, 2, at(10));
-    a.push_pull(at(20));
-    let req = a.poll_stream().expect("push/pull");
-    let mut bytes = a.stream_connected(req.id);
-    let reply = b.handle_stream(addr(0), &mut bytes, at(21)).expect("reply");
-    a.handle_stream_reply(req.id, Ok(reply), at(22));
+    pull(&mut a, &mut b, 20);
     assert!(a.member(&name(2)).is_some(), "learned node 2 from the pull");
     a.broadcasts().iter().map(|q| (q.broadcast.name().unwrap_or_default().to_owned(), q.transmits)).collect()
 }
@@ -267,11 +273,7 @@ fn merge_news_queued(storm: Option<isize>) -> bool {
     a.config.extensions.storm_queue_len = storm.map(|d| queued.saturating_add_signed(d));
     hear_alive(&mut b, 0, at(10));
     hear_alive(&mut b, 9, at(10));
-    a.push_pull(at(20));
-    let req = a.poll_stream().expect("push/pull");
-    let mut bytes = a.stream_connected(req.id);
-    let reply = b.handle_stream(addr(0), &mut bytes, at(21)).expect("reply");
-    a.handle_stream_reply(req.id, Ok(reply), at(22));
+    pull(&mut a, &mut b, 20);
     assert!(a.member(&name(9)).is_some(), "learned node 9 from the pull");
     a.broadcasts().iter().any(|q| q.broadcast.name() == Some(name(9).as_str()))
 }
