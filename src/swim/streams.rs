@@ -132,6 +132,10 @@ pub(super) struct Streams {
     pub(super) next_reconnect: Option<Time>,
 }
 
+/// Bytes one member takes in a push/pull, about (a short name, IPv4, no
+/// meta): the encoding buffer starts this big per member.
+const PUSH_STATE_ESTIMATE: usize = 96;
+
 /// At most this many dead members are remembered for reconnecting.
 pub const MAX_RECONNECT_CANDIDATES: usize = 4096;
 
@@ -181,17 +185,23 @@ impl<R: Rng> Core<R> {
             force_compression: true,
             ..EncodeOptions::default()
         };
-        let mut body = Vec::new();
         let mut out = Vec::new();
         // Errors are ours (a label over 255 bytes, refused by
         // `Config::validate`): an empty stream then, which the peer rejects.
-        if encode_stream(msg, &opts, &mut body).is_err() || write_label(&mut out, &self.config.label).is_err() {
+        if write_label(&mut out, &self.config.label).is_err() {
             return Vec::new();
         }
         let Some((_, version)) = self.outgoing_encryption() else {
-            out.extend_from_slice(&body);
+            // Unencrypted: encoded straight after the label.
+            if encode_stream(msg, &opts, &mut out).is_err() {
+                return Vec::new();
+            }
             return out;
         };
+        let mut body = Vec::new();
+        if encode_stream(msg, &opts, &mut body).is_err() {
+            return Vec::new();
+        }
         let Ok(len) = u32::try_from(version.encrypted_len(body.len())) else { return Vec::new() };
         let header_at = out.len();
         out.push(MessageType::Encrypt as u8);
@@ -217,13 +227,37 @@ impl<R: Rng> Core<R> {
 
     /// Go `sendLocalState`: our member table and the delegate's state.
     fn local_push_pull(&mut self, join: bool) -> Vec<u8> {
-        let states = self.local_state();
-        let mut encoded = Vec::new();
-        for s in &states {
-            s.as_wire().write(&mut encoded);
+        // Written from the table as it stands, nothing copied per member:
+        // at thousands of members this is the biggest thing the core builds.
+        let mut encoded = Vec::with_capacity(self.members.len() * PUSH_STATE_ESTIMATE);
+        for m in &self.members {
+            let n = &m.node;
+            let (v4, v6);
+            let addr: &[u8] = match n.addr {
+                std::net::IpAddr::V4(ip) => {
+                    v4 = ip.octets();
+                    &v4
+                }
+                std::net::IpAddr::V6(ip) => {
+                    v6 = ip.octets();
+                    &v6
+                }
+            };
+            let vsn = n.vsn();
+            let state = PushNodeState {
+                name: &n.name,
+                addr,
+                port: n.port,
+                meta: &n.meta,
+                incarnation: m.incarnation,
+                state: n.state.into(),
+                vsn: &vsn,
+            };
+            state.write(&mut encoded);
         }
         let user = self.config.delegate.as_ref().map(|d| d.local_state(join)).unwrap_or_default();
-        self.stream_encode(&Message::PushPull(PushPull::from_encoded(join, states.len(), &encoded, &user)))
+        let count = self.members.len();
+        self.stream_encode(&Message::PushPull(PushPull::from_encoded(join, count, &encoded, &user)))
     }
 
     /// Sends `msg` to `to` as a user message over a stream (Go
@@ -473,7 +507,11 @@ impl<R: Rng> Core<R> {
     ///
     /// [`Extensions::merge_retransmit_mult`]: crate::config::Extensions::merge_retransmit_mult
     fn merge_push_pull(&mut self, pp: &PushPull<'_>, join: bool, from_joiner: bool, now: Time) -> Result<(), String> {
-        let states: Vec<PushNodeState<'_>> = pp.states().collect();
+        // The count is the peer's claim (bounded by the stream's length):
+        // trust it only up to what a cluster of our size could need.
+        let mut states: Vec<PushNodeState<'_>> =
+            Vec::with_capacity(pp.node_count().min(self.members.len().saturating_mul(2) + 1024));
+        states.extend(pp.states());
         self.merge_budget = if from_joiner { None } else { self.config.extensions.merge_retransmit_mult };
         let merged = self.merge_remote_state(&states, join, now).map_err(|e| e.to_string());
         self.merge_budget = None;

@@ -132,6 +132,12 @@ fn write_stream_body(msg: &Message<'_>, out: &mut Vec<u8>) {
 /// header (and label) as additional data, with the label header in front.
 /// `opts.crc` is ignored: streams carry no CRC.
 pub fn encode_stream(msg: &Message<'_>, opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+    if opts.compression.is_none() && opts.encryption.is_none() {
+        // Plain: straight into `out` (a push/pull body can be megabytes).
+        frame::write_label(out, opts.label)?;
+        write_stream_body(msg, out);
+        return Ok(());
+    }
     let mut body = Vec::new();
     write_stream_body(msg, &mut body);
     if let Some(algo) = opts.compression {
