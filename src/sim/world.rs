@@ -476,8 +476,16 @@ impl<P: Protocol> World<P> {
         self.nodes[a].side == self.nodes[b].side
     }
 
+    /// FNV-1a over 8-byte words (then the tail byte by byte): a fingerprint,
+    /// not a defence, and eight times fewer multiplications than byte-wise
+    /// FNV over the megabytes of push/pull a large world moves.
     fn mix(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            self.trace = (self.trace ^ w).wrapping_mul(FNV_PRIME);
+        }
+        for &b in words.remainder() {
             self.trace = (self.trace ^ u64::from(b)).wrapping_mul(FNV_PRIME);
         }
     }
