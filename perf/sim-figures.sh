@@ -2,7 +2,7 @@
 # The simulator figures quoted in the README, one JSON line each, with the
 # command that made it, in target/perf/sim-figures.jsonl (appended) and on
 # stdout. Long: about an hour on 2 cores (the 1,000-node slow-node runs take
-# ~10 min each).
+# ~10 min each); the large-cluster runs (join*) only when named.
 #
 # usage: perf/sim-figures.sh [NAME...]   (default: all; names below)
 # Environment: RINGSWIM (default target/release/ringswim, built if missing).
@@ -26,8 +26,14 @@ declare -A RUNS=(
   [slow1000-go-nolg]="--nodes 1000 --profile local --slow 0.05 --duration 240 --no-compression --behaviour go --no-lifeguard"
   [slow1000]="--nodes 1000 --profile local --slow 0.05 --duration 240 --no-compression"
   [slow1000-nolg]="--nodes 1000 --profile local --slow 0.05 --duration 240 --no-compression --no-lifeguard"
+  [join2000]="--nodes 2000 --profile local --kill 1 --duration 120 --no-compression"
+  [join2000-go]="--nodes 2000 --profile local --kill 1 --duration 120 --no-compression --behaviour go"
+  [join5000]="--nodes 5000 --join-spread 10 --profile local --kill 1 --duration 600 --no-compression"
+  [join10000]="--nodes 10000 --join-spread 10 --profile local --kill 1 --duration 600 --no-compression"
 )
 ORDER=(loss1000 partition1000 partition1000-go churn1000 churn1000-go slow1000-go slow1000-go-nolg slow1000 slow1000-nolg loss1000-go)
+# Run by name only (long; README "Large clusters" has their time and memory):
+# join2000 join2000-go join5000 join10000.
 NAMES=("$@")
 [ ${#NAMES[@]} -gt 0 ] || NAMES=("${ORDER[@]}")
 for name in "${NAMES[@]}"; do
