@@ -39,6 +39,34 @@ impl Member {
     pub fn is_dead_or_left(&self) -> bool {
         matches!(self.node.state, NodeState::Dead | NodeState::Left)
     }
+
+    /// Hands `f` the member as Go's `sendLocalState` lists it, borrowed from
+    /// the table (the address bytes on the stack): nothing is allocated, so
+    /// a push/pull of thousands of members is written without copies.
+    pub fn with_push_state<T>(&self, f: impl FnOnce(PushNodeState<'_>) -> T) -> T {
+        let n = &self.node;
+        let (v4, v6);
+        let addr: &[u8] = match n.addr {
+            IpAddr::V4(ip) => {
+                v4 = ip.octets();
+                &v4
+            }
+            IpAddr::V6(ip) => {
+                v6 = ip.octets();
+                &v6
+            }
+        };
+        let vsn = n.vsn();
+        f(PushNodeState {
+            name: &n.name,
+            addr,
+            port: n.port,
+            meta: &n.meta,
+            incarnation: self.incarnation,
+            state: n.state.into(),
+            vsn: &vsn,
+        })
+    }
 }
 
 /// Name → position in the member table (Go `nodeMap`). It holds positions
@@ -131,16 +159,15 @@ pub struct PushState {
 impl PushState {
     /// `member` as Go's `sendLocalState` lists it.
     pub fn from_member(member: &Member) -> PushState {
-        let n = &member.node;
-        PushState {
-            name: n.name.to_string(),
-            addr: ip_to_wire(n.addr),
-            port: n.port,
-            meta: n.meta.clone(),
-            incarnation: member.incarnation,
-            state: n.state,
-            vsn: n.vsn(),
-        }
+        member.with_push_state(|s| PushState {
+            name: s.name.to_owned(),
+            addr: s.addr.to_vec(),
+            port: s.port,
+            meta: s.meta.to_vec(),
+            incarnation: s.incarnation,
+            state: member.node.state,
+            vsn: member.node.vsn(),
+        })
     }
 
     /// The wire form, borrowing `self`.

@@ -231,29 +231,7 @@ impl<R: Rng> Core<R> {
         // at thousands of members this is the biggest thing the core builds.
         let mut encoded = Vec::with_capacity(self.members.len() * PUSH_STATE_ESTIMATE);
         for m in &self.members {
-            let n = &m.node;
-            let (v4, v6);
-            let addr: &[u8] = match n.addr {
-                std::net::IpAddr::V4(ip) => {
-                    v4 = ip.octets();
-                    &v4
-                }
-                std::net::IpAddr::V6(ip) => {
-                    v6 = ip.octets();
-                    &v6
-                }
-            };
-            let vsn = n.vsn();
-            let state = PushNodeState {
-                name: &n.name,
-                addr,
-                port: n.port,
-                meta: &n.meta,
-                incarnation: m.incarnation,
-                state: n.state.into(),
-                vsn: &vsn,
-            };
-            state.write(&mut encoded);
+            m.with_push_state(|state| state.write(&mut encoded));
         }
         let user = self.config.delegate.as_ref().map(|d| d.local_state(join)).unwrap_or_default();
         let count = self.members.len();
