@@ -613,6 +613,28 @@ mod tests {
         assert_eq!(nodes(q.iter().rev()), ["foo", "bar", "test"]);
     }
 
+    /// ringswim's storm rules: a named broadcast can be dropped, or counted
+    /// as sent more times, by name; reaching the limit finishes it.
+    #[test]
+    fn named_broadcasts_can_be_invalidated_or_counted_as_sent() {
+        let done = Rc::new(Cell::new(0));
+        let mut q = TransmitLimitedQueue::new(2); // limit 2 · 1 digit = 2 at 3 nodes
+        for node in ["a", "b", "c"] {
+            q.queue_broadcast(NodeBroadcast::notify(node, b"x", &done));
+        }
+        assert!(q.invalidate("a"));
+        assert!(!q.invalidate("a"), "already gone");
+        assert_eq!((q.num_queued(), done.get()), (2, 1));
+
+        assert!(q.add_transmits("b", 1, 3));
+        let b = q.iter().find(|e| e.broadcast.name() == Some("b")).map(|e| e.transmits);
+        assert_eq!(b, Some(1));
+        assert_eq!(nodes(q.iter()), ["c", "b"], "fewer sends go first");
+        assert!(q.add_transmits("b", 1, 3), "reaches the limit");
+        assert_eq!((nodes(q.iter()), done.get()), (vec!["c".to_owned()], 2));
+        assert!(!q.add_transmits("zz", 1, 3));
+    }
+
     /// Ports Go `TestTransmitLimited_GetBroadcasts` (queue_test.go).
     #[test]
     fn go_transmit_limited_get_broadcasts() {
