@@ -419,14 +419,18 @@ impl<R> Core<R> {
     }
 
     fn queue(&mut self, name: &str, msg: &Message<'_>, notify: Option<Arc<AtomicBool>>) {
+        if self.merge_budget.is_some() && self.in_storm() {
+            // In a storm the push/pulls carry what a merge teaches: only
+            // older news about the member goes (nothing is encoded).
+            self.broadcasts.invalidate(name);
+            if let Some(notify) = notify {
+                notify.store(true, Ordering::Release);
+            }
+            return;
+        }
         let b = NodeBroadcast::new(name, msg.to_vec(), notify);
         match self.merge_budget {
             // Counted as partly sent: after fresh news, and fewer times.
-            // In a storm, the push/pulls carry what they teach.
-            Some(_) if self.in_storm() => {
-                self.broadcasts.invalidate(name);
-                crate::swim::Broadcast::finished(b);
-            }
             Some(budget) => {
                 let n = self.members.len();
                 let sent =
