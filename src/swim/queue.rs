@@ -370,13 +370,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
 
         match kind {
             Kind::Named => {
-                let old = self.find_name(broadcast.name().unwrap_or_default());
-                if let Some(slot) = old {
-                    let key = self.slots[slot as usize].as_ref().expect("named slots are full").key;
-                    if let Some(old) = self.remove(&key) {
-                        old.broadcast.finished();
-                    }
-                }
+                self.invalidate(broadcast.name().unwrap_or_default());
             }
             Kind::Unique => {}
             Kind::Generic => {
