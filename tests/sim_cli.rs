@@ -74,3 +74,19 @@ fn bad_flags_fail() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn skip_wire_changes_only_the_fingerprint_and_the_clock() {
+    let base = ["--nodes", "30", "--duration", "60", "--kill", "1", "--no-compression", "--json"];
+    let mut wire = sim(&base);
+    let mut skipped = sim(&[&base[..], &["--skip-wire"]].concat());
+    assert_eq!((wire["skip_wire"].clone(), skipped["skip_wire"].clone()), (false.into(), true.into()));
+    assert_eq!(skipped["converged"], true, "{skipped}");
+    for v in [&mut wire, &mut skipped] {
+        let obj = v.as_object_mut().expect("an object");
+        for field in ["wall_s", "peak_rss_mb", "trace_hash", "skip_wire"] {
+            obj.remove(field);
+        }
+    }
+    assert_eq!(wire, skipped);
+}

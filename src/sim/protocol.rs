@@ -26,6 +26,39 @@ pub struct NodeCtx {
     pub now: Time,
 }
 
+/// What a stream carries in the world: the world counts its bytes and
+/// fingerprints it into the trace, nothing more.
+pub trait StreamBody {
+    /// Bytes it takes on the stream.
+    fn wire_len(&self) -> usize;
+    /// Bytes mixed into the trace fingerprint (empty if the body has none).
+    fn trace_bytes(&self) -> &[u8];
+}
+
+impl StreamBody for Vec<u8> {
+    fn wire_len(&self) -> usize {
+        self.len()
+    }
+    fn trace_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A [`SwimNode`](super::SwimNode) stream: bytes, or with `--skip-wire` an
+/// unencoded push/pull, counted at its encoded length and fingerprinted by
+/// that length alone.
+impl StreamBody for crate::swim::StreamContent {
+    fn wire_len(&self) -> usize {
+        crate::swim::StreamContent::wire_len(self)
+    }
+    fn trace_bytes(&self) -> &[u8] {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::PushPull(_) => &[],
+        }
+    }
+}
+
 /// A node the world can run: the sans-IO surface of
 /// [`swim::Core`](crate::swim::Core), so that an adapter
 /// `impl Protocol for swim::Core` runs the real protocol.
@@ -52,6 +85,8 @@ pub struct NodeCtx {
 ///   from an RNG seeded with [`NodeCtx::seed`]. A node that obeys this
 ///   replays bit for bit from the world's seed.
 pub trait Protocol {
+    /// What its streams carry (requests and replies).
+    type Body: StreamBody;
     /// A datagram from `from` arrived. `bytes` may be decrypted in place.
     fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time);
     /// The next datagram to send.
@@ -64,10 +99,10 @@ pub trait Protocol {
     fn poll_stream(&mut self) -> Option<StreamRequest>;
     /// Stream `id` is connected: the bytes to write on it. Not asked when
     /// the dial is refused or hangs (a partition).
-    fn stream_connected(&mut self, id: StreamId) -> Vec<u8>;
+    fn stream_connected(&mut self, id: StreamId) -> Self::Body;
     /// The outcome of the stream exchange `id` this node opened.
-    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time);
-    /// A peer opened a stream and sent `bytes`; the reply, or `None` to close
+    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Self::Body, StreamError>, now: Time);
+    /// A peer opened a stream and sent `body`; the reply, or `None` to close
     /// without one.
-    fn handle_stream(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) -> Option<Vec<u8>>;
+    fn handle_stream(&mut self, from: SocketAddr, body: Self::Body, now: Time) -> Option<Self::Body>;
 }

@@ -222,6 +222,13 @@ pub struct Scenario {
     /// off saves about a quarter of the simulator's CPU time at 500+ nodes
     /// and changes the byte counts).
     pub compression: bool,
+    /// Push/pulls pass between cores unencoded ([`SwimNode::with_skip_wire`]):
+    /// the same run (same figures, same packets) with the push/pull codec —
+    /// most of the CPU time of a large cluster — out of the way. Stream bytes
+    /// are counted at their plain encoded length, so with compression on the
+    /// byte rates differ; the trace fingerprint differs (push/pull contents
+    /// are not in it).
+    pub skip_wire: bool,
 }
 
 impl Default for Scenario {
@@ -247,6 +254,7 @@ impl Default for Scenario {
             retransmit_mult: None,
             compression: true,
             go_behaviour: false,
+            skip_wire: false,
         }
     }
 }
@@ -425,6 +433,7 @@ impl Report {
             "broadcast_bytes": s.broadcast_bytes,
             "retransmit_mult": s.retransmit_mult,
             "compression": s.compression,
+            "skip_wire": s.skip_wire,
             "behaviour": if s.go_behaviour { "go" } else { "ringswim" },
             "faults_at_s": self.faults_at_s,
             "converge_s": self.converge_s,
@@ -506,9 +515,10 @@ pub fn run(s: &Scenario) -> Report {
     }
     let gossip = s.broadcasts > 0 || s.user_rate > 0.0;
     let shared = Rc::clone(&log);
+    let skip_wire = s.skip_wire;
     let mut world = World::new(s.seed, s.profile.link().with_loss(s.loss), move |ctx| {
         let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
-        SwimNode::new(ctx, config.clone(), &seeds, gossip, Rc::clone(&shared))
+        SwimNode::new(ctx, config.clone(), &seeds, gossip, Rc::clone(&shared)).with_skip_wire(skip_wire)
     });
     // The scenario's own choices (slow nodes, victims, sides) come from a
     // second stream, so they do not shift the world's.
@@ -789,6 +799,25 @@ mod tests {
             r
         };
         assert_eq!(strip(run(&small())), strip(run(&small())));
+    }
+
+    #[test]
+    fn skipping_the_push_pull_codec_changes_nothing_but_speed() {
+        // Same seed, push/pulls unencoded: every figure, packet and stream
+        // byte count is the same; only the fingerprint (which no longer sees
+        // push/pull contents) and the wall clock differ.
+        let s = Scenario { nodes: 40, join_spread_s: 2.0, compression: false, ..small() };
+        let strip = |mut r: Report| {
+            r.wall_s = 0.0;
+            r.peak_rss_mb = None;
+            r.trace_hash = 0;
+            r.scenario.skip_wire = false;
+            r
+        };
+        let (wire, skipped) = (run(&s), run(&Scenario { skip_wire: true, ..s }));
+        assert!(wire.converged && wire.streams_opened > 40, "{}", wire.to_json());
+        assert_eq!(skipped.to_json()["skip_wire"], true);
+        assert_eq!(strip(wire), strip(skipped));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::protocol::{NodeCtx, Protocol, StreamError, StreamId, StreamRequest, T
 use super::world::NodeId;
 use crate::config::Config;
 use crate::delegate::{Delegate, NodeEventKind};
-use crate::swim::{self, Broadcast, Core, Effect, Time, TransmitLimitedQueue};
+use crate::swim::{self, Broadcast, Core, Effect, StreamContent, Time, TransmitLimitedQueue};
 
 /// The RNG a simulated core draws from: a named algorithm, seeded from
 /// [`NodeCtx::seed`], so runs replay on every platform.
@@ -163,6 +163,8 @@ pub struct SwimNode {
     /// members this node counts alive.
     alive_view: usize,
     gossip: Option<Arc<Gossip>>,
+    /// Push/pulls go unencoded ([`StreamContent::PushPull`]).
+    skip_wire: bool,
 }
 
 impl SwimNode {
@@ -181,13 +183,23 @@ impl SwimNode {
         }
         let rng = SeededRng::seed_from_u64(ctx.seed);
         let core = Core::new(config, ctx.addr, ctx.now, rng).expect("simulated node config");
-        let mut node = SwimNode { core, id: ctx.id, log, alive_view: 0, gossip };
+        let mut node = SwimNode { core, id: ctx.id, log, alive_view: 0, gossip, skip_wire: false };
         node.core.start(ctx.now);
         if !seeds.is_empty() {
             node.core.join(seeds, ctx.now);
         }
         node.after(ctx.now, 0);
         node
+    }
+
+    /// With `skip`, this node's push/pulls go to their peers unencoded
+    /// ([`Core::stream_connected_content`]): the simulator's `--skip-wire`.
+    /// Packets, pings and user messages are still encoded; a push/pull is
+    /// still counted at its encoded length. Peers answer in the form they
+    /// are asked in.
+    pub fn with_skip_wire(mut self, skip: bool) -> SwimNode {
+        self.skip_wire = skip;
+        self
     }
 
     /// The core.
@@ -277,6 +289,8 @@ impl SwimNode {
 }
 
 impl Protocol for SwimNode {
+    type Body = StreamContent;
+
     fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
         let before = self.core.incarnation();
         self.core.handle_packet(from, bytes, now);
@@ -296,17 +310,21 @@ impl Protocol for SwimNode {
     fn poll_stream(&mut self) -> Option<StreamRequest> {
         self.core.poll_stream()
     }
-    fn stream_connected(&mut self, id: StreamId) -> Vec<u8> {
-        self.core.stream_connected(id)
+    fn stream_connected(&mut self, id: StreamId) -> StreamContent {
+        if self.skip_wire {
+            self.core.stream_connected_content(id)
+        } else {
+            StreamContent::Bytes(self.core.stream_connected(id))
+        }
     }
-    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
+    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<StreamContent, StreamError>, now: Time) {
         let before = self.core.incarnation();
-        self.core.handle_stream_reply(id, reply, now);
+        self.core.handle_stream_reply_content(id, reply, now);
         self.after(now, before);
     }
-    fn handle_stream(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
+    fn handle_stream(&mut self, from: SocketAddr, body: StreamContent, now: Time) -> Option<StreamContent> {
         let before = self.core.incarnation();
-        let reply = self.core.handle_stream(from, bytes, now);
+        let reply = self.core.handle_stream_content(from, body, now);
         self.after(now, before);
         reply
     }

@@ -68,6 +68,8 @@ impl Beacon {
 }
 
 impl Protocol for Beacon {
+    type Body = Vec<u8>;
+
     fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
         let tick = u64::from_le_bytes(bytes[..8].try_into().unwrap());
         let sent = Time::from_epoch(Duration::from_nanos(u64::from_le_bytes(bytes[8..16].try_into().unwrap())));
@@ -100,7 +102,7 @@ impl Protocol for Beacon {
     fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, StreamError>, now: Time) {
         self.outcomes.push((id, reply, now));
     }
-    fn handle_stream(&mut self, _from: SocketAddr, bytes: &mut [u8], _now: Time) -> Option<Vec<u8>> {
+    fn handle_stream(&mut self, _from: SocketAddr, bytes: Vec<u8>, _now: Time) -> Option<Vec<u8>> {
         (!bytes.is_empty()).then(|| bytes.iter().rev().copied().collect())
     }
 }
@@ -165,6 +167,8 @@ impl Flood {
 }
 
 impl Protocol for Flood {
+    type Body = Vec<u8>;
+
     fn handle_packet(&mut self, _from: SocketAddr, bytes: &mut [u8], now: Time) {
         assert_eq!(bytes, b"rumour");
         self.hear(now);
@@ -187,7 +191,7 @@ impl Protocol for Flood {
     fn handle_stream_reply(&mut self, _: StreamId, _: Result<Vec<u8>, StreamError>, _: Time) {
         unreachable!("floods open no streams")
     }
-    fn handle_stream(&mut self, _: SocketAddr, _: &mut [u8], _: Time) -> Option<Vec<u8>> {
+    fn handle_stream(&mut self, _: SocketAddr, _: Vec<u8>, _: Time) -> Option<Vec<u8>> {
         None
     }
 }

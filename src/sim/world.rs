@@ -9,7 +9,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
 use super::net::Link;
-use super::protocol::{NodeCtx, Protocol, StreamError, StreamId, StreamRequest, Transmit};
+use super::protocol::{NodeCtx, Protocol, StreamBody, StreamError, StreamId, StreamRequest, Transmit};
 use super::{MAX_NODES, node_addr, node_id};
 use crate::swim::Time;
 
@@ -146,25 +146,25 @@ pub struct Totals {
     pub stale: u64,
 }
 
-/// An input on its way to a node.
+/// An input on its way to a node; `B` is what streams carry.
 #[derive(Debug)]
-enum Input {
+enum Input<B> {
     Packet {
         from: NodeId,
         bytes: Vec<u8>,
     },
-    /// `bytes` is `None` when the dial was refused (no process at `to`
+    /// `body` is `None` when the dial was refused (no process at `to`
     /// then): the refusal travels like a reply.
     Stream {
         from: NodeId,
         from_incarnation: u32,
         id: StreamId,
-        bytes: Option<Vec<u8>>,
+        body: Option<B>,
     },
     Outcome {
         incarnation: u32,
         id: StreamId,
-        result: Result<Vec<u8>, StreamError>,
+        result: Result<B, StreamError>,
     },
     Timer {
         incarnation: u32,
@@ -173,12 +173,12 @@ enum Input {
 }
 
 #[derive(Debug)]
-enum Kind {
+enum Kind<B> {
     /// `ready`: the slow / lagging node's delay has been paid.
     Input {
         node: NodeId,
         ready: bool,
-        input: Input,
+        input: Input<B>,
     },
     Fault(Box<Fault>),
 }
@@ -187,30 +187,30 @@ enum Kind {
 /// earliest `(at, seq)` first; `seq` is unique, so ties never depend on the
 /// heap's internals.
 #[derive(Debug)]
-struct Event {
+struct Event<B> {
     at: Time,
     seq: u64,
-    kind: Kind,
+    kind: Kind<B>,
 }
 
-impl PartialEq for Event {
-    fn eq(&self, other: &Event) -> bool {
+impl<B> PartialEq for Event<B> {
+    fn eq(&self, other: &Event<B>) -> bool {
         self.seq == other.seq
     }
 }
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
+impl<B> Eq for Event<B> {}
+impl<B> PartialOrd for Event<B> {
+    fn partial_cmp(&self, other: &Event<B>) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Event {
-    fn cmp(&self, other: &Event) -> Ordering {
+impl<B> Ord for Event<B> {
+    fn cmp(&self, other: &Event<B>) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
     }
 }
 
-struct Node<P> {
+struct Node<P: Protocol> {
     /// `None` while dead.
     proto: Option<P>,
     /// Bumped by every kill; timers and stream outcomes carry it.
@@ -221,7 +221,7 @@ struct Node<P> {
     side: u32,
     paused: bool,
     /// Inputs that arrived while paused.
-    held: VecDeque<Input>,
+    held: VecDeque<Input<P::Body>>,
     slow: Duration,
     lag: Duration,
     /// [`Fault::LagInbound`]: extra latency of everything but the timer.
@@ -235,7 +235,7 @@ struct Node<P> {
     stats: NodeStats,
 }
 
-impl<P> Node<P> {
+impl<P: Protocol> Node<P> {
     fn new() -> Node<P> {
         Node {
             proto: None,
@@ -268,10 +268,10 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// Drive it with [`World::step`], [`World::run_until`] or
 /// [`World::run_until_idle`]; poke nodes with [`World::with_node`]; change
 /// it with [`World::apply`] / [`World::schedule`].
-pub struct World<P> {
+pub struct World<P: Protocol> {
     now: Time,
     seq: u64,
-    queue: BinaryHeap<Event>,
+    queue: BinaryHeap<Event<P::Body>>,
     rng: Xoshiro256PlusPlus,
     nodes: Vec<Node<P>>,
     factory: Box<dyn FnMut(&NodeCtx) -> P>,
@@ -455,13 +455,13 @@ impl<P: Protocol> World<P> {
         self.queue.is_empty()
     }
 
-    fn push(&mut self, at: Time, kind: Kind) {
+    fn push(&mut self, at: Time, kind: Kind<P::Body>) {
         let at = at.max(self.now);
         self.seq += 1;
         self.queue.push(Event { at, seq: self.seq, kind });
     }
 
-    fn push_input(&mut self, at: Time, node: NodeId, input: Input) {
+    fn push_input(&mut self, at: Time, node: NodeId, input: Input<P::Body>) {
         self.push(at, Kind::Input { node, ready: false, input });
     }
 
@@ -491,13 +491,24 @@ impl<P: Protocol> World<P> {
     }
 
     fn mix_event(&mut self, node: NodeId, tag: u8, peer: u64, bytes: &[u8]) {
+        self.mix_header(node, tag, peer, bytes.len());
+        self.mix(bytes);
+    }
+
+    /// A stream body: its length on the wire and its bytes, if it has any
+    /// (for bytes, the same as [`World::mix_event`]).
+    fn mix_stream(&mut self, node: NodeId, tag: u8, peer: u64, body: &P::Body) {
+        self.mix_header(node, tag, peer, body.wire_len());
+        self.mix(body.trace_bytes());
+    }
+
+    fn mix_header(&mut self, node: NodeId, tag: u8, peer: u64, len: usize) {
         let at = self.now.since_epoch().as_nanos() as u64;
         self.mix(&at.to_le_bytes());
         self.mix(&(node as u64).to_le_bytes());
         self.mix(&[tag]);
         self.mix(&peer.to_le_bytes());
-        self.mix(&(bytes.len() as u64).to_le_bytes());
-        self.mix(bytes);
+        self.mix(&(len as u64).to_le_bytes());
     }
 
     /// Builds node `id` (dead) from the factory and drains its first outputs.
@@ -579,15 +590,17 @@ impl<P: Protocol> World<P> {
             Some(to) => {
                 // Connected (the handshake is not modelled) unless nothing
                 // listens there: only then is the request encoded.
-                let bytes = self.nodes[to].proto.is_some().then(|| {
-                    let bytes = self.nodes[from].proto.as_mut().map(|p| p.stream_connected(s.id)).unwrap_or_default();
-                    let len = bytes.len() as u64;
+                let body = if self.nodes[to].proto.is_some() {
+                    let body = self.nodes[from].proto.as_mut().map(|p| p.stream_connected(s.id));
+                    let len = body.as_ref().map_or(0, |b| b.wire_len() as u64);
                     self.nodes[from].stats.stream_bytes_sent += len;
                     self.totals.stream_bytes_sent += len;
-                    bytes
-                });
+                    body
+                } else {
+                    None
+                };
                 let at = self.now + self.link(from, to).delay.sample(&mut self.rng);
-                let input = Input::Stream { from, from_incarnation: incarnation, id: s.id, bytes };
+                let input = Input::Stream { from, from_incarnation: incarnation, id: s.id, body };
                 self.push_input(at, to, input);
             }
         }
@@ -600,7 +613,7 @@ impl<P: Protocol> World<P> {
         requester: NodeId,
         incarnation: u32,
         id: StreamId,
-        result: Result<Vec<u8>, StreamError>,
+        result: Result<P::Body, StreamError>,
     ) {
         if !self.connected(responder, requester) {
             return;
@@ -609,7 +622,7 @@ impl<P: Protocol> World<P> {
         self.push_input(at, requester, Input::Outcome { incarnation, id, result });
     }
 
-    fn deliver(&mut self, id: NodeId, ready: bool, input: Input) {
+    fn deliver(&mut self, id: NodeId, ready: bool, input: Input<P::Body>) {
         let node = &mut self.nodes[id];
         if node.proto.is_none() {
             match input {
@@ -648,7 +661,7 @@ impl<P: Protocol> World<P> {
     }
 
     /// Node `id` (live, running, right incarnation) handles `input` now.
-    fn handle(&mut self, id: NodeId, input: Input) {
+    fn handle(&mut self, id: NodeId, input: Input<P::Body>) {
         let now = self.now;
         match input {
             Input::Packet { from, mut bytes } => {
@@ -660,17 +673,17 @@ impl<P: Protocol> World<P> {
                 let proto = node.proto.as_mut().expect("live node");
                 proto.handle_packet(node_addr(from), &mut bytes, now);
             }
-            Input::Stream { from, from_incarnation, id: sid, bytes: None } => {
+            Input::Stream { from, from_incarnation, id: sid, body: None } => {
                 // Dialed while this node was down: refused, even if it has
                 // restarted since.
                 self.answer(id, from, from_incarnation, sid, Err(StreamError::Refused));
             }
-            Input::Stream { from, from_incarnation, id: sid, bytes: Some(mut bytes) } => {
-                self.mix_event(id, 1, from as u64, &bytes);
+            Input::Stream { from, from_incarnation, id: sid, body: Some(body) } => {
+                self.mix_stream(id, 1, from as u64, &body);
                 let node = &mut self.nodes[id];
                 let proto = node.proto.as_mut().expect("live node");
-                let reply = proto.handle_stream(node_addr(from), &mut bytes, now);
-                let len = reply.as_ref().map_or(0, |r| r.len() as u64);
+                let reply = proto.handle_stream(node_addr(from), body, now);
+                let len = reply.as_ref().map_or(0, |r| r.wire_len() as u64);
                 node.stats.stream_bytes_sent += len;
                 self.totals.stream_bytes_sent += len;
                 self.answer(id, from, from_incarnation, sid, reply.ok_or(StreamError::Closed));
@@ -686,11 +699,10 @@ impl<P: Protocol> World<P> {
                     Ok(_) => self.totals.streams_ok += 1,
                     Err(_) => self.totals.streams_failed += 1,
                 }
-                let (tag, bytes): (u8, &[u8]) = match &result {
-                    Ok(b) => (2, b),
-                    Err(e) => (3 + *e as u8, &[]),
-                };
-                self.mix_event(id, tag, sid, bytes);
+                match &result {
+                    Ok(body) => self.mix_stream(id, 2, sid, body),
+                    Err(e) => self.mix_event(id, 3 + *e as u8, sid, &[]),
+                }
                 let proto = self.nodes[id].proto.as_mut().expect("live node");
                 proto.handle_stream_reply(sid, result, now);
             }

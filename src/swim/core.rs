@@ -897,7 +897,7 @@ mod net;
 mod streams;
 
 pub use net::{RejectedPackets, Transmit};
-pub use streams::{StreamError, StreamId, StreamRequest};
+pub use streams::{LocalState, StreamContent, StreamError, StreamId, StreamRequest};
 
 #[cfg(test)]
 #[path = "core_tests.rs"]

@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 use super::Time;
 use super::queue::Broadcast;
 use crate::delegate::{Node, NodeState};
+use crate::name::Name;
 use crate::wire::message::PushNodeState;
 
 /// What the core knows about one member (Go `nodeState`): the [`Node`] (its
@@ -136,14 +137,16 @@ impl MemberIndex {
     }
 }
 
-/// One member as a push/pull exchange sends it (Go `pushNodeState`), owned;
-/// [`PushState::as_wire`] borrows it as the message field.
+/// One member as a push/pull exchange sends it (Go `pushNodeState`), owned
+/// and, for the usual member (a name up to 22 bytes, no meta), without a heap
+/// allocation; [`PushState::as_wire`] borrows it as the message field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushState {
     /// Member name.
-    pub name: String,
-    /// Address bytes (4 or 16).
-    pub addr: Vec<u8>,
+    pub name: Name,
+    /// Address bytes: the first `addr_len` (4 or 16).
+    addr: [u8; 16],
+    addr_len: u8,
     /// Port.
     pub port: u16,
     /// Meta.
@@ -159,22 +162,37 @@ pub struct PushState {
 impl PushState {
     /// `member` as Go's `sendLocalState` lists it.
     pub fn from_member(member: &Member) -> PushState {
-        member.with_push_state(|s| PushState {
-            name: s.name.to_owned(),
-            addr: s.addr.to_vec(),
-            port: s.port,
-            meta: s.meta.to_vec(),
-            incarnation: s.incarnation,
-            state: member.node.state,
-            vsn: member.node.vsn(),
-        })
+        let n = &member.node;
+        let (addr, addr_len) = match n.addr {
+            IpAddr::V4(ip) => {
+                let mut a = [0; 16];
+                a[..4].copy_from_slice(&ip.octets());
+                (a, 4)
+            }
+            IpAddr::V6(ip) => (ip.octets(), 16),
+        };
+        PushState {
+            name: n.name.clone(),
+            addr,
+            addr_len,
+            port: n.port,
+            meta: n.meta.clone(),
+            incarnation: member.incarnation,
+            state: n.state,
+            vsn: n.vsn(),
+        }
+    }
+
+    /// The address as the wire carries it (4 or 16 bytes).
+    pub fn addr(&self) -> &[u8] {
+        &self.addr[..usize::from(self.addr_len)]
     }
 
     /// The wire form, borrowing `self`.
     pub fn as_wire(&self) -> PushNodeState<'_> {
         PushNodeState {
             name: &self.name,
-            addr: &self.addr,
+            addr: self.addr(),
             port: self.port,
             meta: &self.meta,
             incarnation: self.incarnation,

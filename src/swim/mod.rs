@@ -23,7 +23,9 @@ mod time;
 mod util;
 
 pub use awareness::Awareness;
-pub use core::{Core, Effect, Error, RejectedPackets, StreamError, StreamId, StreamRequest, Transmit};
+pub use core::{
+    Core, Effect, Error, LocalState, RejectedPackets, StreamContent, StreamError, StreamId, StreamRequest, Transmit,
+};
 pub use members::{Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol};
 pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};

@@ -1127,3 +1127,63 @@ fn bad_crc_is_rejected_and_counted() {
     assert_eq!(c.core(0).poll_transmit().map(|tx| tx.to), Some(addr(4)), "acked");
     assert_eq!(c.core(0).rejected_packets().total(), 2);
 }
+
+/// A join push/pull from node 0 to node 3, encoded or not (the simulator's
+/// `--skip-wire`); returns the lengths of the request and of the reply.
+fn join_push_pull(c: &mut Cluster, unencoded: bool) -> (usize, usize) {
+    let now = c.now;
+    c.core(0).join(&[addr(3)], now);
+    let req = c.core(0).poll_stream().expect("join push/pull");
+    let lengths = if unencoded {
+        let request = c.core(0).stream_connected_content(req.id);
+        let len = request.wire_len();
+        assert!(matches!(request, StreamContent::PushPull(_)));
+        let reply = c.core(3).handle_stream_content(addr(0), request, now).expect("reply");
+        let lengths = (len, reply.wire_len());
+        c.core(0).handle_stream_reply_content(req.id, Ok(reply), now);
+        lengths
+    } else {
+        let mut request = c.core(0).stream_connected(req.id);
+        let len = request.len();
+        let reply = c.core(3).handle_stream(addr(0), &mut request, now).expect("reply");
+        let lengths = (len, reply.len());
+        c.core(0).handle_stream_reply(req.id, Ok(reply), now);
+        lengths
+    };
+    c.collect_effects();
+    lengths
+}
+
+/// An unencoded push/pull (`StreamContent::PushPull`) teaches both sides
+/// exactly what the encoded one does, and is counted at the encoded length.
+#[test]
+fn an_unencoded_push_pull_teaches_what_the_encoded_one_does() {
+    let run = |unencoded: bool| {
+        let mut c = Cluster::new(4, &[], |_, c| c.enable_compression = false);
+        let vsn = config(0).build_vsn_array();
+        c.tell(0, 1, &vsn);
+        c.tell(3, 1, &vsn);
+        c.tell(3, 2, &vsn);
+        let now = c.now;
+        c.core(3).handle_suspect(&Accusation { incarnation: 1, node: "node1", from: "node2" }, now);
+        let lengths = join_push_pull(&mut c, unencoded);
+        let tables: Vec<Vec<(String, u32, NodeState)>> = [0, 3]
+            .into_iter()
+            .map(|i| {
+                let mut t: Vec<_> =
+                    c.core(i).members().iter().map(|m| (m.node.name.to_string(), m.incarnation, m.state())).collect();
+                t.sort();
+                t
+            })
+            .collect();
+        (lengths, tables, c.joins_seen(0), c.joins_seen(3), c.effects[0].clone())
+    };
+    let (encoded, unencoded) = (run(false), run(true));
+    assert_eq!(encoded, unencoded);
+    let (_, tables, joins0, _, effects0) = encoded;
+    assert_eq!(tables[0].len(), 4, "node 0 learned node 2 and node 3: {tables:?}");
+    assert_eq!(tables[0], tables[1]);
+    assert!(tables[0].contains(&("node1".to_owned(), 1, NodeState::Suspect)), "{tables:?}");
+    assert!(joins0.contains(&"node2".to_owned()), "{joins0:?}");
+    assert!(effects0.iter().any(|e| matches!(e, Effect::JoinCompleted { contacted: 1, .. })), "{effects0:?}");
+}

@@ -23,9 +23,10 @@ use rand::Rng;
 
 use super::Core;
 use crate::delegate::NodeState;
+use crate::swim::PushState;
 use crate::swim::{Time, k_random_nodes, push_pull_scale, random_offset};
 use crate::wire::frame::write_label;
-use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull};
+use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull, PushPullHeader};
 use crate::wire::{Compression, DecodeOptions, EncodeOptions, Limits, MessageType, StreamDecoder, encode_stream};
 
 /// Names a stream this core opened; chosen by the core, unique per core.
@@ -57,6 +58,54 @@ pub enum StreamError {
     Refused,
     /// The peer closed without a reply.
     Closed,
+}
+
+/// A stream's content as a driver carries it: bytes as they go on the wire
+/// (what [`Core::stream_connected`] returns), or a push/pull not encoded at
+/// all. The second is for a driver that runs many cores in one process and
+/// wants the codec out of the way (the simulator's `--skip-wire`): a
+/// push/pull carries the whole member table, and decoding it is most of
+/// what a large simulated cluster costs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamContent {
+    /// The stream's bytes (label, encryption and compression applied).
+    Bytes(Vec<u8>),
+    /// A push/pull, unencoded.
+    PushPull(LocalState),
+}
+
+/// A push/pull's content before encoding (Go `sendLocalState`'s header,
+/// `pushNodeState` list and user state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalState {
+    /// A join's push/pull (Go `pushPullHeader.Join`).
+    pub join: bool,
+    /// The member table, one entry per member.
+    pub states: Vec<PushState>,
+    /// `Delegate::local_state`.
+    pub user_state: Vec<u8>,
+}
+
+impl LocalState {
+    /// Bytes of its plain stream encoding (no label, compression or
+    /// encryption), counted without encoding.
+    pub fn wire_len(&self) -> usize {
+        let header =
+            PushPullHeader { nodes: self.states.len(), user_state_len: self.user_state.len(), join: self.join };
+        let states: usize = self.states.iter().map(|s| s.as_wire().encoded_len()).sum();
+        1 + header.encoded_len() + states + self.user_state.len()
+    }
+}
+
+impl StreamContent {
+    /// The bytes this content takes on the stream ([`LocalState::wire_len`]
+    /// for an unencoded push/pull).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Self::Bytes(bytes) => bytes.len(),
+            Self::PushPull(state) => state.wire_len(),
+        }
+    }
 }
 
 /// What an outgoing stream is for.
@@ -217,12 +266,33 @@ impl<R: Rng> Core<R> {
     /// compression applied). A push/pull's state is encoded now. Empty for
     /// an unknown id or when asked twice.
     pub fn stream_connected(&mut self, id: StreamId) -> Vec<u8> {
-        let payload = self.net.streams.pending.get_mut(&id).and_then(|p| p.payload.take());
-        match payload {
+        match self.take_payload(id) {
             Some(Payload::Ready(bytes)) => bytes,
             Some(Payload::PushPull { join }) => self.local_push_pull(join),
             None => Vec::new(),
         }
+    }
+
+    /// [`Core::stream_connected`] without the codec: a push/pull's state
+    /// comes unencoded; the peer's core takes it in
+    /// [`Core::handle_stream_content`]. No label, compression or encryption
+    /// is applied to it.
+    pub fn stream_connected_content(&mut self, id: StreamId) -> StreamContent {
+        match self.take_payload(id) {
+            Some(Payload::Ready(bytes)) => StreamContent::Bytes(bytes),
+            Some(Payload::PushPull { join }) => StreamContent::PushPull(self.local_state_content(join)),
+            None => StreamContent::Bytes(Vec::new()),
+        }
+    }
+
+    fn take_payload(&mut self, id: StreamId) -> Option<Payload> {
+        self.net.streams.pending.get_mut(&id).and_then(|p| p.payload.take())
+    }
+
+    /// Go `sendLocalState`'s content, unencoded.
+    fn local_state_content(&self, join: bool) -> LocalState {
+        let user_state = self.config.delegate.as_ref().map(|d| d.local_state(join)).unwrap_or_default();
+        LocalState { join, states: self.local_state(), user_state }
     }
 
     /// Go `sendLocalState`: our member table and the delegate's state.
@@ -410,12 +480,43 @@ impl<R: Rng> Core<R> {
     /// The reply to (or failure of) a stream from [`Core::poll_stream`].
     /// Unknown ids are ignored.
     pub fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, super::StreamError>, now: Time) {
-        let Some(PendingStream { to, kind, .. }) = self.net.streams.pending.remove(&id) else { return };
-        let result = match reply {
+        self.finish_stream(id, now, |core, kind| match reply {
             Ok(_) if matches!(kind, StreamKind::User) => Ok(()),
-            Ok(mut bytes) => self.read_reply(kind, &mut bytes, now),
+            Ok(mut bytes) => core.read_reply(kind, &mut bytes, now),
             Err(err) => Err(format!("{err:?}")),
-        };
+        });
+    }
+
+    /// [`Core::handle_stream_reply`] for a reply that may come unencoded
+    /// (see [`StreamContent`]).
+    pub fn handle_stream_reply_content(
+        &mut self,
+        id: StreamId,
+        reply: Result<StreamContent, super::StreamError>,
+        now: Time,
+    ) {
+        match reply {
+            Ok(StreamContent::Bytes(bytes)) => self.handle_stream_reply(id, Ok(bytes), now),
+            Err(err) => self.handle_stream_reply(id, Err(err), now),
+            Ok(StreamContent::PushPull(remote)) => self.finish_stream(id, now, |core, kind| match kind {
+                StreamKind::PushPull { join } => core.merge_local_state(&remote, join.is_some(), false, now),
+                StreamKind::User => Ok(()),
+                StreamKind::FallbackPing { .. } => Err("unexpected PushPull reply".to_owned()),
+            }),
+        }
+    }
+
+    /// Ends stream `id` with what `outcome` makes of its reply: a join
+    /// counts it, a fallback ping ends its probe stage. Unknown ids are
+    /// ignored.
+    fn finish_stream(
+        &mut self,
+        id: StreamId,
+        now: Time,
+        outcome: impl FnOnce(&mut Self, StreamKind) -> Result<(), String>,
+    ) {
+        let Some(PendingStream { to, kind, .. }) = self.net.streams.pending.remove(&id) else { return };
+        let result = outcome(self, kind);
         match kind {
             StreamKind::PushPull { join: Some(join) } => {
                 if let Some(j) = self.net.streams.joins.get_mut(&join) {
@@ -490,14 +591,37 @@ impl<R: Rng> Core<R> {
         let mut states: Vec<PushNodeState<'_>> =
             Vec::with_capacity(pp.node_count().min(self.members.len().saturating_mul(2) + 1024));
         states.extend(pp.states());
+        self.merge_states(&states, pp.user_state, join, from_joiner, now)
+    }
+
+    /// [`Core::merge_push_pull`] for an unencoded push/pull.
+    fn merge_local_state(
+        &mut self,
+        remote: &LocalState,
+        join: bool,
+        from_joiner: bool,
+        now: Time,
+    ) -> Result<(), String> {
+        let states: Vec<PushNodeState<'_>> = remote.states.iter().map(PushState::as_wire).collect();
+        self.merge_states(&states, &remote.user_state, join, from_joiner, now)
+    }
+
+    fn merge_states(
+        &mut self,
+        states: &[PushNodeState<'_>],
+        user_state: &[u8],
+        join: bool,
+        from_joiner: bool,
+        now: Time,
+    ) -> Result<(), String> {
         self.merge_budget = if from_joiner { None } else { self.config.extensions.merge_retransmit_mult };
-        let merged = self.merge_remote_state(&states, join, now).map_err(|e| e.to_string());
+        let merged = self.merge_remote_state(states, join, now).map_err(|e| e.to_string());
         self.merge_budget = None;
         merged?;
-        if !pp.user_state.is_empty()
+        if !user_state.is_empty()
             && let Some(d) = &self.config.delegate
         {
-            d.merge_remote_state(pp.user_state, join);
+            d.merge_remote_state(user_state, join);
         }
         Ok(())
     }
@@ -514,6 +638,27 @@ impl<R: Rng> Core<R> {
         self.net.streams.decoder = decoder;
         debug_assert!(self.invariants());
         reply
+    }
+
+    /// [`Core::handle_stream`] for a request that may come unencoded (see
+    /// [`StreamContent`]): an unencoded push/pull is answered unencoded.
+    pub fn handle_stream_content(
+        &mut self,
+        from: SocketAddr,
+        content: StreamContent,
+        now: Time,
+    ) -> Option<StreamContent> {
+        match content {
+            StreamContent::Bytes(mut bytes) => self.handle_stream(from, &mut bytes, now).map(StreamContent::Bytes),
+            StreamContent::PushPull(remote) => {
+                // Our state goes out before the peer's is merged, as on the wire.
+                let reply = self.local_state_content(remote.join);
+                // A refused merge (versions, merge delegate) is Go's log line.
+                let _ = self.merge_local_state(&remote, remote.join, remote.join, now);
+                debug_assert!(self.invariants());
+                Some(StreamContent::PushPull(reply))
+            }
+        }
     }
 
     fn handle_stream_with(&mut self, decoder: &mut StreamDecoder, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {

@@ -521,6 +521,26 @@ impl<'a> PushNodeState<'a> {
         Ok(m)
     }
 
+    /// Bytes [`PushNodeState::write`] appends, counted without writing.
+    pub fn encoded_len(&self) -> usize {
+        use msgpack::{bytes_len, int_len, key_len, map_len_len, raw_len, uint_len};
+        map_len_len(7)
+            + key_len("Addr")
+            + bytes_len(self.addr.len())
+            + key_len("Incarnation")
+            + uint_len(self.incarnation.into())
+            + key_len("Meta")
+            + bytes_len(self.meta.len())
+            + key_len("Name")
+            + raw_len(self.name.len())
+            + key_len("Port")
+            + uint_len(self.port.into())
+            + key_len("State")
+            + int_len(self.state)
+            + key_len("Vsn")
+            + bytes_len(self.vsn.len())
+    }
+
     /// Appends this node state as Go's encoder writes it.
     pub fn write(&self, out: &mut Vec<u8>) {
         msgpack::write_map_len(out, 7);
@@ -566,6 +586,18 @@ impl PushPullHeader {
             Ok(true)
         })?;
         Ok(h)
+    }
+
+    /// Bytes [`PushPullHeader::write`] appends, counted without writing.
+    pub fn encoded_len(&self) -> usize {
+        use msgpack::{key_len, map_len_len, uint_len};
+        map_len_len(3)
+            + key_len("Join")
+            + 1
+            + key_len("Nodes")
+            + uint_len(self.nodes as u64)
+            + key_len("UserStateLen")
+            + uint_len(self.user_state_len as u64)
     }
 
     /// Appends the header as Go writes it.
@@ -740,5 +772,27 @@ mod tests {
         assert_eq!(Message::decode(&bytes), Err(Error::MsgpackType { what: "SeqNo", expected: "integer" }));
         assert_eq!(Message::decode(&[99]), Err(Error::UnknownMessageType(99)));
         assert_eq!(Message::decode(&[7, 0]), Err(Error::UnexpectedMessageType(7)));
+    }
+
+    #[test]
+    fn encoded_lengths_are_counted_exactly() {
+        let long = "n".repeat(40);
+        let meta = vec![1u8; 300];
+        for (name, addr, meta, incarnation, state) in [
+            ("a", &[10u8, 0, 0, 1][..], &[][..], 0u32, 0i64),
+            (long.as_str(), &[0u8; 16][..], &meta[..], u32::MAX, 3),
+            ("b", &[][..], &b"m"[..], 200, -40),
+        ] {
+            let s = PushNodeState { name, addr, port: 7946, meta, incarnation, state, vsn: &[1, 5, 2, 0, 0, 0] };
+            let mut out = Vec::new();
+            s.write(&mut out);
+            assert_eq!(s.encoded_len(), out.len(), "{name}");
+        }
+        for (nodes, user_state_len, join) in [(0, 0, false), (10_000, 70_000, true)] {
+            let h = PushPullHeader { nodes, user_state_len, join };
+            let mut out = Vec::new();
+            h.write(&mut out);
+            assert_eq!(h.encoded_len(), out.len());
+        }
     }
 }

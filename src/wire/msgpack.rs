@@ -101,6 +101,61 @@ pub fn write_key(out: &mut Vec<u8>, name: &str) {
     write_raw(out, name.as_bytes());
 }
 
+/// Bytes [`write_map_len`] writes for `n`.
+pub fn map_len_len(n: usize) -> usize {
+    if n < 16 {
+        1
+    } else if n <= usize::from(u16::MAX) {
+        3
+    } else {
+        5
+    }
+}
+
+/// Bytes [`write_raw`] writes for `n` bytes of content.
+pub fn raw_len(n: usize) -> usize {
+    n + if n < 32 {
+        1
+    } else if n <= usize::from(u16::MAX) {
+        3
+    } else {
+        5
+    }
+}
+
+/// Bytes [`write_bytes`] writes for `n` bytes of content.
+pub fn bytes_len(n: usize) -> usize {
+    if n == 0 { 1 } else { raw_len(n) }
+}
+
+/// Bytes [`write_uint`] writes for `v`.
+pub fn uint_len(v: u64) -> usize {
+    match v {
+        0..128 => 1,
+        128..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// Bytes [`write_int`] writes for `v`.
+pub fn int_len(v: i64) -> usize {
+    match v {
+        0.. => uint_len(v as u64),
+        -32..0 => 1,
+        -0x80..-32 => 2,
+        -0x8000..-0x80 => 3,
+        -0x8000_0000..-0x8000 => 5,
+        _ => 9,
+    }
+}
+
+/// Bytes [`write_key`] writes for `name`.
+pub fn key_len(name: &str) -> usize {
+    raw_len(name.len())
+}
+
 // ---------------------------------------------------------------- reading
 
 /// A cursor over msgpack bytes that hands out slices of the input.
@@ -380,5 +435,39 @@ mod tests {
         let mut r = Reader::new(&[0x92, 0x01, 0x81, 0xa1, b'k', 0xc0, 0x05]);
         r.skip().unwrap();
         assert_eq!(r.rest(), &[0x05]);
+    }
+
+    #[test]
+    fn lengths_match_what_is_written() {
+        let edges: Vec<i64> = [0i64, 1, 31, 32, 127, 128, 255, 256, 65_535, 65_536, 1 << 31, u32::MAX as i64, i64::MAX]
+            .into_iter()
+            .flat_map(|v| [v, -v, v.saturating_sub(1), -v - 1])
+            .chain([i64::MIN, -33, -129, -32_769])
+            .collect();
+        for v in edges {
+            let mut out = Vec::new();
+            write_int(&mut out, v);
+            assert_eq!(int_len(v), out.len(), "int {v}");
+            if v >= 0 {
+                out.clear();
+                write_uint(&mut out, v as u64);
+                assert_eq!(uint_len(v as u64), out.len(), "uint {v}");
+            }
+        }
+        let mut out = Vec::new();
+        write_uint(&mut out, u64::MAX);
+        assert_eq!(uint_len(u64::MAX), out.len());
+        for n in [0usize, 1, 15, 16, 31, 32, 65_535, 65_536] {
+            let b = vec![7u8; n];
+            let mut out = Vec::new();
+            write_raw(&mut out, &b);
+            assert_eq!(raw_len(n), out.len(), "raw {n}");
+            out.clear();
+            write_bytes(&mut out, &b);
+            assert_eq!(bytes_len(n), out.len(), "bytes {n}");
+            out.clear();
+            write_map_len(&mut out, n);
+            assert_eq!(map_len_len(n), out.len(), "map {n}");
+        }
     }
 }
