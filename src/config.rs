@@ -378,6 +378,19 @@ pub struct Extensions {
     /// interest" of Demers et al.'s rumour mongering). Suspect and dead news
     /// keep their full budget. 0: off (Go).
     pub repeats_retire_news: usize,
+    /// After a news burst during which more than `late_settle_queue_len`
+    /// broadcasts were queued at once (a mass join of thousands), one more
+    /// settling push/pull [`Extensions::late_settle_delay`] after the first.
+    /// Rumour mongering leaves a residue: at 10,000 members the 10⁸
+    /// (node, member) pairs kept a few unknown after the storm, and the
+    /// first settling push/pull, run while the rest of the cluster was
+    /// still settling too, had not repaired them; the periodic push/pull
+    /// came 150 s later. A smaller storm (a few hundred members: the queue
+    /// never holds more than the cluster) gets no late settle, so its
+    /// steady-state traffic is unchanged. 0: off (Go).
+    pub late_settle_queue_len: usize,
+    /// See [`Extensions::late_settle_queue_len`]. Zero: off (Go).
+    pub late_settle_delay: Duration,
 }
 
 impl Extensions {
@@ -393,6 +406,8 @@ impl Extensions {
             user_broadcast_share: 0,
             storm_queue_len: None,
             repeats_retire_news: 0,
+            late_settle_queue_len: 0,
+            late_settle_delay: Duration::ZERO,
         }
     }
 
@@ -408,6 +423,8 @@ impl Extensions {
             user_broadcast_share: 50,
             storm_queue_len: Some(256),
             repeats_retire_news: 2,
+            late_settle_queue_len: 1024,
+            late_settle_delay: Duration::from_secs(8),
         }
     }
 }

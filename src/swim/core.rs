@@ -429,6 +429,10 @@ impl<R> Core<R> {
             return;
         }
         let b = NodeBroadcast::new(name, msg.to_vec(), notify);
+        let big = self.config.extensions.late_settle_queue_len;
+        if big > 0 && self.broadcasts.num_queued() >= big {
+            self.net.streams.big_storm = true;
+        }
         match self.merge_budget {
             // Counted as partly sent: after fresh news, and fewer times.
             Some(budget) => {

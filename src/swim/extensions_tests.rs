@@ -337,3 +337,41 @@ fn news_that_keeps_coming_spaces_the_push_pulls_out() {
     // one two delays later.
     assert_eq!(ms, vec![1_450, 1_950, 2_450, 3_450, 5_450, 9_450, 13_400, 13_900], "{ms:?}");
 }
+
+/// The storm of `news_that_keeps_coming_spaces_the_push_pulls_out` with the
+/// late settle's threshold at `late_settle_queue_len`; `extra` more news
+/// after it, at those milliseconds: when push/pulls opened.
+fn storm_push_pulls(late_settle_queue_len: usize, extra: &[u64]) -> Vec<u64> {
+    let mut c = core(0, false);
+    c.config.extensions.late_settle_queue_len = late_settle_queue_len;
+    let mut opened = Vec::new();
+    for k in 0..120u64 {
+        let now = at(1_000 + 100 * k);
+        hear_alive(&mut c, u8::try_from(k + 1).unwrap(), now);
+        opened.extend(push_pulls_until(&mut c, now, now + Duration::from_millis(90)));
+    }
+    let mut from = at(13_000);
+    for (j, &ms) in extra.iter().enumerate() {
+        opened.extend(push_pulls_until(&mut c, from, at(ms - 10)));
+        hear_alive(&mut c, 200 + u8::try_from(j).unwrap(), at(ms));
+        from = at(ms);
+    }
+    opened.extend(push_pulls_until(&mut c, from, at(40_000)));
+    opened.iter().map(|t| t.saturating_since(at(0)).as_millis() as u64).collect()
+}
+
+#[test]
+fn after_a_big_storm_one_more_settle_comes_later() {
+    let ext = Extensions::ringswim();
+    assert_eq!((ext.late_settle_queue_len, ext.late_settle_delay), (1024, Duration::from_secs(8)));
+    let storm = [1_450, 1_950, 2_450, 3_450, 5_450, 9_450, 13_400, 13_900];
+    // 120 members never queue 1,024 broadcasts: no late settle.
+    assert_eq!(storm_push_pulls(1024, &[]), storm);
+    // Past the threshold: one more, 8 s after the settling one.
+    assert_eq!(storm_push_pulls(2, &[]), [&storm[..], &[21_900]].concat());
+    // A new burst meanwhile is not held back until then.
+    let ms = storm_push_pulls(2, &[16_000, 16_100, 16_200]);
+    assert_eq!(ms[..storm.len()], storm);
+    assert!(ms[storm.len()] < 17_000, "{ms:?}");
+    assert!(!ms.contains(&21_900), "{ms:?}");
+}

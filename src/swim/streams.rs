@@ -166,6 +166,12 @@ pub(super) struct Streams {
     /// Whether the pending news push/pull is the settling one: no news has
     /// come since the last ran, and none follows it.
     settling: bool,
+    /// Whether the pending settling push/pull is the late one
+    /// ([`Extensions::late_settle_delay`](crate::config::Extensions)).
+    settling_late: bool,
+    /// Whether more than `late_settle_queue_len` broadcasts were queued at
+    /// once since the last settle.
+    pub(super) big_storm: bool,
     /// Longest wait for quiet before the next news push/pull, in news
     /// delays: doubles with each while news keeps coming.
     news_gap: u32,
@@ -383,10 +389,19 @@ impl<R: Rng> Core<R> {
             // One more exchange once the burst has quietened (news pushes
             // it back): this one ran while rumours were still spreading, so
             // the peer may have missed some too.
+            let late = self.config.extensions.late_settle_delay;
             if std::mem::replace(&mut s.settling, true) {
-                s.settling = false;
-                s.news_push_pull = None;
-                s.news_gap = 1;
+                if std::mem::take(&mut s.big_storm) && !late.is_zero() && !s.settling_late {
+                    // After a big storm, once more when the rest of the
+                    // cluster has settled too (still a settling one).
+                    s.news_push_pull = Some(now + late);
+                    s.settling_late = true;
+                } else {
+                    s.settling = false;
+                    s.settling_late = false;
+                    s.news_push_pull = None;
+                    s.news_gap = 1;
+                }
             } else {
                 s.news_push_pull = Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay);
                 s.news_gap = (s.news_gap * 2).clamp(1, MAX_GAP_FACTOR);
@@ -471,10 +486,13 @@ impl<R: Rng> Core<R> {
         s.news_push_pull = Some(match s.news_push_pull {
             // The first of a burst.
             None => s.last_news_push_pull.map_or(now, |l| l + delay).max(now + delay),
-            // More news while one waits: it waits for quiet (never sooner).
+            // More news while one waits: it waits for quiet (never sooner),
+            // except that a late settle gives way to the news' own.
+            Some(_) if s.settling_late => trailing,
             Some(due) => trailing.max(due),
         });
         s.settling = false;
+        s.settling_late = false;
     }
 
     /// The reply to (or failure of) a stream from [`Core::poll_stream`].
