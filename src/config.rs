@@ -378,18 +378,19 @@ pub struct Extensions {
     /// interest" of Demers et al.'s rumour mongering). Suspect and dead news
     /// keep their full budget. 0: off (Go).
     pub repeats_retire_news: usize,
-    /// After a news burst during which more than `late_settle_queue_len`
-    /// broadcasts were queued at once (a mass join of thousands), one more
-    /// settling push/pull [`Extensions::late_settle_delay`] after the first.
-    /// Rumour mongering leaves a residue: at 10,000 members the 10⁸
-    /// (node, member) pairs kept a few unknown after the storm, and the
-    /// first settling push/pull, run while the rest of the cluster was
-    /// still settling too, had not repaired them; the periodic push/pull
-    /// came 150 s later. A smaller storm (a few hundred members: the queue
-    /// never holds more than the cluster) gets no late settle, so its
-    /// steady-state traffic is unchanged. 0: off (Go).
-    pub late_settle_queue_len: usize,
-    /// See [`Extensions::late_settle_queue_len`]. Zero: off (Go).
+    /// After a news burst, once this many members or more were learned
+    /// (joined, or came back from dead) since the last settling push/pull —
+    /// a mass join of thousands — one more settling push/pull
+    /// [`Extensions::late_settle_delay`] after it. Rumour mongering leaves a
+    /// residue: at 10,000 members the 10⁸ (node, member) pairs kept a few
+    /// unknown after the storm (late joiners that never heard of a few other
+    /// late joiners: their settling push/pull ran while the rest of the
+    /// cluster was still settling too), and the periodic push/pull came
+    /// 150 s later. A joiner counts what its join taught it, so late joiners
+    /// take part. A cluster of a few hundred never learns 1,024 at once, so
+    /// its traffic is unchanged. 0: off (Go).
+    pub late_settle_learned: usize,
+    /// See [`Extensions::late_settle_learned`]. Zero: off (Go).
     pub late_settle_delay: Duration,
 }
 
@@ -406,7 +407,7 @@ impl Extensions {
             user_broadcast_share: 0,
             storm_queue_len: None,
             repeats_retire_news: 0,
-            late_settle_queue_len: 0,
+            late_settle_learned: 0,
             late_settle_delay: Duration::ZERO,
         }
     }
@@ -423,7 +424,7 @@ impl Extensions {
             user_broadcast_share: 50,
             storm_queue_len: Some(256),
             repeats_retire_news: 2,
-            late_settle_queue_len: 1024,
+            late_settle_learned: 1024,
             late_settle_delay: Duration::from_secs(8),
         }
     }

@@ -429,10 +429,6 @@ impl<R> Core<R> {
             return;
         }
         let b = NodeBroadcast::new(name, msg.to_vec(), notify);
-        let big = self.config.extensions.late_settle_queue_len;
-        if big > 0 && self.broadcasts.num_queued() >= big {
-            self.net.streams.big_storm = true;
-        }
         match self.merge_budget {
             // Counted as partly sent: after fresh news, and fewer times.
             Some(budget) => {
@@ -786,6 +782,7 @@ impl<R: Rng> Core<R> {
         }
 
         if matches!(old_state, NodeState::Dead | NodeState::Left) {
+            self.net.streams.learned = self.net.streams.learned.saturating_add(1);
             self.event(NodeEventKind::Join, idx);
         } else if old_meta != self.members[idx].node.meta {
             self.event(NodeEventKind::Update, idx);

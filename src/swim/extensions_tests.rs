@@ -339,11 +339,11 @@ fn news_that_keeps_coming_spaces_the_push_pulls_out() {
 }
 
 /// The storm of `news_that_keeps_coming_spaces_the_push_pulls_out` with the
-/// late settle's threshold at `late_settle_queue_len`; `extra` more news
+/// late settle's threshold at `late_settle_learned`; `extra` more news
 /// after it, at those milliseconds: when push/pulls opened.
-fn storm_push_pulls(late_settle_queue_len: usize, extra: &[u64]) -> Vec<u64> {
+fn storm_push_pulls(late_settle_learned: usize, extra: &[u64]) -> Vec<u64> {
     let mut c = core(0, false);
-    c.config.extensions.late_settle_queue_len = late_settle_queue_len;
+    c.config.extensions.late_settle_learned = late_settle_learned;
     let mut opened = Vec::new();
     for k in 0..120u64 {
         let now = at(1_000 + 100 * k);
@@ -363,9 +363,9 @@ fn storm_push_pulls(late_settle_queue_len: usize, extra: &[u64]) -> Vec<u64> {
 #[test]
 fn after_a_big_storm_one_more_settle_comes_later() {
     let ext = Extensions::ringswim();
-    assert_eq!((ext.late_settle_queue_len, ext.late_settle_delay), (1024, Duration::from_secs(8)));
+    assert_eq!((ext.late_settle_learned, ext.late_settle_delay), (1024, Duration::from_secs(8)));
     let storm = [1_450, 1_950, 2_450, 3_450, 5_450, 9_450, 13_400, 13_900];
-    // 120 members never queue 1,024 broadcasts: no late settle.
+    // 120 members learned: no late settle.
     assert_eq!(storm_push_pulls(1024, &[]), storm);
     // Past the threshold: one more, 8 s after the settling one.
     assert_eq!(storm_push_pulls(2, &[]), [&storm[..], &[21_900]].concat());

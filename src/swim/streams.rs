@@ -169,9 +169,9 @@ pub(super) struct Streams {
     /// Whether the pending settling push/pull is the late one
     /// ([`Extensions::late_settle_delay`](crate::config::Extensions)).
     settling_late: bool,
-    /// Whether more than `late_settle_queue_len` broadcasts were queued at
-    /// once since the last settle.
-    pub(super) big_storm: bool,
+    /// Members learned (joined, or back from dead) since the last settling
+    /// push/pull ([`Extensions::late_settle_learned`](crate::config::Extensions)).
+    pub(super) learned: usize,
     /// Longest wait for quiet before the next news push/pull, in news
     /// delays: doubles with each while news keeps coming.
     news_gap: u32,
@@ -389,9 +389,10 @@ impl<R: Rng> Core<R> {
             // One more exchange once the burst has quietened (news pushes
             // it back): this one ran while rumours were still spreading, so
             // the peer may have missed some too.
-            let late = self.config.extensions.late_settle_delay;
+            let (late, big) = (self.config.extensions.late_settle_delay, self.config.extensions.late_settle_learned);
             if std::mem::replace(&mut s.settling, true) {
-                if std::mem::take(&mut s.big_storm) && !late.is_zero() && !s.settling_late {
+                let learned = std::mem::take(&mut s.learned);
+                if big > 0 && learned >= big && !late.is_zero() && !s.settling_late {
                     // After a big storm, once more when the rest of the
                     // cluster has settled too (still a settling one).
                     s.news_push_pull = Some(now + late);
