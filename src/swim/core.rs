@@ -782,7 +782,7 @@ impl<R: Rng> Core<R> {
         }
 
         if matches!(old_state, NodeState::Dead | NodeState::Left) {
-            self.net.streams.learned = self.net.streams.learned.saturating_add(1);
+            self.note_learned(now);
             self.event(NodeEventKind::Join, idx);
         } else if old_meta != self.members[idx].node.meta {
             self.event(NodeEventKind::Update, idx);

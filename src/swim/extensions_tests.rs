@@ -375,3 +375,39 @@ fn after_a_big_storm_one_more_settle_comes_later() {
     assert!(ms[storm.len()] < 17_000, "{ms:?}");
     assert!(!ms.contains(&21_900), "{ms:?}");
 }
+
+/// 60 members joining one by one, 2 s apart (no burst), then, after
+/// `pause_ms` more, a burst of 45: the push/pulls opened after the burst.
+fn late_settle_after_slow_joins(pause_ms: u64) -> Vec<u64> {
+    let mut c = core(0, false);
+    c.config.extensions.late_settle_learned = 100;
+    // Periodic push/pulls out of the way (after the first tick, within
+    // the first 15 s).
+    c.config.push_pull_interval = Duration::from_secs(3_600);
+    let mut now = at(1_000);
+    for j in 1..=60u8 {
+        hear_alive(&mut c, j, now);
+        push_pulls_until(&mut c, now, now + Duration::from_millis(1_990));
+        now = now + Duration::from_millis(2_000);
+    }
+    push_pulls_until(&mut c, now, now + Duration::from_millis(pause_ms));
+    let burst = now + Duration::from_millis(pause_ms);
+    let mut opened = Vec::new();
+    for (k, j) in (61..=105u8).enumerate() {
+        let t = burst + Duration::from_millis(10 * k as u64);
+        hear_alive(&mut c, j, t);
+        opened.extend(push_pulls_until(&mut c, t, t + Duration::from_millis(5)));
+    }
+    opened.extend(push_pulls_until(&mut c, burst + Duration::from_millis(500), burst + Duration::from_secs(20)));
+    opened.iter().map(|t| t.saturating_since(burst).as_millis() as u64).collect()
+}
+
+#[test]
+fn the_late_settle_counts_one_stretch_of_learning() {
+    // 60 + 45 learned without a pause over 8 s: 105, a late settle 8 s
+    // after the settling one.
+    // News, trailing, settling, and the late settle.
+    assert_eq!(late_settle_after_slow_joins(1_000), [270, 770, 1_270, 9_270]);
+    // A 10 s pause starts the count again: 45, no late settle.
+    assert_eq!(late_settle_after_slow_joins(10_000), [270, 770, 1_270]);
+}

@@ -170,8 +170,12 @@ pub(super) struct Streams {
     /// ([`Extensions::late_settle_delay`](crate::config::Extensions)).
     settling_late: bool,
     /// Members learned (joined, or back from dead) since the last settling
-    /// push/pull ([`Extensions::late_settle_learned`](crate::config::Extensions)).
-    pub(super) learned: usize,
+    /// push/pull, in one stretch: a pause longer than the longest news gap
+    /// starts the count again
+    /// ([`Extensions::late_settle_learned`](crate::config::Extensions)).
+    learned: usize,
+    /// When the last was learned.
+    last_learned: Option<Time>,
     /// Longest wait for quiet before the next news push/pull, in news
     /// delays: doubles with each while news keeps coming.
     news_gap: u32,
@@ -446,6 +450,22 @@ impl<R: Rng> Core<R> {
             }
         }
         failed.insert(name.to_owned(), (addr, now));
+    }
+
+    /// A member joined our table or came back from dead: counted towards
+    /// the late settle ([`Extensions::late_settle_learned`]); a pause longer
+    /// than the longest news gap ([`MAX_GAP_FACTOR`] delays) starts a new
+    /// count, so a heal hours after a mass join is not added to it.
+    ///
+    /// [`Extensions::late_settle_learned`]: crate::config::Extensions::late_settle_learned
+    pub(super) fn note_learned(&mut self, now: Time) {
+        let quiet = MAX_GAP_FACTOR * self.config.extensions.news_push_pull_delay;
+        let s = &mut self.net.streams;
+        if s.last_learned.is_some_and(|t| now.saturating_since(t) > quiet) {
+            s.learned = 0;
+        }
+        s.learned = s.learned.saturating_add(1);
+        s.last_learned = Some(now);
     }
 
     /// Gossip brought news of a member: if it is the
