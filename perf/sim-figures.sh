@@ -30,10 +30,11 @@ declare -A RUNS=(
   [join2000-go]="--nodes 2000 --profile local --kill 1 --duration 120 --no-compression --behaviour go"
   [join5000]="--nodes 5000 --join-spread 10 --profile local --kill 1 --duration 600 --no-compression"
   [join10000]="--nodes 10000 --join-spread 10 --profile local --kill 1 --duration 600 --no-compression"
+  [join10000-skip]="--nodes 10000 --join-spread 10 --profile local --kill 1 --duration 600 --no-compression --skip-wire"
 )
 ORDER=(loss1000 partition1000 partition1000-go churn1000 churn1000-go slow1000-go slow1000-go-nolg slow1000 slow1000-nolg loss1000-go)
 # Run by name only (long; README "Large clusters" has their time and memory):
-# join2000 join2000-go join5000 join10000.
+# join2000 join2000-go join5000 join10000 join10000-skip.
 NAMES=("$@")
 [ ${#NAMES[@]} -gt 0 ] || NAMES=("${ORDER[@]}")
 for name in "${NAMES[@]}"; do
