@@ -23,8 +23,7 @@ use rand::Rng;
 
 use super::Core;
 use crate::delegate::NodeState;
-use crate::swim::PushState;
-use crate::swim::{Time, k_random_nodes, push_pull_scale, random_offset};
+use crate::swim::{PushState, Time, k_random_nodes, push_pull_scale, random_offset};
 use crate::wire::frame::write_label;
 use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull, PushPullHeader};
 use crate::wire::{Compression, DecodeOptions, EncodeOptions, Limits, MessageType, StreamDecoder, encode_stream};
