@@ -162,25 +162,22 @@ pub struct PushState {
 impl PushState {
     /// `member` as Go's `sendLocalState` lists it.
     pub fn from_member(member: &Member) -> PushState {
-        let n = &member.node;
-        let (addr, addr_len) = match n.addr {
-            IpAddr::V4(ip) => {
-                let mut a = [0; 16];
-                a[..4].copy_from_slice(&ip.octets());
-                (a, 4)
+        // The wire form is `Member::with_push_state`'s; only the address
+        // bytes need a home of their own.
+        member.with_push_state(|s| {
+            let mut addr = [0; 16];
+            addr[..s.addr.len()].copy_from_slice(s.addr);
+            PushState {
+                name: member.node.name.clone(),
+                addr,
+                addr_len: s.addr.len() as u8,
+                port: s.port,
+                meta: s.meta.to_vec(),
+                incarnation: s.incarnation,
+                state: member.node.state,
+                vsn: member.node.vsn(),
             }
-            IpAddr::V6(ip) => (ip.octets(), 16),
-        };
-        PushState {
-            name: n.name.clone(),
-            addr,
-            addr_len,
-            port: n.port,
-            meta: n.meta.clone(),
-            incarnation: member.incarnation,
-            state: n.state,
-            vsn: n.vsn(),
-        }
+        })
     }
 
     /// The address as the wire carries it (4 or 16 bytes).
