@@ -15,6 +15,7 @@ use rand::Rng;
 
 use super::members::{
     Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
+    vsn_well_formed,
 };
 use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
@@ -87,9 +88,35 @@ pub enum Error {
     /// The merge delegate refused a join (Go `NotifyMerge` error).
     #[error("merge rejected: {0}")]
     MergeRejected(String),
+    /// A best-effort user message does not fit one datagram
+    /// ([`Core::send_best_effort`]).
+    #[error("user message of {len} bytes does not fit a datagram: at most {limit} bytes")]
+    MessageTooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The most that fits.
+        limit: usize,
+    },
     /// `Config::secret_key` / `Config::keyring` do not make a keyring.
     #[error("bad keyring: {0}")]
     Keyring(String),
+}
+
+/// An alive message's fields, owned, to build one while the table is
+/// borrowed mutably.
+struct OwnedAlive {
+    incarnation: u32,
+    addr: Vec<u8>,
+    port: u16,
+    meta: Vec<u8>,
+    vsn: [u8; 6],
+}
+
+impl OwnedAlive {
+    fn as_alive<'a>(&'a self, node: &'a str) -> Alive<'a> {
+        let (addr, meta, vsn) = (&self.addr, &self.meta, &self.vsn);
+        Alive { incarnation: self.incarnation, node, addr, port: self.port, meta, vsn }
+    }
 }
 
 /// A running suspicion about a member (Go's `nodeTimers` entry): the Lifeguard
@@ -100,6 +127,9 @@ struct SuspicionTimer {
     /// The member's `state_change` when suspected: if it differs when the timer
     /// fires, the suspicion is stale (Go's `changeTime` check).
     change_time: Time,
+    /// The last-chance ping has gone out and the deadline moved past it
+    /// ([`Extensions::last_chance_ping`](crate::config::Extensions::last_chance_ping)).
+    last_chance: bool,
 }
 
 /// The member table and the rules that change it: alive / suspect / dead
@@ -238,6 +268,25 @@ impl<R: Rng> Core<R> {
 
 /// Room for effects kept once they are drained (see [`Core::poll_effect`]).
 const EFFECTS_KEPT: usize = 16;
+
+/// The highest incarnation an alive may carry: ringswim refuses (and counts
+/// as `implausible_incarnation`) alive messages and push/pull entries
+/// above it, and its own incarnation never passes it.
+///
+/// Incarnations are Go `uint32`s that only their member raises, by one per
+/// refutation, so honest values stay small. Go adopts any number it hears:
+/// one suspect at 4294967295 about a node makes its refutation wrap to 0,
+/// after which its peers keep it suspect and declare it dead, for good
+/// (hashicorp/memberlist #358). The ceilings make every accusation a
+/// ringswim node accepts one it can beat: accused at most
+/// [`MAX_ACCUSED_INCARNATION`], it refutes at most 65,536 higher, and
+/// peers take that alive.
+pub const MAX_INCARNATION: u32 = u32::MAX - (1 << 16);
+
+/// The highest incarnation a suspect or dead message (or a push/pull entry
+/// in those states) may carry; see [`MAX_INCARNATION`]. Above it the
+/// accusation is refused and counted as `implausible_incarnation`.
+pub const MAX_ACCUSED_INCARNATION: u32 = MAX_INCARNATION - (1 << 16);
 
 /// The local meta from the delegate, checked against [`META_MAX_SIZE`].
 fn local_meta(config: &Config) -> Result<Vec<u8>, Error> {
@@ -397,14 +446,10 @@ impl<R> Core<R> {
 
     // ----- helpers -----
 
+    /// One above our incarnation, never past [`MAX_INCARNATION`] (Go's
+    /// `atomic.AddUint32` wraps).
     fn next_incarnation(&mut self) -> u32 {
-        // Go: atomic.AddUint32, which wraps.
-        self.incarnation = self.incarnation.wrapping_add(1);
-        self.incarnation
-    }
-
-    fn skip_incarnation(&mut self, offset: u32) -> u32 {
-        self.incarnation = self.incarnation.wrapping_add(offset);
+        self.incarnation = self.incarnation.saturating_add(1).min(MAX_INCARNATION);
         self.incarnation
     }
 
@@ -459,19 +504,35 @@ impl<R> Core<R> {
     }
 
     /// Go `refute`: beat `accused` with a fresh incarnation, announce it, and
-    /// take an awareness point for having been accused.
+    /// take an awareness point for having been accused. Go's arithmetic
+    /// wraps (accused at `u32::MAX`, it announces 0); here the incarnation
+    /// stops at [`MAX_INCARNATION`], above anything a peer lets anyone
+    /// accuse us of.
     fn refute(&mut self, idx: usize, accused: u32) {
-        let mut inc = self.next_incarnation();
-        if accused >= inc {
-            inc = self.skip_incarnation(accused - inc + 1);
+        self.incarnation = self.incarnation.max(accused);
+        let inc = self.next_incarnation();
+        if inc <= accused {
+            self.net.rejected.count("incarnation_exhausted");
         }
         self.members[idx].incarnation = inc;
         self.awareness.apply_delta(1);
 
-        let me = &self.members[idx].node;
-        let (name, addr, port, meta, vsn) = (me.name.clone(), ip_to_wire(me.addr), me.port, me.meta.clone(), me.vsn());
-        let alive = Alive { incarnation: inc, node: &name, addr: &addr, port, meta: &meta, vsn: &vsn };
-        self.queue(&name, &Message::Alive(alive), None);
+        let (name, alive) = self.local_alive();
+        self.queue(&name, &Message::Alive(alive.as_alive(&name)), None);
+    }
+
+    /// Our name and our alive message as the table holds it (the last
+    /// incarnation announced).
+    fn local_alive(&self) -> (crate::name::Name, OwnedAlive) {
+        let me = self.local();
+        let alive = OwnedAlive {
+            incarnation: me.incarnation,
+            addr: ip_to_wire(me.node.addr),
+            port: me.node.port,
+            meta: me.node.meta.clone(),
+            vsn: me.node.vsn(),
+        };
+        (me.node.name.clone(), alive)
     }
 }
 
@@ -532,12 +593,23 @@ impl<R: Rng> Core<R> {
 
     /// A push/pull peer's member list (Go `mergeRemoteState`, without the
     /// user state, which the driver gives `Delegate::merge_remote_state`):
-    /// versions are checked (Go `verifyProtocol`), a join asks the merge
-    /// delegate, then every entry is merged ([`Core::merge_state`]). Zero
+    /// versions are checked (Go `verifyProtocol`, over the entries whose
+    /// versions are well formed), a join asks the merge delegate, then every
+    /// entry is merged ([`Core::merge_state`]; alives with malformed versions
+    /// are refused there). Zero
     /// ports (or protocol version < 2) mean `bind_port`, as Go's
     /// `readRemoteState` does.
     pub fn merge_remote_state(&mut self, states: &[PushNodeState<'_>], join: bool, now: Time) -> Result<(), Error> {
-        verify_protocol(self.members.iter().map(|m| &m.node), states)?;
+        // Entries with malformed versions (a Go peer stores and pushes
+        // whatever an alive carried, zeros included) are refused one by one
+        // when merged; they must not fail the whole exchange, as they do in
+        // Go (hashicorp/memberlist #180).
+        let checked: std::borrow::Cow<'_, [PushNodeState<'_>]> = if states.iter().all(|r| vsn_well_formed(r.vsn)) {
+            states.into()
+        } else {
+            states.iter().filter(|r| vsn_well_formed(r.vsn)).copied().collect()
+        };
+        verify_protocol(self.members.iter().map(|m| &m.node), &checked)?;
         let bind_port = self.config.bind_port;
         let masked = |r: &PushNodeState<'_>| -> u16 {
             if self.config.protocol_version < 2 || r.port == 0 { bind_port } else { r.port }
@@ -613,12 +685,25 @@ impl<R: Rng> Core<R> {
         let me = self.config.name.clone();
         for (_, name) in due {
             let Some(mut timer) = self.suspicions.remove(&name) else { continue };
+            let Some(idx) = self.position(&name) else { continue };
+            let m = &self.members[idx];
+            let current = m.state() == NodeState::Suspect && m.state_change == timer.change_time;
+            let wait = self.config.probe_interval + self.config.probe_timeout;
+            if current && self.config.extensions.last_chance_ping && !timer.last_chance && !wait.is_zero() {
+                // Ask the member itself before declaring it dead: the ping
+                // carries our suspicion, which it refutes or, if it already
+                // has, answers with its alive.
+                let (to, incarnation) = (m.node.address(), m.incarnation);
+                timer.last_chance = true;
+                timer.suspicion.postpone(now + wait);
+                self.suspicions.insert(name.clone(), timer);
+                self.send_last_chance_ping(&name, to, incarnation);
+                continue;
+            }
             if timer.suspicion.fire(now).is_none() {
                 continue;
             }
-            let Some(idx) = self.position(&name) else { continue };
-            let m = &self.members[idx];
-            if m.state() == NodeState::Suspect && m.state_change == timer.change_time {
+            if current {
                 let incarnation = m.incarnation;
                 self.dead_node(&Accusation { incarnation, node: &name, from: &me }, now);
             }
@@ -686,18 +771,17 @@ impl<R: Rng> Core<R> {
         if self.left && self.is_local(a.node) {
             return;
         }
-        if a.vsn.len() >= 3 {
-            let (pmin, pmax) = (a.vsn[0], a.vsn[1]);
-            if pmin == 0 || pmax == 0 || pmin > pmax {
-                return;
-            }
+        if !vsn_well_formed(a.vsn) {
+            self.net.rejected.count("bad_vsn");
+            return;
+        }
+        if a.incarnation > MAX_INCARNATION {
+            self.net.rejected.count("implausible_incarnation");
+            return;
         }
         let Some(ip) = ip_from_wire(a.addr) else { return };
 
         if let Some(alive_delegate) = &self.config.alive {
-            if a.vsn.len() < 6 {
-                return;
-            }
             let mut node = Node::new(a.node, ip, a.port);
             node.meta = a.meta.to_vec();
             set_vsn(&mut node, a.vsn);
@@ -715,9 +799,7 @@ impl<R: Rng> Core<R> {
                 let mut node = Node::new(a.node, ip, a.port);
                 node.meta = a.meta.to_vec();
                 node.state = NodeState::Dead;
-                if a.vsn.len() > 5 {
-                    set_vsn(&mut node, a.vsn);
-                }
+                set_vsn(&mut node, a.vsn);
                 self.insert(Member { node, incarnation: 0, state_change: Time::ZERO })
             }
             Some(idx) => {
@@ -812,18 +894,33 @@ impl<R: Rng> Core<R> {
 
     /// Go `suspectNode`.
     fn suspect_node(&mut self, s: &Accusation<'_>, now: Time) {
+        if s.incarnation > MAX_ACCUSED_INCARNATION {
+            self.net.rejected.count("implausible_incarnation");
+            return;
+        }
         let Some(idx) = self.position(s.node) else { return };
         if s.incarnation < self.members[idx].incarnation {
             return;
         }
 
         // A running suspicion: a new accuser confirms it, and only news is
-        // re-gossiped, so independent confirmations keep flowing.
+        // re-gossiped, so independent confirmations keep flowing. Only an
+        // accusation of the same incarnation confirms: one at a higher
+        // incarnation means the member refuted the suspicion we hold (its
+        // alive has not reached us) and was suspected again. Go counts it
+        // as a confirmation of the stale suspicion, whose shrunk timer then
+        // fires at once for an incarnation the member already beat.
+        let stale = self.members[idx].incarnation < s.incarnation;
         if let Some(timer) = self.suspicions.get_mut(s.node) {
-            if timer.suspicion.confirm(s.from, now) {
-                self.queue(s.node, &Message::Suspect(*s), None);
+            if !stale || !self.config.extensions.suspicion_per_incarnation {
+                if timer.suspicion.confirm(s.from, now) {
+                    self.queue(s.node, &Message::Suspect(*s), None);
+                }
+                return;
             }
-            return;
+            // Start over at the new incarnation.
+            self.suspicions.remove(s.node);
+            self.members[idx].node.state = NodeState::Alive;
         }
 
         if self.members[idx].state() != NodeState::Alive {
@@ -851,11 +948,17 @@ impl<R: Rng> Core<R> {
         let min = suspicion_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
         let max = min.saturating_mul(u32::try_from(self.config.suspicion_max_timeout_mult).unwrap_or(u32::MAX));
         let suspicion = Suspicion::new(s.from, k, min, max, now);
-        self.suspicions.insert(s.node.to_owned(), SuspicionTimer { suspicion, change_time: now });
+        self.suspicions.insert(s.node.to_owned(), SuspicionTimer { suspicion, change_time: now, last_chance: false });
     }
 
     /// Go `deadNode`.
     fn dead_node(&mut self, d: &Accusation<'_>, now: Time) {
+        // Our own leave is announced at our incarnation, which may be above
+        // what others may accuse us of.
+        if d.incarnation > MAX_ACCUSED_INCARNATION && !(self.left && self.is_local(d.node)) {
+            self.net.rejected.count("implausible_incarnation");
+            return;
+        }
         let Some(idx) = self.position(d.node) else { return };
         if d.incarnation < self.members[idx].incarnation {
             return;
@@ -897,7 +1000,7 @@ mod net;
 #[path = "streams.rs"]
 mod streams;
 
-pub use net::{RejectedPackets, Transmit};
+pub use net::{RejectedPackets, STALE_ANSWERS_PER_PROBE_INTERVAL, Transmit, max_udp_payload};
 pub use streams::{LocalState, StreamContent, StreamError, StreamId, StreamRequest};
 
 #[cfg(test)]
@@ -911,3 +1014,7 @@ mod net_tests;
 #[cfg(test)]
 #[path = "extensions_tests.rs"]
 mod extensions_tests;
+
+#[cfg(test)]
+#[path = "fault_tests.rs"]
+mod fault_tests;

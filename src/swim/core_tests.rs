@@ -481,15 +481,19 @@ fn go_dead_node_refute() {
     assert_eq!(events(&mut c), []);
 }
 
-/// Go's `refute` skips past the accused incarnation, with `uint32`
-/// arithmetic: accused at `u32::MAX`, the counter wraps to 0.
+/// Go's `refute` skips past the accused incarnation. Go's `uint32`
+/// arithmetic wraps (accused at `u32::MAX`, it announces 0); ringswim refuses
+/// accusations above [`MAX_ACCUSED_INCARNATION`] and never wraps (see
+/// `fault_tests`).
 #[test]
-fn refute_skips_past_accusation_and_wraps_like_go() {
+fn refute_skips_past_accusation() {
     let mut c = core();
     c.handle_dead(&accuse(LOCAL, 10), t(1));
     assert_eq!((c.incarnation(), c.member(LOCAL).unwrap().incarnation), (11, 11));
     c.handle_suspect(&accuse(LOCAL, u32::MAX), t(2));
-    assert_eq!(c.incarnation(), 0);
+    assert_eq!(c.incarnation(), 11, "refused");
+    c.handle_suspect(&accuse(LOCAL, MAX_ACCUSED_INCARNATION), t(3));
+    assert_eq!(c.incarnation(), MAX_ACCUSED_INCARNATION + 1);
     assert_eq!(c.health_score(), 2);
 }
 
@@ -506,12 +510,15 @@ fn go_merge_state() {
 
     // Port 7946: what `handle_alive` made of the zero ports above (Go's test
     // calls `aliveNode` directly, with port 0 on both sides).
+    // Go's test leaves the versions out; ringswim refuses alives without
+    // them.
     let entry = |name, addr, incarnation, state: NodeState| PushNodeState {
         name,
         addr,
         port: 7946,
         incarnation,
         state: state.into(),
+        vsn: &v,
         ..Default::default()
     };
     let remote = [
@@ -679,18 +686,21 @@ fn leave_marks_left_and_announces() {
     assert_eq!(state(&c, LOCAL), NodeState::Left);
 }
 
-/// `aliveNode`'s version checks: pmin or pmax 0, or pmin > pmax, is ignored;
-/// with an alive delegate the full six bytes are required and it may veto.
+/// `aliveNode`'s version checks: pmin or pmax 0, or pmin > pmax, is ignored,
+/// as in Go; so is, unlike Go, a `Vsn` that is not six well-formed bytes
+/// (Go stores versions 0 for one under 3 bytes); the alive delegate may veto.
 #[test]
 fn alive_version_checks_and_alive_delegate() {
     let mut c = core();
-    for bad in [[0u8, 5, 2, 0, 0, 0], [1, 0, 2, 0, 0, 0], [3, 2, 2, 0, 0, 0]] {
-        c.handle_alive(&alive("test", &LOCALHOST, 1, &bad), t(0));
+    let bad: [&[u8]; 6] =
+        [&[0, 5, 2, 0, 0, 0], &[1, 0, 2, 0, 0, 0], &[3, 2, 2, 0, 0, 0], &[], &[1, 5], &[1, 5, 6, 0, 0, 0]];
+    for (i, bad) in bad.into_iter().enumerate() {
+        c.handle_alive(&alive("test", &LOCALHOST, 1, bad), t(0));
         assert!(c.member("test").is_none(), "{bad:?}");
+        assert_eq!(c.rejected_packets().get("bad_vsn"), i as u64 + 1);
     }
-    // Fewer than 3 bytes are not checked; the versions stay 0.
-    c.handle_alive(&alive("test", &LOCALHOST, 1, &[]), t(0));
-    assert_eq!(c.member("test").unwrap().node.vsn(), [0; 6]);
+    c.handle_alive(&alive("test", &LOCALHOST, 1, &vsn()), t(0));
+    assert_eq!(c.member("test").unwrap().node.vsn(), vsn());
 
     struct OnlyB;
     impl AliveDelegate for OnlyB {

@@ -228,6 +228,20 @@ pub fn ip_to_wire(ip: IpAddr) -> Vec<u8> {
 /// Sets the six version bytes of `node` from a `Vsn` field, if it holds all
 /// six (Go indexes all six whenever it is non-empty and panics on a short one;
 /// here a short one leaves the versions alone).
+/// Whether `vsn` is a version array a member can have announced (Go's
+/// `BuildVsnArray`): exactly 6 bytes `[pmin, pmax, pcur, dmin, dmax, dcur]`
+/// with `1 <= pmin <= pcur <= pmax` and `dmin <= dcur <= dmax`.
+///
+/// Go stores whatever an alive carries: an empty `Vsn` (or a 2-byte one)
+/// becomes versions 0, and from then on every join and push/pull with that
+/// node fails `verifyProtocol` ("protocol version (0) is incompatible"),
+/// cluster-wide while the entry is gossiped (hashicorp/memberlist #180,
+/// Consul #3217). ringswim refuses such an alive and skips such an entry.
+pub fn vsn_well_formed(vsn: &[u8]) -> bool {
+    let &[pmin, pmax, pcur, dmin, dmax, dcur] = vsn else { return false };
+    pmin >= 1 && pmin <= pcur && pcur <= pmax && dmin <= dcur && dcur <= dmax
+}
+
 pub(crate) fn set_vsn(node: &mut Node, vsn: &[u8]) -> bool {
     let Some(v) = vsn.get(..6) else { return false };
     [node.pmin, node.pmax, node.pcur, node.dmin, node.dmax, node.dcur] = [v[0], v[1], v[2], v[3], v[4], v[5]];
@@ -338,6 +352,8 @@ pub enum VersionError {
 /// against it, whatever its state, remote ones first, as Go does. A remote
 /// entry without versions counts as all zeros and does not narrow the range.
 /// Go panics on a `Vsn` of 1 to 5 bytes; here it counts as missing.
+/// [`Core::merge_remote_state`](super::Core::merge_remote_state) leaves out
+/// entries whose versions are not [`vsn_well_formed`] before calling it.
 pub fn verify_protocol<'a>(
     local: impl Iterator<Item = &'a Node> + Clone,
     remote: &[PushNodeState<'_>],

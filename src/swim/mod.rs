@@ -24,9 +24,12 @@ mod util;
 
 pub use awareness::Awareness;
 pub use core::{
-    Core, Effect, Error, LocalState, RejectedPackets, StreamContent, StreamError, StreamId, StreamRequest, Transmit,
+    Core, Effect, Error, LocalState, MAX_ACCUSED_INCARNATION, MAX_INCARNATION, RejectedPackets,
+    STALE_ANSWERS_PER_PROBE_INTERVAL, StreamContent, StreamError, StreamId, StreamRequest, Transmit, max_udp_payload,
 };
-pub use members::{Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol};
+pub use members::{
+    Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol, vsn_well_formed,
+};
 pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};
 pub use time::Time;

@@ -51,9 +51,23 @@ use crate::wire::{
 
 /// Go's `userMsgOverhead`: the type byte put in front of a user broadcast.
 const USER_MSG_OVERHEAD: usize = 1;
+/// Stale accusations answered per probe interval at most
+/// ([`Extensions::answer_stale_accusations`](crate::config::Extensions::answer_stale_accusations)).
+pub const STALE_ANSWERS_PER_PROBE_INTERVAL: u32 = 8;
+
 /// User messages kept for the next packet at most (a delegate hands over at
 /// most one packet's worth per call).
 const MAX_USER_CARRY: usize = 1024;
+
+/// The most bytes one UDP datagram to `to` can carry: 65,507 over IPv4
+/// (65,535 less the IPv4 and UDP headers), 65,527 over IPv6 (its payload
+/// length field less the UDP header; no jumbograms).
+pub fn max_udp_payload(to: SocketAddr) -> usize {
+    match to {
+        SocketAddr::V4(_) => 65_535 - 20 - 8,
+        SocketAddr::V6(_) => 65_535 - 8,
+    }
+}
 
 /// One complete datagram to send (quinn-proto's `Transmit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +181,9 @@ pub(super) struct Net {
     pub(super) pings: BTreeMap<u32, (String, Time, Time)>,
     /// Push/pull, join and fallback-ping streams (see `streams.rs`).
     pub(super) streams: super::streams::Streams,
+    /// Stale accusations answered in the current probe interval: when it
+    /// started, and how many.
+    pub(super) stale_answers: (Option<Time>, u32),
 }
 
 impl Net {
@@ -337,6 +354,22 @@ impl<R> Core<R> {
         self.config.udp_buffer_size.saturating_sub(framing)
     }
 
+    /// The longest user message [`Core::send_best_effort`] can send to
+    /// `to`: a datagram of its own within `udp_buffer_size` and
+    /// [`max_udp_payload`], after the label, encryption, CRC and the
+    /// message's type byte (compression is not counted on: it may not
+    /// shrink the message).
+    pub fn user_message_limit(&self, to: SocketAddr, crc: bool) -> usize {
+        let mut framing = USER_MSG_OVERHEAD + self.label_overhead();
+        if let Some((_, version)) = self.outgoing_encryption() {
+            framing += version.overhead();
+        }
+        if crc {
+            framing += CRC_HEADER_LEN;
+        }
+        self.config.udp_buffer_size.min(max_udp_payload(to)).saturating_sub(framing)
+    }
+
     pub(super) fn local_source(&self) -> (Vec<u8>, u16) {
         let me = self.local();
         (ip_to_wire(me.node.addr), me.node.port)
@@ -406,8 +439,22 @@ impl<R: Rng> Core<R> {
 
     /// Sends `msg` to `to` as a user message in a datagram of its own (Go
     /// `SendBestEffort`; no broadcasts piggybacked).
-    pub fn send_best_effort(&mut self, to: &Node, msg: &[u8]) {
-        self.raw_send(to.address(), &[Message::User(msg).to_vec()], to.pmax >= 5);
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`](super::Error::MessageTooLarge) when the
+    /// datagram would not fit `udp_buffer_size` (with the label, encryption
+    /// and CRC this peer gets) or a UDP datagram to the peer's address
+    /// family ([`max_udp_payload`]); nothing is sent. Go 0.2.2 sends it
+    /// anyway, and the peer's read buffer or the kernel drops it silently
+    /// (hashicorp/memberlist #348).
+    pub fn send_best_effort(&mut self, to: &Node, msg: &[u8]) -> Result<(), super::Error> {
+        let crc = to.pmax >= 5;
+        let limit = self.user_message_limit(to.address(), crc);
+        if msg.len() > limit {
+            return Err(super::Error::MessageTooLarge { len: msg.len(), limit });
+        }
+        self.raw_send(to.address(), &[Message::User(msg).to_vec()], crc);
+        Ok(())
     }
 
     /// Arms the periodic protocol (Go `schedule`): the probe, gossip and
@@ -489,13 +536,46 @@ impl<R: Rng> Core<R> {
             Message::Ack(ack) => self.handle_ack(&ack, now),
             Message::Nack(nack) => self.handle_nack(nack),
             Message::Alive(a) => self.handle_alive(&a, now),
-            Message::Suspect(s) => self.handle_suspect(&s, now),
-            Message::Dead(d) => self.handle_dead(&d, now),
+            Message::Suspect(s) => {
+                self.answer_stale_accusation(from, &s, now);
+                self.handle_suspect(&s, now);
+            }
+            Message::Dead(d) => {
+                self.answer_stale_accusation(from, &d, now);
+                self.handle_dead(&d, now);
+            }
             Message::User(bytes) => self.effects.push_back(super::Effect::UserMessage(bytes.to_vec())),
             Message::PushPull(_) | Message::Err(_) => {
                 self.net.rejected.count(WireError::UnexpectedMessageType(msg.message_type() as u8).reason());
             }
         }
+    }
+
+    /// [`Extensions::answer_stale_accusations`]: an accusation about us at
+    /// an incarnation we already beat gets our current alive, straight back
+    /// to its sender.
+    ///
+    /// [`Extensions::answer_stale_accusations`]: crate::config::Extensions::answer_stale_accusations
+    fn answer_stale_accusation(&mut self, from: SocketAddr, accusation: &Accusation<'_>, now: Time) {
+        if !self.config.extensions.answer_stale_accusations
+            || self.left
+            || !self.is_local(accusation.node)
+            || accusation.incarnation >= self.local().incarnation
+        {
+            return;
+        }
+        // A bound on what forged accusations can make us send.
+        let window = &mut self.net.stale_answers;
+        if window.0.is_none_or(|start| now.saturating_since(start) >= self.config.probe_interval) {
+            *window = (Some(now), 0);
+        }
+        if window.1 >= STALE_ANSWERS_PER_PROBE_INTERVAL {
+            self.net.rejected.count("stale_accusation_unanswered");
+            return;
+        }
+        window.1 += 1;
+        let (name, alive) = self.local_alive();
+        self.send_msg(from, &Message::Alive(alive.as_alive(&name)));
     }
 
     /// Where to answer a ping or indirect ping: its source fields when both
@@ -657,6 +737,24 @@ impl<R: Rng> Core<R> {
         self.send_msg(to, &Message::Ping(ping));
         self.net.pings.insert(seq_no, (name.to_owned(), now, now + self.config.probe_interval));
         seq_no
+    }
+
+    /// The last-chance ping of a suspicion that ran out
+    /// ([`Extensions::last_chance_ping`]): a ping under a sequence number
+    /// nobody waits for, after our suspicion of `name` at `incarnation`.
+    ///
+    /// [`Extensions::last_chance_ping`]: crate::config::Extensions::last_chance_ping
+    pub(super) fn send_last_chance_ping(&mut self, name: &str, to: SocketAddr, incarnation: u32) {
+        let seq_no = self.next_seq_no();
+        let (addr, source_port) = self.local_source();
+        let me = self.config.name.clone();
+        let ping = Message::Ping(Ping { seq_no, node: name, source_addr: &addr, source_port, source_node: &me });
+        let suspect = Message::Suspect(Accusation { incarnation, node: name, from: &me });
+        let crc = self.member(name).is_some_and(|m| m.node.pmax >= 5);
+        // The suspicion first: the member (Go or ringswim) handles the parts
+        // in order, so its refutation is queued when it acks the ping, and
+        // rides back to us on the ack.
+        self.raw_send(to, &[suspect.to_vec(), ping.to_vec()], crc);
     }
 
     /// Probes the member called `name` now (Go `probeNodeByAddr`, which

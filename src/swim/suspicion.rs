@@ -103,6 +103,15 @@ impl Suspicion {
         Some(self.n)
     }
 
+    /// Moves a deadline that has come (or is about to) to `to`, later:
+    /// ringswim's last-chance ping waits one probe timeout for the member's
+    /// answer before the suspicion fires. Does nothing once fired.
+    pub fn postpone(&mut self, to: Time) {
+        if !self.fired && to > self.deadline {
+            self.deadline = to;
+        }
+    }
+
     /// When the suspicion started.
     pub fn start(&self) -> Time {
         self.start
