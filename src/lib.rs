@@ -5,13 +5,21 @@
 //! - [`wire`]: the bytes — messages, msgpack in Go's dialect, compound packets,
 //!   CRC, labels, compression, encryption, stream framing. No I/O, no state.
 //! - [`config`]: every field of Go's `Config`, with Go's defaults.
-//! - [`inspect`]: packets ↔ JSON, the contract of `ringswim decode`/`encode`.
+//! - [`inspect`]: packets ↔ JSON, the contract of `ringswim decode`/`encode`
+//!   (feature `cli`).
+//!
+//! # Features
+//! - `cli` (default): the `ringswim` binary and the JSON it speaks
+//!   ([`inspect`], `sim::scenario::Report::to_json`), with their
+//!   dependencies (clap, serde_json, hex, base64). A library user who needs
+//!   neither sets `default-features = false`.
 #![forbid(unsafe_code)]
 // `sim::scenario::Report::to_json` is one long `json!` object.
 #![recursion_limit = "256"]
 
 pub mod config;
 pub mod delegate;
+#[cfg(feature = "cli")]
 pub mod inspect;
 pub mod name;
 pub mod sim;

@@ -20,6 +20,7 @@ use common::Rng;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::strategy::Union;
+#[cfg(feature = "cli")]
 use ringswim::inspect;
 use ringswim::wire::{
     self, Accusation, Ack, Alive, Compression, DecodeOptions, EncodeOptions, EncryptionVersion, ErrResp, IndirectPing,
@@ -723,6 +724,7 @@ impl Tally {
             self.run(what, input, |buf| StreamDecoder::new().decode(buf, &opts).map(drop));
         }
         self.run("message", input, |buf| Message::decode(buf).map(drop));
+        #[cfg(feature = "cli")]
         self.run("inspect", input, |buf| match inspect::decode_to_json(buf, &inspect::DecodeRequest::default()) {
             Ok(_) => Ok(()),
             Err(inspect::InspectError::Wire(e)) => Err(e),

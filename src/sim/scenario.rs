@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+#[cfg(feature = "cli")]
 use serde_json::{Value, json};
 
 use super::swim_node::{SharedLog, SwimNode};
@@ -417,8 +418,9 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+#[cfg(feature = "cli")]
 impl Report {
-    /// One JSON object, fields in a fixed order.
+    /// One JSON object, fields in a fixed order (feature `cli`).
     pub fn to_json(&self) -> Value {
         let s = &self.scenario;
         json!({
@@ -771,7 +773,8 @@ pub fn run(s: &Scenario) -> Report {
     }
 }
 
-#[cfg(test)]
+// The assertions print the report as JSON.
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 
