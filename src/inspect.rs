@@ -30,6 +30,22 @@ pub enum InspectError {
     /// The JSON input does not describe valid messages.
     #[error("json: {0}")]
     Json(String),
+    /// No key was given and the packet does not decode as plaintext, but it
+    /// has the shape of an encrypted one (see [`looks_encrypted`]). Without
+    /// this, an encrypted packet reads as a corrupt ping or indirect ping:
+    /// version bytes 0 and 1 are also those message types.
+    #[error(
+        "the packet looks encrypted (encryption version {version}, {len} bytes without the label); pass its key with --key (read as plaintext: {source})"
+    )]
+    LooksEncrypted {
+        /// The first byte, read as the encryption version.
+        version: u8,
+        /// Bytes after the label header: version, nonce, ciphertext, tag.
+        len: usize,
+        /// Why the bytes do not decode as plaintext.
+        #[source]
+        source: wire::Error,
+    },
 }
 
 fn bad(msg: impl Into<String>) -> InspectError {
@@ -74,11 +90,38 @@ pub fn decode_to_json(bytes: &[u8], req: &DecodeRequest) -> Result<Value, Inspec
         Ok(packet_json(&got.layers, vec![message_json(&got.message)]))
     } else {
         let mut dec = wire::PacketDecoder::new();
-        let packet = dec.decode(&mut buf, &opts)?;
-        let layers = packet.layers;
-        let messages = packet.into_messages()?;
-        Ok(packet_json(&layers, messages.iter().map(message_json).collect()))
+        let decoded = dec.decode(&mut buf, &opts).and_then(|packet| {
+            let layers = packet.layers;
+            packet.into_messages().map(|messages| packet_json(&layers, messages.iter().map(message_json).collect()))
+        });
+        decoded.map_err(|source| match looks_encrypted(bytes) {
+            // A label error is about the label, whatever follows it.
+            Some(version) if keyring.is_none() && source.reason() != "label" => {
+                let len = wire::frame::strip_label(bytes).map_or(bytes.len(), |(_, body)| body.len());
+                InspectError::LooksEncrypted { version: version as u8, len, source }
+            }
+            _ => InspectError::Wire(source),
+        })
     }
+}
+
+/// Whether a packet has the shape of an encrypted one (Go `encryptPayload`'s
+/// output after an optional label): a version byte of 0 or 1, then room for
+/// the 12-byte nonce and 16-byte tag, and for version 0 a PKCS#7-padded
+/// ciphertext (a positive multiple of 16 bytes). Plaintext packets can have
+/// this shape too (0 and 1 are the ping and indirect-ping types): only
+/// meaningful for a packet that does not decode as plaintext.
+pub fn looks_encrypted(packet: &[u8]) -> Option<EncryptionVersion> {
+    let (_, body) = wire::frame::strip_label(packet).ok()?;
+    use wire::crypto::{BLOCK_SIZE, NONCE_SIZE, TAG_SIZE, VERSION_SIZE};
+    let version = EncryptionVersion::from_byte(*body.first()?)?;
+    // At least one byte of message, as Go never encrypts an empty one.
+    let ciphertext = body.len().checked_sub(VERSION_SIZE + NONCE_SIZE + TAG_SIZE).filter(|&n| n > 0)?;
+    let fits = match version {
+        EncryptionVersion::V0 => ciphertext % BLOCK_SIZE == 0,
+        EncryptionVersion::V1 => true,
+    };
+    fits.then_some(version)
 }
 
 fn packet_json(layers: &wire::Layers<'_>, messages: Vec<Value>) -> Value {
@@ -394,6 +437,57 @@ impl<'v> JsonMessage<'v> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ping_json() -> Value {
+        json!({"messages": [{"type": "ping", "fields": {"SeqNo": 1, "Node": "a"}}]})
+    }
+
+    #[test]
+    fn encrypted_packet_without_key_says_so() {
+        for (version, label) in
+            [(EncryptionVersion::V0, ""), (EncryptionVersion::V1, ""), (EncryptionVersion::V1, "blue")]
+        {
+            let req = EncodeRequest {
+                keys: vec![vec![7; 16]],
+                encryption_version: version,
+                label: label.into(),
+                ..Default::default()
+            };
+            let bytes = encode_from_json(&ping_json(), &req).unwrap();
+            assert_eq!(looks_encrypted(&bytes), Some(version));
+            let err = decode_to_json(&bytes, &DecodeRequest::default()).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, InspectError::LooksEncrypted { .. }), "{version:?} {label:?}: {msg}");
+            assert!(msg.contains("looks encrypted") && msg.contains("--key"), "{msg}");
+            // With the key it decodes.
+            let with_key = DecodeRequest { keys: vec![vec![7; 16]], ..Default::default() };
+            assert_eq!(decode_to_json(&bytes, &with_key).unwrap()["encrypted"], true);
+        }
+    }
+
+    #[test]
+    fn plaintext_faults_are_not_called_encrypted() {
+        let plain = encode_from_json(&ping_json(), &EncodeRequest::default()).unwrap();
+        // A ping starts with type 0, the byte of encryption version 0, but
+        // decodes: no guessing then.
+        assert_eq!(plain[0], 0);
+        assert_eq!(decode_to_json(&plain, &DecodeRequest::default()).unwrap()["messages"][0]["type"], "ping");
+        // Truncated: too short to hold a nonce and a tag.
+        let err = decode_to_json(&plain[..plain.len() - 1], &DecodeRequest::default()).unwrap_err();
+        assert!(matches!(err, InspectError::Wire(_)), "{err}");
+        // A label mismatch is reported as such.
+        let req = EncodeRequest { keys: vec![vec![7; 16]], label: "blue".into(), ..Default::default() };
+        let bytes = encode_from_json(&ping_json(), &req).unwrap();
+        let err =
+            decode_to_json(&bytes, &DecodeRequest { label: Some("red".into()), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("label mismatch"), "{err}");
+        // Version 0's ciphertext is whole AES blocks.
+        let mut odd = vec![0u8; 1 + 12 + 16 + 17];
+        odd[1] = 0xff;
+        assert_eq!(looks_encrypted(&odd), None);
+        odd.pop();
+        assert_eq!(looks_encrypted(&odd), Some(EncryptionVersion::V0));
+    }
 
     #[test]
     fn json_round_trip_through_bytes() {

@@ -345,6 +345,10 @@ fn cli_decodes_go_packets_and_rejects_bad_ones_with_exit_1() {
         ("garbage", vec!["decode"], b"\xf0\xf1garbage".to_vec(), "unknown message type"),
         ("truncated", vec!["decode"], plain.bytes[..plain.bytes.len() / 2].to_vec(), "truncated"),
         ("wrong key", vec!["decode", "--key", &wrong_key], encrypted.bytes.clone(), "decrypt"),
+        // Go's encryption version byte (0 or 1) is also the ping and
+        // indirect-ping type: without a key this once read "indirect ping:
+        // expected map".
+        ("no key", vec!["decode"], encrypted.bytes.clone(), "looks encrypted"),
         ("bad crc", vec!["decode"], bad_crc, "checksum"),
         ("unknown type", vec!["decode"], vec![42, 0x80], "unknown message type 42"),
         ("empty", vec!["decode"], vec![], "truncated"),

@@ -727,7 +727,7 @@ impl Tally {
         #[cfg(feature = "cli")]
         self.run("inspect", input, |buf| match inspect::decode_to_json(buf, &inspect::DecodeRequest::default()) {
             Ok(_) => Ok(()),
-            Err(inspect::InspectError::Wire(e)) => Err(e),
+            Err(inspect::InspectError::Wire(e) | inspect::InspectError::LooksEncrypted { source: e, .. }) => Err(e),
             Err(other) => panic!("decode_to_json without keys failed outside the wire layer: {other}"),
         });
     }
