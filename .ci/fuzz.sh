@@ -5,8 +5,14 @@
 #
 #   .ci/fuzz.sh [SECONDS]
 #
-# Needs a nightly toolchain (cargo-fuzz builds with -Zsanitizer=address);
-# installs cargo-fuzz when it is missing. Corpora live in fuzz/corpus/<target>
+# Needs a nightly toolchain (cargo-fuzz builds with -Zsanitizer=address):
+# rustup's `nightly`, or a `cargo` that is itself nightly. Without one it
+# prints one line saying what to install and exits 3 (.ci/install installs
+# nightly where rustup is; .ci/run fails then). Installs cargo-fuzz when it is
+# missing.
+#
+# Exit codes: 0 no crash; 1 a target crashed, leaked or hung; 2 usage or
+# setup error; 3 no nightly toolchain. Corpora live in fuzz/corpus/<target>
 # (gitignored) and are seeded from fuzz/seeds/<target> and, when present, from
 # the Go-made vectors in tests/interop/golden/. Crashes land in
 # fuzz/artifacts/<target>/ and are printed in hex; logs go to fuzz/logs/.
@@ -21,10 +27,19 @@ fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Nightly: through rustup when it has one, else whatever `cargo` is.
-cargo=(cargo)
+# Nightly: through rustup when it has one, else `cargo` if it is nightly.
 if command -v rustup >/dev/null 2>&1 && rustup toolchain list | grep -q '^nightly'; then
     cargo=(cargo +nightly)
+elif cargo --version 2>/dev/null | grep -q -- '-nightly'; then
+    cargo=(cargo)
+else
+    if command -v rustup >/dev/null 2>&1; then
+        hint="rustup toolchain install nightly --profile minimal"
+    else
+        hint="a nightly Rust toolchain, e.g. with rustup (https://rustup.rs): rustup toolchain install nightly"
+    fi
+    echo "fuzz.sh: no nightly Rust toolchain (cargo-fuzz needs one for -Zsanitizer); install: $hint" >&2
+    exit 3
 fi
 
 if ! "${cargo[@]}" fuzz --version >/dev/null 2>&1; then
