@@ -90,3 +90,38 @@ fn skip_wire_changes_only_the_fingerprint_and_the_clock() {
     }
     assert_eq!(wire, skipped);
 }
+
+#[test]
+fn absurd_sizes_are_refused_with_the_memory_they_need() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringswim"))
+        .args(["sim", "--nodes", "16000000", "--json"])
+        .output()
+        .expect("run ringswim");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code, stderr: {stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    // 16,000,000² pairs × 150 bytes = 3.84e16 bytes = 34.1 PiB.
+    assert!(stderr.contains("--nodes 16000000 would need about 34.1 PiB"), "{stderr}");
+    assert!(stderr.contains("available") || stderr.contains("assumed"), "{stderr}");
+}
+
+#[test]
+fn progress_goes_to_stderr_only_when_asked_or_on_a_terminal() {
+    let args = ["sim", "--nodes", "5", "--duration", "5", "--broadcasts", "0", "--json"];
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).args(args).args(extra).output().expect("run ringswim");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+        (stdout, String::from_utf8(out.stderr).expect("utf-8"))
+    };
+    // The test's stderr is a pipe: no progress by default.
+    let (quiet, stderr) = run(&[]);
+    assert_eq!(stderr, "");
+    // The first check is shown at once, then about one a second.
+    let (shown, stderr) = run(&["--progress", "always"]);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("sim: 0.1 of 5.0 virtual s, 5 nodes, "), "{stderr}");
+    assert!(first.ends_with(" wall s"), "{stderr}");
+    assert_eq!(quiet["trace_hash"], shown["trace_hash"]);
+}

@@ -6,14 +6,15 @@
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
 //! - `ringswim sim --nodes N [--join-spread SECS] [--profile local|lan|wan] [--loss P] [--slow FRACTION]
 //!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--window SECS] [--seed S]
-//!   [--churn PER_SEC] [--user-rate PER_SEC] [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--skip-wire] [--behaviour go|ringswim] --json`: runs a cluster in the
+//!   [--churn PER_SEC] [--user-rate PER_SEC] [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--skip-wire] [--behaviour go|ringswim] [--progress auto|always|never] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
-//!   `ringswim::sim::scenario`).
+//!   `ringswim::sim::scenario`). A size whose estimated memory exceeds what
+//!   the machine has available is refused (exit 2) before anything runs.
 //!
 //! Bad input prints one line naming the problem on stderr and exits 1; nothing
 //! is written to stdout then.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -156,6 +157,10 @@ struct SimArgs {
     /// Print the result as one JSON object (the only output format).
     #[arg(long, required = true)]
     json: bool,
+    /// Progress on stderr (virtual time, nodes, wall time, about once a
+    /// second): auto shows it when stderr is a terminal.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    progress: String,
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -186,6 +191,13 @@ enum Algo {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sim(args) = &cli.command
+        && let Err(msg) = sim_fits_in_memory(args.nodes)
+    {
+        // Exit 2, as for other arguments refused before anything runs.
+        eprintln!("error: {msg}");
+        return ExitCode::from(2);
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
@@ -251,11 +263,80 @@ fn run(command: Command) -> Result<(), String> {
                 go_behaviour: args.behaviour == "go",
                 skip_wire: args.skip_wire,
             };
-            let mut line = scenario::run(&scenario).to_json().to_string().into_bytes();
+            let report = match args.progress.as_str() {
+                "never" => scenario::run(&scenario),
+                "auto" if !std::io::stderr().is_terminal() => scenario::run(&scenario),
+                _ => run_showing_progress(&scenario),
+            };
+            let mut line = report.to_json().to_string().into_bytes();
             line.push(b'\n');
             write_stdout(&line)
         }
     }
+}
+
+/// Memory the simulator is assumed to have when `/proc/meminfo` cannot be
+/// read.
+const ASSUMED_MEMORY: u64 = 1 << 40;
+
+/// Refuses a simulation whose estimated peak memory
+/// ([`scenario::estimated_peak_bytes`]) exceeds the memory available.
+fn sim_fits_in_memory(nodes: u64) -> Result<(), String> {
+    let need = scenario::estimated_peak_bytes(usize::try_from(nodes).unwrap_or(usize::MAX));
+    let (have, what) = match scenario::available_memory_bytes() {
+        Some(bytes) => (bytes, "available (MemAvailable)"),
+        None => (ASSUMED_MEMORY, "assumed (/proc/meminfo unreadable)"),
+    };
+    if need <= have {
+        return Ok(());
+    }
+    Err(format!(
+        "--nodes {nodes} would need about {} of memory ({nodes}² node-member pairs × {} bytes, measured up to 10,000 nodes); {} {what}",
+        bytes_for_people(need),
+        scenario::PEAK_BYTES_PER_PAIR,
+        bytes_for_people(have),
+    ))
+}
+
+/// `bytes` in the largest binary unit that keeps it at 1 or more.
+fn bytes_for_people(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Runs `scenario` with a progress line on stderr about once a second of
+/// wall time: rewritten in place on a terminal, one line each otherwise.
+fn run_showing_progress(scenario: &Scenario) -> scenario::Report {
+    let in_place = std::io::stderr().is_terminal();
+    let mut last_shown: Option<std::time::Duration> = None;
+    let report = scenario::run_with_progress(scenario, &mut |p| {
+        if last_shown.is_some_and(|at| p.wall < at + std::time::Duration::from_secs(1)) {
+            return;
+        }
+        last_shown = Some(p.wall);
+        let line = format!(
+            "sim: {:.1} of {:.1} virtual s, {} nodes, {:.1} wall s",
+            p.virtual_s,
+            p.duration_s,
+            p.nodes,
+            p.wall.as_secs_f64()
+        );
+        // Progress is best effort: a closed stderr must not stop the run.
+        let mut err = std::io::stderr().lock();
+        let _ = if in_place { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
+        let _ = err.flush();
+    });
+    if in_place {
+        // Leave the terminal as it was.
+        eprint!("\r\x1b[K");
+    }
+    report
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), String> {
