@@ -19,7 +19,7 @@ use super::members::{
 };
 use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
-use crate::config::{Config, META_MAX_SIZE};
+use crate::config::{Config, ConfigError, META_MAX_SIZE};
 use crate::delegate::{Node, NodeEvent, NodeEventKind, NodeState};
 use crate::wire::message::{Accusation, Alive, Message, PushNodeState};
 
@@ -97,9 +97,11 @@ pub enum Error {
         /// The most that fits.
         limit: usize,
     },
-    /// `Config::secret_key` / `Config::keyring` do not make a keyring.
-    #[error("bad keyring: {0}")]
-    Keyring(String),
+    /// [`Core::new`] was given a [`Config`] that [`Config::validate`]
+    /// refuses (Go's `Create` errors, and values that would break the
+    /// protocol); [`ConfigError::field`] names the Go field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// An alive message's fields, owned, to build one while the table is
@@ -231,12 +233,19 @@ impl<R: Rng> Core<R> {
     /// announced in the broadcast queue (Go `Create` → `setAlive`).
     ///
     /// `advertise` is the address peers reach us at (Go's final advertise
-    /// address, which the driver resolves). The meta comes from
+    /// address, which the driver resolves, e.g. with
+    /// [`Config::advertise_address`]). The meta comes from
     /// `Config::delegate` (`node_meta(512)`). The [`Effect::Event`] join of the
     /// local node is queued.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when [`Config::validate`] refuses `config` (before
+    /// anything else is looked at), [`Error::MetaTooLarge`],
+    /// [`Error::LocalNodeRejected`].
     pub fn new(config: Config, advertise: SocketAddr, now: Time, rng: R) -> Result<Core<R>, Error> {
+        config.validate()?;
         let meta = local_meta(&config)?;
-        let keyring = config.effective_keyring().map_err(|e| Error::Keyring(e.to_string()))?;
+        let keyring = config.effective_keyring()?;
         let mut core = Core {
             net: net::Net::new(keyring),
             awareness: Awareness::new(config.awareness_max_multiplier),

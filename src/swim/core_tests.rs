@@ -630,6 +630,30 @@ fn new_announces_local_node() {
     assert_eq!(Core::new(cfg, addr, t(0), StdRng::seed_from_u64(1)).err(), Some(Error::MetaTooLarge { len: 513 }));
 }
 
+/// Go's `Create` refuses what `Config::validate` refuses; so does
+/// `Core::new`, naming the Go field, before it announces anything.
+#[test]
+fn new_refuses_an_invalid_config() {
+    let addr = SocketAddr::from((LOCALHOST, 7946));
+    for (bad, field) in [
+        (config().with_name(""), "Name"),
+        (config().with_protocol_version(9), "ProtocolVersion"),
+        (config().with_probe_interval(Duration::ZERO), "ProbeInterval"),
+        (config().with_handoff_queue_depth(0), "HandoffQueueDepth"),
+        (config().with_udp_buffer_size(10), "UDPBufferSize"),
+        (config().with_secret_key(vec![1; 5]), "SecretKey"),
+    ] {
+        match Core::new(bad, addr, t(0), StdRng::seed_from_u64(1)) {
+            Err(Error::Config(err)) => {
+                assert_eq!(err.field(), field, "{err}");
+                assert!(Error::Config(err.clone()).to_string().contains(field), "{err}");
+            }
+            Err(other) => panic!("{field}: expected a config error, got {other}"),
+            Ok(_) => panic!("{field}: Core::new accepted an invalid config"),
+        }
+    }
+}
+
 /// Go `UpdateNode` (the state part of `TestMemberlist_delegateMeta_Update`):
 /// new meta, new incarnation, an update event and a broadcast whose sending
 /// is reported.

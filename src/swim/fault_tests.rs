@@ -292,8 +292,13 @@ fn best_effort_messages_that_cannot_fit_are_refused() {
     assert_eq!(err, Error::MessageTooLarge { len: limit + 1, limit });
     assert_eq!(us.poll_transmit(), None, "nothing sent");
 
-    // A buffer size beyond what UDP carries is capped at the datagram limit.
-    let mut big = core_with(0, Config::default_lan().with_udp_buffer_size(1 << 20));
+    // A buffer size beyond what UDP carries is refused up front (Core::new
+    // validates the config); at the largest accepted, the limit stays within
+    // one datagram.
+    let too_big = Config::default_lan().with_name(name(0)).with_udp_buffer_size(1 << 20);
+    let refused = Core::new(too_big, addr(0), at(0), StdRng::seed_from_u64(0)).err();
+    assert!(matches!(&refused, Some(Error::Config(e)) if e.field() == "UDPBufferSize"), "{refused:?}");
+    let mut big = core_with(0, Config::default_lan().with_udp_buffer_size(crate::config::MAX_UDP_PAYLOAD));
     knows(&mut big, &[1]);
     let limit = big.user_message_limit(node.address(), false);
     assert!(limit < max_udp_payload(node.address()));
