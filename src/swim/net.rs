@@ -83,8 +83,11 @@ pub struct Transmit {
 /// `ringswim.packets.rejected{reason}`). Reasons are
 /// [`wire::Error::reason`](crate::wire::Error::reason) names, plus
 /// `"wrong_node"` (a ping for another node name, as Go drops them),
-/// `"bad_address"` (an indirect ping whose target is not an address) and
-/// `"unexpected_type"` for stream-only messages in a packet.
+/// `"bad_address"` (an indirect ping whose target is not an address),
+/// `"unexpected_type"` for stream-only messages in a packet,
+/// `"cidr_blocked"` (an alive message from a sender outside
+/// `cidrs_allowed`) and `"node_name_required"` (a ping or indirect ping
+/// that names no source or target, under `require_node_names`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RejectedPackets {
     total: u64,
@@ -535,6 +538,9 @@ impl<R: Rng> Core<R> {
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, &ind, now),
             Message::Ack(ack) => self.handle_ack(&ack, now),
             Message::Nack(nack) => self.handle_nack(nack),
+            // Go `handleAlive`'s `ensureCanConnect`: the sender must be
+            // allowed, as well as the address in the message.
+            Message::Alive(_) if self.config.ip_allowed(from.ip()).is_err() => self.net.rejected.count("cidr_blocked"),
             Message::Alive(a) => self.handle_alive(&a, now),
             Message::Suspect(s) => {
                 self.answer_stale_accusation(from, &s, now);
@@ -587,11 +593,25 @@ impl<R: Rng> Core<R> {
         }
     }
 
+    /// Go `RequireNodeNames`: whether a peer among `names` is unnamed while
+    /// names are required; the message that asked for the send is then
+    /// dropped and counted (Go logs `errNodeNamesAreRequired`).
+    fn refuses_unnamed(&mut self, names: &[&str]) -> bool {
+        let refused = self.config.require_node_names && names.iter().any(|n| n.is_empty());
+        if refused {
+            self.net.rejected.count("node_name_required");
+        }
+        refused
+    }
+
     /// Go `handlePing`: ack with the ping delegate's payload, unless the ping
     /// names another node.
     fn handle_ping(&mut self, from: SocketAddr, p: &Ping<'_>) {
         if !p.node.is_empty() && p.node != self.config.name {
             self.net.rejected.count("wrong_node");
+            return;
+        }
+        if self.refuses_unnamed(&[p.source_node]) {
             return;
         }
         let payload = self.config.ping.as_ref().map(|d| d.ack_payload()).unwrap_or_default();
@@ -607,6 +627,11 @@ impl<R: Rng> Core<R> {
             self.net.rejected.count("bad_address");
             return;
         };
+        // Go would not send the ping (no target name) nor the ack and nack
+        // back (no requester name).
+        if self.refuses_unnamed(&[ind.node, ind.source_node]) {
+            return;
+        }
         let seq_no = self.next_seq_no();
         let requester = Self::reply_addr(from, ind.source_addr, ind.source_port);
         let expires = now + self.config.probe_timeout;

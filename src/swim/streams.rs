@@ -107,6 +107,10 @@ impl StreamContent {
     }
 }
 
+/// Go's `errNodeNamesAreRequired`, for a join address under
+/// `require_node_names`.
+const NODE_NAMES_REQUIRED: &str = "memberlist: node names are required by configuration but one was not provided";
+
 /// What an outgoing stream is for.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum StreamKind {
@@ -337,10 +341,20 @@ impl<R: Rng> Core<R> {
     /// answered or failed, [`Effect::JoinCompleted`](super::Effect::JoinCompleted)
     /// says how many succeeded. Returns the join's number, which the effect
     /// carries.
+    ///
+    /// With [`Config::require_node_names`](crate::config::Config::require_node_names)
+    /// every address fails at once with Go's error: an address alone names
+    /// no node.
     pub fn join(&mut self, addrs: &[SocketAddr], now: Time) -> u64 {
         let s = &mut self.net.streams;
         s.next_join += 1;
         let join = s.next_join;
+        if self.config.require_node_names {
+            let errors = addrs.iter().map(|&to| (to, NODE_NAMES_REQUIRED.to_owned())).collect();
+            s.joins.insert(join, JoinState { errors, ..JoinState::default() });
+            self.finish_join(join);
+            return join;
+        }
         s.joins.insert(join, JoinState { remaining: addrs.len(), ..JoinState::default() });
         let deadline = now + self.config.tcp_timeout;
         for &to in addrs {
