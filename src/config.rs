@@ -1,29 +1,81 @@
-//! Every setting of Go memberlist 0.2.2's `Config`, with Go's defaults, plus the
-//! memberlist 0.5 label settings.
+//! Go memberlist 0.2.2's `Config`, with Go's defaults, plus the memberlist
+//! 0.5 label settings: every field ringswim acts on, and for the others
+//! why they are absent (the table below).
 //!
 //! Start from [`Config::default_lan`], [`Config::default_wan`] or
 //! [`Config::default_local`] (Go's `DefaultLANConfig`, `DefaultWANConfig`,
 //! `DefaultLocalConfig`; the values are checked against Go's by
 //! `tests/config_defaults.rs`), adjust with the `with_*` setters or the public
-//! fields, and check with [`Config::validate`] before starting.
+//! fields. [`Core::new`](crate::swim::Core::new) refuses a config that
+//! [`Config::validate`] refuses.
 //!
-//! Differences from Go, all in representation rather than behaviour:
+//! Differences from Go in representation:
 //! - Go strings that hold addresses are [`IpAddr`]s; Go's empty
 //!   `AdvertiseAddr` ("pick one") is `None`.
 //! - Go `int` counts are `usize`, ports are `u16`; negative values cannot be
 //!   expressed.
 //! - Go's nil slices, pointers and interfaces are `Option`s.
-//! - Go's `Transport` (an injected transport object) is [`TransportChoice`],
-//!   the choice of ringswim's I/O engine.
 //! - Go mutates the `Config` it is given (installs `SecretKey` into the
 //!   `Keyring`, fills in a dynamic port); ringswim never does:
-//!   [`Config::effective_keyring`] computes the keyring Go would end up with.
+//!   [`Config::effective_keyring`] computes the keyring Go would end up with,
+//!   [`Config::advertise_address`] the address.
+//!
+//! # Go's fields, one by one
+//! "Core" is [`swim::Core`](crate::swim::Core), the sans-IO protocol; a
+//! "driver" is what gives it sockets and time: the simulator (`src/sim`)
+//! today, the I/O engine (`src/engine`, not written yet) next. Every Go
+//! field is listed (`tests/config_defaults.rs` checks the list against Go's
+//! struct).
+//!
+//! | Go field | ringswim | Who reads it, and what it does today |
+//! | --- | --- | --- |
+//! | `Name` | [`Config::name`] | core: the local member's name |
+//! | `Transport` | [`Config::transport`] | nobody yet: the engine will pick its socket back end by it. Go's injected `Transport` object has no field: a custom transport is a custom driver of the core |
+//! | `BindAddr` | [`Config::bind_addr`] | drivers: where to bind, and [`Config::advertise_address`]; the core never reads it |
+//! | `BindPort` | [`Config::bind_port`] | core: the port of alive and indirect-ping messages that carry none; drivers bind it |
+//! | `AdvertiseAddr` | [`Config::advertise_addr`] | [`Config::advertise_address`], which a driver calls for [`Core::new`](crate::swim::Core::new)'s `advertise`; the core never reads it |
+//! | `AdvertisePort` | [`Config::advertise_port`] | as `AdvertiseAddr` |
+//! | `ProtocolVersion` | [`Config::protocol_version`] | core: the version announced and spoken |
+//! | `TCPTimeout` | [`Config::tcp_timeout`] | core: every stream's deadline |
+//! | `IndirectChecks` | [`Config::indirect_checks`] | core: probe |
+//! | `RetransmitMult` | [`Config::retransmit_mult`] | core: broadcast queues |
+//! | `SuspicionMult` | [`Config::suspicion_mult`] | core: suspicion timers |
+//! | `SuspicionMaxTimeoutMult` | [`Config::suspicion_max_timeout_mult`] | core: suspicion timers |
+//! | `PushPullInterval` | [`Config::push_pull_interval`] | core: push/pull timer |
+//! | `ProbeInterval` | [`Config::probe_interval`] | core: probe timer, suspicion timers |
+//! | `ProbeTimeout` | [`Config::probe_timeout`] | core: probe |
+//! | `DisableTcpPings` | [`Config::disable_tcp_pings`] | core: probe |
+//! | `DisableTcpPingsForNode` | [`Config::disable_tcp_pings_for_node`] | core: probe |
+//! | `AwarenessMaxMultiplier` | [`Config::awareness_max_multiplier`] | core: Lifeguard awareness |
+//! | `GossipInterval` | [`Config::gossip_interval`] | core: gossip timer |
+//! | `GossipNodes` | [`Config::gossip_nodes`] | core: gossip |
+//! | `GossipToTheDeadTime` | [`Config::gossip_to_the_dead_time`] | core: gossip, reaping |
+//! | `GossipVerifyIncoming` | [`Config::gossip_verify_incoming`] | core: decoding packets and streams |
+//! | `GossipVerifyOutgoing` | [`Config::gossip_verify_outgoing`] | core: sealing packets and streams |
+//! | `EnableCompression` | [`Config::enable_compression`] | core: packets and streams out |
+//! | `SecretKey` | [`Config::secret_key`] | core, through [`Config::effective_keyring`] |
+//! | `Keyring` | [`Config::keyring`] | core, through [`Config::effective_keyring`] |
+//! | `Delegate` | [`Config::delegate`] | core |
+//! | `DelegateProtocolVersion`, `DelegateProtocolMin`, `DelegateProtocolMax` | [`Config::delegate_protocol_version`], [`Config::delegate_protocol_min`], [`Config::delegate_protocol_max`] | core: the version bytes announced and checked |
+//! | `Events` | [`Config::events`] | core: queues each event as an [`Effect::Event`](crate::swim::Effect::Event); the driver hands it over |
+//! | `Conflict` | [`Config::conflict`] | core: queues an [`Effect::Conflict`](crate::swim::Effect::Conflict); the driver hands it over |
+//! | `Merge` | [`Config::merge`] | core: called on joins |
+//! | `Ping` | [`Config::ping`] | core: called on acks |
+//! | `Alive` | [`Config::alive`] | core: called on alive messages |
+//! | `DNSConfigPath` | — | Go resolves join host names itself, TCP first, with this resolver file. [`Core::join`](crate::swim::Core::join) takes socket addresses: resolving names is the caller's (`std::net::ToSocketAddrs`, or a resolver crate, which can read any `resolv.conf`) |
+//! | `LogOutput`, `Logger` | — | ringswim writes no log lines: what Go logs, it counts ([`Core::rejected_packets`](crate::swim::Core::rejected_packets)) or returns (effects, typed errors). Log lines, when there are some, will go through the `tracing` facade, whose subscriber (chosen by the application) decides where they go: no field needed |
+//! | `HandoffQueueDepth` | [`Config::handoff_queue_depth`] | validated (at least 1); nothing reads it yet: the core handles each message as it is decoded, so nothing queues between receiving and handling. The engine's hand-off of decoded messages to the core will be bounded by it |
+//! | `UDPBufferSize` | [`Config::udp_buffer_size`] | core: packet size |
+//! | `DeadNodeReclaimTime` | [`Config::dead_node_reclaim_time`] | core: alive rules |
+//! | `RequireNodeNames` | [`Config::require_node_names`] | core: what it will not send (see the field) |
+//! | `CIDRsAllowed` | [`Config::cidrs_allowed`] | core: alive messages (sender and address) and push/pull entries |
+//! | `Label` (0.5) | [`Config::label`] | core: packets and streams in and out |
+//! | `SkipInboundLabelCheck` (0.5) | [`Config::skip_inbound_label_check`] | core: packets and streams in |
+//! | — | [`Config::extensions`] | core: ringswim's rules beyond Go's |
 
 use std::fmt;
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -54,13 +106,17 @@ pub const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Port of Go's default configurations, for both UDP and TCP.
 pub const DEFAULT_PORT: u16 = 7946;
 
-/// Which I/O engine runs the transport.
+/// Which socket back end the I/O engine is to use.
+///
+/// Read by nothing yet: ringswim has no I/O engine today (the simulator is
+/// the only driver of the core, and it opens no sockets). The engine
+/// (`src/engine`, next) will read it when it binds.
 ///
 /// Go's `Config.Transport` lets a caller inject any `Transport` implementation;
 /// when nil, memberlist builds a `NetTransport` over `BindAddr`/`BindPort`.
-/// ringswim does not take a transport object: it always binds UDP and TCP on
-/// [`Config::bind_addr`]/[`Config::bind_port`] and this picks the engine that
-/// drives those sockets. The choice never changes what goes on the wire.
+/// ringswim takes no transport object: a custom transport is a custom driver
+/// of [`swim::Core`](crate::swim::Core), which is sans-IO. The choice never
+/// changes what goes on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TransportChoice {
     /// io_uring when the kernel offers it, the portable engine otherwise. The
@@ -76,13 +132,10 @@ pub enum TransportChoice {
 
 /// Per-node predicate of [`Config::disable_tcp_pings_for_node`].
 pub type NodeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-/// Destination of [`Config::log_output`].
-pub type LogOutput = Arc<Mutex<dyn Write + Send>>;
-/// Sink of [`Config::logger`]: receives one formatted log line per call.
-pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The configuration of one memberlist instance: Go memberlist 0.2.2's
-/// `Config`, field by field, plus the 0.5 label settings.
+/// `Config`, field by field, plus the 0.5 label settings (the
+/// [module documentation](self) maps every Go field).
 ///
 /// `Debug` never prints key material.
 #[derive(Clone)]
@@ -91,27 +144,36 @@ pub struct Config {
     /// default profiles use the machine's host name.
     pub name: String,
 
-    /// The I/O engine (stands in for Go `Transport`, see [`TransportChoice`]).
+    /// The I/O engine's socket back end (stands in for Go `Transport`, see
+    /// [`TransportChoice`]). Nothing reads it yet.
     pub transport: TransportChoice,
 
     /// Address to bind the UDP and TCP listeners to (Go `BindAddr`, default
-    /// `0.0.0.0`). Go's transport treats only the literal `0.0.0.0` as "pick a
-    /// private address to advertise"; bound to `::` without an
-    /// [`Config::advertise_addr`], Go 0.2.2 advertises `::` itself.
+    /// `0.0.0.0`). Read by drivers, never by the core: the driver binds, and
+    /// [`Config::advertise_address`] uses it. Go's transport treats only the
+    /// literal `0.0.0.0` as "pick a private address to advertise"; bound to
+    /// `::` without an [`Config::advertise_addr`], Go 0.2.2 advertises `::`
+    /// itself.
     pub bind_addr: IpAddr,
     /// Port for both UDP and TCP (Go `BindPort`, default 7946). Other members
-    /// are assumed to use the same port, though they need not. 0 lets the
-    /// kernel pick a free port, which is then also advertised.
+    /// are assumed to use the same port, though they need not: the core uses
+    /// it for alive and indirect-ping messages that carry no port (protocol
+    /// version < 2, or port 0), as Go does. The driver binds it; 0 lets the
+    /// kernel pick a free port, which is then also advertised
+    /// ([`Config::advertise_address`]).
     pub bind_port: u16,
 
     /// Address to advertise to other members, for NAT traversal (Go
     /// `AdvertiseAddr`). `None` (Go's `""`) advertises the bound address, or a
-    /// private address of this machine when bound to `0.0.0.0`.
+    /// private address of this machine when bound to `0.0.0.0`. The core never
+    /// reads it: a driver turns it into the `advertise` address of
+    /// [`Core::new`](crate::swim::Core::new) with [`Config::advertise_address`].
     pub advertise_addr: Option<IpAddr>,
     /// Port to advertise (Go `AdvertisePort`, default 7946). Go uses it only
     /// together with an explicit [`Config::advertise_addr`]; otherwise the bound
     /// port is advertised. When [`Config::bind_port`] is 0, Go overwrites it
-    /// with the port the kernel picked.
+    /// with the port the kernel picked. Read by [`Config::advertise_address`]
+    /// only.
     pub advertise_port: u16,
 
     /// Protocol version this member speaks (Go `ProtocolVersion`), within
@@ -236,9 +298,13 @@ pub struct Config {
     /// Newest delegate protocol version this member understands (Go
     /// `DelegateProtocolMax`).
     pub delegate_protocol_max: u8,
-    /// Join, leave and update notifications (Go `Events`).
+    /// Join, leave and update notifications (Go `Events`). The core queues
+    /// each as an [`Effect::Event`](crate::swim::Effect::Event), which the
+    /// driver hands to this delegate.
     pub events: Option<Arc<dyn EventDelegate>>,
-    /// Name-conflict notifications (Go `Conflict`).
+    /// Name-conflict notifications (Go `Conflict`). The core queues each as
+    /// an [`Effect::Conflict`](crate::swim::Effect::Conflict), which the
+    /// driver hands to this delegate.
     pub conflict: Option<Arc<dyn ConflictDelegate>>,
     /// Veto over cluster merges during joins (Go `Merge`).
     pub merge: Option<Arc<dyn MergeDelegate>>,
@@ -247,19 +313,16 @@ pub struct Config {
     /// Filter on alive messages (Go `Alive`).
     pub alive: Option<Arc<dyn AliveDelegate>>,
 
-    /// DNS configuration used to resolve join addresses by TCP DNS first (Go
-    /// `DNSConfigPath`, default `/etc/resolv.conf`; changeable for tests).
-    pub dns_config_path: PathBuf,
-
-    /// Where log lines are written (Go `LogOutput`); standard error when
-    /// neither this nor [`Config::logger`] is set. Setting both is an error.
-    pub log_output: Option<LogOutput>,
-    /// A custom logger that receives each log line (Go `Logger`). Takes the
-    /// place of [`Config::log_output`]; setting both is an error.
-    pub logger: Option<Logger>,
-
     /// Capacity of the queue between packet reception and message handling (Go
-    /// `HandoffQueueDepth`). Messages arriving while it is full are dropped.
+    /// `HandoffQueueDepth`, default 1024): in Go, alive, suspect, dead and
+    /// user messages arriving while it is full are dropped.
+    ///
+    /// Today nothing reads it but [`Config::validate`] (which refuses 0):
+    /// [`Core::handle_packet`](crate::swim::Core::handle_packet) handles each
+    /// message as it is decoded, so nothing waits between receiving and
+    /// handling. The I/O engine, whose receiving threads hand decoded
+    /// messages to the thread that owns the core, will bound that hand-off
+    /// with it.
     pub handoff_queue_depth: usize,
 
     /// Most bytes memberlist puts in one packet (Go `UDPBufferSize`, a legacy
@@ -273,12 +336,25 @@ pub struct Config {
     /// way; a member that left can always be replaced.
     pub dead_node_reclaim_time: Duration,
 
-    /// Require the target's name on messages sent to a member (Go
-    /// `RequireNodeNames`).
+    /// Send nothing to a peer whose member name is unknown (Go
+    /// `RequireNodeNames`, default off). Go checks the destination's name
+    /// before each send, for transports that address peers by name. The core
+    /// checks it where it would answer or dial a peer it knows only by
+    /// address:
+    /// - a ping without `SourceNode` gets no ack, an indirect ping without
+    ///   `SourceNode` or target `Node` is not relayed: both are dropped and
+    ///   counted in [`Core::rejected_packets`](crate::swim::Core::rejected_packets)
+    ///   as `"node_name_required"` (Go logs its error);
+    /// - every address of [`Core::join`](crate::swim::Core::join) fails with
+    ///   Go's error ("node names are required by configuration but one was
+    ///   not provided"): ringswim's join addresses carry no names, so joining
+    ///   is impossible with this on (Go accepts `name/address`).
     pub require_node_names: bool,
 
     /// Networks allowed to talk to this member (Go `CIDRsAllowed`); list IPv4
-    /// and IPv6 networks separately. `None` allows everyone.
+    /// and IPv6 networks separately. `None` allows everyone. As in Go, the
+    /// core checks alive messages (the packet's sender and the address in
+    /// the message) and push/pull entries; other messages are not checked.
     ///
     /// Go's doc says an empty list blocks everyone, but its code
     /// (`IPMustBeChecked` is `len(CIDRsAllowed) > 0`) allows everyone; ringswim
@@ -671,9 +747,6 @@ impl Config {
             merge: None,
             ping: None,
             alive: None,
-            dns_config_path: PathBuf::from("/etc/resolv.conf"),
-            log_output: None,
-            logger: None,
             handoff_queue_depth: 1024,
             udp_buffer_size: 1400,
             dead_node_reclaim_time: Duration::ZERO,
@@ -778,6 +851,43 @@ impl Config {
         }
     }
 
+    /// The address to advertise (Go `refreshAdvertise` →
+    /// `NetTransport.FinalAdvertiseAddr`, and `Create`'s dynamic port), for
+    /// the `advertise` argument of [`Core::new`](crate::swim::Core::new).
+    /// `bound` is where the driver's listeners ended up (its port is the one
+    /// the kernel picked when [`Config::bind_port`] is 0); `private_ip` finds
+    /// a private address of this machine (Go `sockaddr.GetPrivateIP`), asked
+    /// only when needed.
+    ///
+    /// - With [`Config::advertise_addr`]: that address (IPv4-mapped IPv6 as
+    ///   IPv4, as Go's `To4`) and [`Config::advertise_port`], or the bound
+    ///   port when `bind_port` is 0 (Go overwrites `AdvertisePort` then).
+    /// - Without, bound to `0.0.0.0`: `private_ip()` and the bound port; an
+    ///   error naming `AdvertiseAddr` when there is none (Go: "No private IP
+    ///   address found, and explicit IP not provided").
+    /// - Otherwise: the bound address and port.
+    pub fn advertise_address(
+        &self,
+        bound: SocketAddr,
+        private_ip: impl FnOnce() -> Option<IpAddr>,
+    ) -> Result<SocketAddr, ConfigError> {
+        if let Some(ip) = self.advertise_addr {
+            let port = if self.bind_port == 0 { bound.port() } else { self.advertise_port };
+            return Ok(SocketAddr::new(ip.to_canonical(), port));
+        }
+        let ip = if self.bind_addr == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+            private_ip().ok_or_else(|| {
+                ConfigError::invalid(
+                    "AdvertiseAddr",
+                    "bound to 0.0.0.0 and this machine has no private IP address; set advertise_addr",
+                )
+            })?
+        } else {
+            bound.ip()
+        };
+        Ok(SocketAddr::new(ip, bound.port()))
+    }
+
     /// The smallest [`Config::udp_buffer_size`] [`Config::validate`] accepts:
     /// the size of a gossip packet that carries nothing but this member's own
     /// alive message, without metadata, in the worst case (IPv6 address,
@@ -866,14 +976,6 @@ impl Config {
         // Go's Create installs SecretKey into the keyring, which refuses keys
         // that are not 16, 24 or 32 bytes. (A Keyring can only hold valid keys.)
         self.effective_keyring()?;
-
-        // Go's Create: one logging destination only.
-        if self.log_output.is_some() && self.logger.is_some() {
-            return Err(E::invalid(
-                "LogOutput",
-                "log_output and logger (Go LogOutput and Logger) are both set; choose one",
-            ));
-        }
 
         // Go 0.5's Create: the label's length travels in one byte.
         if self.label.len() > LABEL_MAX_SIZE {
@@ -1177,28 +1279,6 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::dns_config_path`].
-    #[must_use]
-    pub fn with_dns_config_path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.dns_config_path = path.into();
-        self
-    }
-
-    /// Sets [`Config::log_output`]. Keep a clone of the `Arc` to read back
-    /// what was written.
-    #[must_use]
-    pub fn with_log_output(mut self, output: LogOutput) -> Self {
-        self.log_output = Some(output);
-        self
-    }
-
-    /// Sets [`Config::logger`].
-    #[must_use]
-    pub fn with_logger(mut self, logger: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.logger = Some(Arc::new(logger));
-        self
-    }
-
     /// Sets [`Config::cidrs_allowed`] (`None` allows everyone).
     #[must_use]
     pub fn with_cidrs_allowed(mut self, nets: impl Into<Option<Vec<IpNet>>>) -> Self {
@@ -1266,9 +1346,6 @@ impl fmt::Debug for Config {
             .field("merge", &set(&self.merge, "<dyn MergeDelegate>"))
             .field("ping", &set(&self.ping, "<dyn PingDelegate>"))
             .field("alive", &set(&self.alive, "<dyn AliveDelegate>"))
-            .field("dns_config_path", &self.dns_config_path)
-            .field("log_output", &set(&self.log_output, "<dyn Write>"))
-            .field("logger", &set(&self.logger, "<fn>"))
             .field("handoff_queue_depth", &self.handoff_queue_depth)
             .field("udp_buffer_size", &self.udp_buffer_size)
             .field("dead_node_reclaim_time", &self.dead_node_reclaim_time)
@@ -1373,16 +1450,6 @@ mod tests {
     }
 
     #[test]
-    fn log_output_and_logger_are_exclusive() {
-        let out: LogOutput = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let both = base().with_log_output(out.clone()).with_logger(|_| {});
-        let err = rejects(&both, "LogOutput");
-        assert!(err.to_string().contains("Logger"));
-        assert_eq!(base().with_log_output(out).validate(), Ok(()));
-        assert_eq!(base().with_logger(|_| {}).validate(), Ok(()));
-    }
-
-    #[test]
     fn label_length() {
         rejects(&base().with_label("x".repeat(LABEL_MAX_SIZE + 1)), "Label");
         assert_eq!(base().with_label("x".repeat(LABEL_MAX_SIZE)).validate(), Ok(()));
@@ -1401,6 +1468,28 @@ mod tests {
         // Without an explicit address the advertised port is the bound one.
         assert_eq!(base().with_advertise_port(0).validate(), Ok(()));
         assert_eq!(base().with_advertise_addr(addr).validate(), Ok(()));
+    }
+
+    #[test]
+    fn advertise_address_like_go() {
+        let bound: SocketAddr = "10.0.0.5:7946".parse().unwrap();
+        let private = || Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 9)));
+        let none = || -> Option<IpAddr> { panic!("the private address is not needed") };
+        // Bound to 0.0.0.0 (the default): a private address, the bound port.
+        assert_eq!(base().advertise_address(bound, private), Ok("192.168.1.9:7946".parse().unwrap()));
+        let err = base().advertise_address(bound, || None).unwrap_err();
+        assert_eq!(err.field(), "AdvertiseAddr");
+        // Bound to one address: that one.
+        let on_one = base().with_bind_addr(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(on_one.advertise_address(bound, none), Ok(bound));
+        // An explicit address with its port; mapped IPv6 becomes IPv4.
+        let explicit =
+            base().with_advertise_addr("::ffff:203.0.113.7".parse::<IpAddr>().unwrap()).with_advertise_port(9000);
+        assert_eq!(explicit.advertise_address(bound, none), Ok("203.0.113.7:9000".parse().unwrap()));
+        // A dynamic bind port replaces the advertised port (Go's Create).
+        let dynamic = explicit.with_bind_port(0);
+        let picked: SocketAddr = "10.0.0.5:40123".parse().unwrap();
+        assert_eq!(dynamic.advertise_address(picked, none), Ok("203.0.113.7:40123".parse().unwrap()));
     }
 
     #[test]
@@ -1627,7 +1716,7 @@ mod tests {
         let config = base()
             .with_secret_key(secret.as_slice())
             .with_keyring(Keyring::new(&[K24], Some(K32)).unwrap())
-            .with_logger(|_| {});
+            .with_disable_tcp_pings_for_node(|_| false);
         let shown = format!("{config:?}");
         for key in [secret.as_slice(), K24, K32] {
             let text = String::from_utf8_lossy(key);
@@ -1635,7 +1724,7 @@ mod tests {
             assert!(!shown.contains(&format!("{key:?}")), "{shown}");
         }
         assert!(shown.contains("<16 bytes redacted>"), "{shown}");
-        assert!(shown.contains("logger: Some(<fn>)"), "{shown}");
+        assert!(shown.contains("disable_tcp_pings_for_node: Some(<fn>)"), "{shown}");
         assert!(shown.contains("name: \"node-a\""), "{shown}");
     }
 
