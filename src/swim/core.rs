@@ -148,19 +148,23 @@ struct SuspicionTimer {
 ///   (a datagram), [`Core::handle_stream`] (a stream a peer opened; returns
 ///   the reply), [`Core::handle_stream_reply`] (the answer to a stream we
 ///   opened), [`Core::handle_timeout`]; and the message-level inputs
-///   [`Core::handle_alive`], [`Core::handle_suspect`], [`Core::handle_dead`],
-///   [`Core::merge_remote_state`], [`Core::reset_nodes`].
+///   [`Core::handle_alive`], [`Core::handle_suspect`], [`Core::handle_dead`].
 /// - **commands**: [`Core::new`] (our own alive), [`Core::start`] (arm the
 ///   probe, gossip and push/pull tickers, Go `schedule`), [`Core::stop`],
-///   [`Core::join`], [`Core::update_node`], [`Core::leave`], and single
-///   protocol steps ([`Core::probe`], [`Core::probe_node_by_name`],
-///   [`Core::gossip`], [`Core::push_pull`]).
+///   [`Core::join`], [`Core::update_node`], [`Core::leave`], [`Core::ping`],
+///   [`Core::send_best_effort`], [`Core::send_reliable`].
 /// - **outputs**: [`Core::poll_transmit`] (complete datagrams),
 ///   [`Core::poll_stream`] (streams to open), [`Core::poll_effect`] (events
 ///   for the [`EventDelegate`](crate::delegate::EventDelegate), conflicts for
 ///   the [`ConflictDelegate`](crate::delegate::ConflictDelegate), user
-///   messages, join results), [`Core::poll_timeout`] (the earliest timer:
-///   call [`Core::handle_timeout`] then) and [`Core::get_broadcasts`].
+///   messages, join results) and [`Core::poll_timeout`] (the earliest timer:
+///   call [`Core::handle_timeout`] then).
+///
+/// The single protocol steps (Go's `probe`, `probeNode`, `gossip`,
+/// `pushPull`, `mergeState`, `resetNodes`) and the hooks that Go's ported
+/// tests use to look inside (the suspicion deadlines, the awareness, the
+/// broadcast queue's reset) are not public: timers run the steps, and the
+/// hooks are `#[cfg(test)]`.
 ///
 /// After every input or command the driver drains, in this order:
 /// `poll_transmit`, `poll_stream` and `poll_effect` until `None`, then
@@ -343,7 +347,7 @@ impl<R> Core<R> {
     /// Every member, any state, in table order, as a push/pull exchange sends
     /// them (Go `sendLocalState`'s node list; the driver adds the header and
     /// the user state).
-    pub fn local_state(&self) -> Vec<PushState> {
+    pub(crate) fn local_state(&self) -> Vec<PushState> {
         self.members.iter().map(PushState::from_member).collect()
     }
 
@@ -376,13 +380,9 @@ impl<R> Core<R> {
         self.awareness.health_score()
     }
 
-    /// The awareness, to scale probe timeouts.
-    pub fn awareness(&self) -> &Awareness {
-        &self.awareness
-    }
-
     /// Mutable awareness, for the probe loop's deltas.
-    pub fn awareness_mut(&mut self) -> &mut Awareness {
+    #[cfg(test)]
+    pub(crate) fn awareness_mut(&mut self) -> &mut Awareness {
         &mut self.awareness
     }
 
@@ -410,7 +410,8 @@ impl<R> Core<R> {
     }
 
     /// Drops every queued system broadcast (Go `broadcasts.Reset()`).
-    pub fn reset_broadcasts(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn reset_broadcasts(&mut self) {
         self.broadcasts.reset();
     }
 
@@ -422,7 +423,8 @@ impl<R> Core<R> {
     }
 
     /// The deadline of the suspicion about `name`, if one runs.
-    pub fn suspicion_deadline(&self, name: &str) -> Option<Time> {
+    #[cfg(test)]
+    pub(crate) fn suspicion_deadline(&self, name: &str) -> Option<Time> {
         self.suspicions.get(name).map(|t| t.suspicion.deadline())
     }
 
@@ -440,7 +442,8 @@ impl<R> Core<R> {
     }
 
     /// Every pending effect, oldest first.
-    pub fn drain_effects(&mut self) -> impl Iterator<Item = Effect> + '_ {
+    #[cfg(test)]
+    pub(crate) fn drain_effects(&mut self) -> impl Iterator<Item = Effect> + '_ {
         self.effects.drain(..)
     }
 
@@ -448,7 +451,8 @@ impl<R> Core<R> {
     /// `broadcasts.GetBroadcasts`): each costs `overhead` plus its length,
     /// together at most `limit`. User broadcasts
     /// (`Delegate::get_broadcasts`) are the driver's to add in the space left.
-    pub fn get_broadcasts(&mut self, overhead: usize, limit: usize) -> Vec<Arc<[u8]>> {
+    #[cfg(test)]
+    pub(crate) fn get_broadcasts(&mut self, overhead: usize, limit: usize) -> Vec<Arc<[u8]>> {
         let n = self.members.len();
         self.broadcasts.get_broadcasts(overhead, limit, n)
     }
@@ -608,7 +612,12 @@ impl<R: Rng> Core<R> {
     /// are refused there). Zero
     /// ports (or protocol version < 2) mean `bind_port`, as Go's
     /// `readRemoteState` does.
-    pub fn merge_remote_state(&mut self, states: &[PushNodeState<'_>], join: bool, now: Time) -> Result<(), Error> {
+    pub(crate) fn merge_remote_state(
+        &mut self,
+        states: &[PushNodeState<'_>],
+        join: bool,
+        now: Time,
+    ) -> Result<(), Error> {
         // Entries with malformed versions (a Go peer stores and pushes
         // whatever an alive carried, zeros included) are refused one by one
         // when merged; they must not fail the whole exchange, as they do in
@@ -646,7 +655,7 @@ impl<R: Rng> Core<R> {
     /// (without its address block), left → dead from the member itself, dead
     /// or suspect → *suspect* from us (a peer's verdict of death only makes us
     /// suspect). Unknown states are skipped.
-    pub fn merge_state<'a>(&mut self, states: impl IntoIterator<Item = PushNodeState<'a>>, now: Time) {
+    pub(crate) fn merge_state<'a>(&mut self, states: impl IntoIterator<Item = PushNodeState<'a>>, now: Time) {
         let me = self.config.name.clone();
         for r in states {
             match NodeState::from_wire(r.state) {
@@ -724,7 +733,7 @@ impl<R: Rng> Core<R> {
     /// shuffles the rest (Go `resetNodes`, run by the probe loop each time it
     /// wraps around the member list). Only *dead* members are reaped: Go keeps
     /// left ones in its table for good (until their name is reclaimed).
-    pub fn reset_nodes(&mut self, now: Time) {
+    pub(crate) fn reset_nodes(&mut self, now: Time) {
         let keep = move_dead_nodes(&mut self.members, self.config.gossip_to_the_dead_time, now, |m| {
             (m.state() == NodeState::Dead).then_some(m.state_change)
         });

@@ -248,7 +248,8 @@ impl<R> Core<R> {
     }
 
     /// The sequence number of the probe in progress and the member probed.
-    pub fn probe_in_progress(&self) -> Option<(u32, &str)> {
+    #[cfg(test)]
+    pub(crate) fn probe_in_progress(&self) -> Option<(u32, &str)> {
         self.net.probe.as_ref().map(|p| (p.seq_no, p.node.name.as_str()))
     }
 
@@ -726,7 +727,7 @@ impl<R: Rng> Core<R> {
     /// Go `probe`: the next member in probe order that is neither us nor
     /// dead or left; each wrap-around reaps and reshuffles the list
     /// ([`Core::reset_nodes`]).
-    pub fn probe(&mut self, now: Time) {
+    pub(crate) fn probe(&mut self, now: Time) {
         let mut checked = 0;
         loop {
             if checked >= self.members.len() {
@@ -785,7 +786,8 @@ impl<R: Rng> Core<R> {
     /// Probes the member called `name` now (Go `probeNodeByAddr`, which
     /// Go's tests use), replacing any probe in progress. Does nothing for an
     /// unknown name.
-    pub fn probe_node_by_name(&mut self, name: &str, now: Time) {
+    #[cfg(test)]
+    pub(crate) fn probe_node_by_name(&mut self, name: &str, now: Time) {
         if let Some(idx) = self.position(name) {
             self.probe_node(idx, now);
         }
@@ -920,7 +922,7 @@ impl<R: Rng> Core<R> {
     /// Go `gossip`: up to `gossip_nodes` random members (alive, suspect, or
     /// dead for at most `gossip_to_the_dead_time`) each get one packet of
     /// broadcasts, until the queues run dry.
-    pub fn gossip(&mut self, now: Time) {
+    pub(crate) fn gossip(&mut self, now: Time) {
         let me = self.config.name.clone();
         let dead_time = self.config.gossip_to_the_dead_time;
         let targets: Vec<(SocketAddr, u8)> = k_random_nodes(

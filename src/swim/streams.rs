@@ -219,7 +219,8 @@ impl<R> Core<R> {
     /// ([`Extensions::reconnect_interval`]), by name, with their address.
     ///
     /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
-    pub fn reconnect_candidates(&self) -> impl Iterator<Item = (&str, SocketAddr)> + '_ {
+    #[cfg(test)]
+    pub(crate) fn reconnect_candidates(&self) -> impl Iterator<Item = (&str, SocketAddr)> + '_ {
         self.net.streams.failed.iter().map(|(name, (addr, _))| (name.as_str(), *addr))
     }
 
@@ -372,7 +373,7 @@ impl<R: Rng> Core<R> {
     }
 
     /// Go `pushPull`: a push/pull with one random alive member.
-    pub fn push_pull(&mut self, now: Time) {
+    pub(crate) fn push_pull(&mut self, now: Time) {
         let me = self.config.name.clone();
         let peer =
             k_random_nodes(1, &self.members, |m| m.node.name == me || m.state() != NodeState::Alive, &mut self.rng)
