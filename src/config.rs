@@ -345,6 +345,9 @@ pub struct Config {
     ///   `SourceNode` or target `Node` is not relayed: both are dropped and
     ///   counted in [`Core::rejected_packets`](crate::swim::Core::rejected_packets)
     ///   as `"node_name_required"` (Go logs its error);
+    /// - [`Core::send_best_effort`](crate::swim::Core::send_best_effort) to a
+    ///   node without a name returns
+    ///   [`Error::NodeNameRequired`](crate::swim::Error::NodeNameRequired);
     /// - every address of [`Core::join`](crate::swim::Core::join) fails with
     ///   Go's error ("node names are required by configuration but one was
     ///   not provided"): ringswim's join addresses carry no names, so joining

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ringswim::config::{Config, parse_cidrs};
-use ringswim::swim::{Core, Effect, Time};
+use ringswim::swim::{Core, Effect, Error, Time};
 use ringswim::wire::{Alive, IndirectPing, Message, Ping};
 
 const ME: &str = "me";
@@ -69,6 +69,16 @@ fn require_node_names_sends_nothing_to_unnamed_peers() {
     assert_eq!(deliver(&mut strict, at(2), &ping("peer")), 1);
     assert_eq!(deliver(&mut strict, at(2), &indirect_ping("other", "peer")), 1, "the relayed ping");
     assert_eq!(strict.rejected_packets().get("node_name_required"), 3);
+
+    // A best-effort message to a node without a name is refused.
+    let mut unnamed = strict.local_node().clone();
+    unnamed.name = "".into();
+    unnamed.addr = at(2).ip();
+    assert_eq!(strict.send_best_effort(&unnamed, b"hi"), Err(Error::NodeNameRequired));
+    assert_eq!(strict.poll_transmit(), None);
+    unnamed.name = "peer".into();
+    assert_eq!(strict.send_best_effort(&unnamed, b"hi"), Ok(()));
+    assert!(strict.poll_transmit().is_some());
 
     // A join address names no node: each fails with Go's error, no stream.
     let join = strict.join(&[at(2), at(3)], now());

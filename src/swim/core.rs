@@ -102,6 +102,10 @@ pub enum Error {
     /// protocol); [`ConfigError::field`] names the Go field.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// [`Config::require_node_names`] is set and the destination has no
+    /// name (Go `errNodeNamesAreRequired`); nothing was sent.
+    #[error("node names are required by configuration but the destination has none")]
+    NodeNameRequired,
 }
 
 /// An alive message's fields, owned, to build one while the table is

@@ -451,7 +451,13 @@ impl<R: Rng> Core<R> {
     /// family ([`max_udp_payload`]); nothing is sent. Go 0.2.2 sends it
     /// anyway, and the peer's read buffer or the kernel drops it silently
     /// (hashicorp/memberlist #348).
+    /// [`Error::NodeNameRequired`](super::Error::NodeNameRequired) when
+    /// `to` has no name and `require_node_names` is set (checked first, as
+    /// Go's `rawSendMsgPacket` does).
     pub fn send_best_effort(&mut self, to: &Node, msg: &[u8]) -> Result<(), super::Error> {
+        if self.config.require_node_names && to.name.is_empty() {
+            return Err(super::Error::NodeNameRequired);
+        }
         let crc = to.pmax >= 5;
         let limit = self.user_message_limit(to.address(), crc);
         if msg.len() > limit {
