@@ -65,28 +65,76 @@ thread_local! {
 }
 
 /// Appends a complete `compress` message holding `data` compressed with `algo`.
+/// The compressed bytes are written in place (their length prefix is fixed
+/// up after), so nothing is allocated when `out` has room.
 pub fn write_compressed(out: &mut Vec<u8>, algo: Compression, data: &[u8]) {
-    let buf = compress(algo, data);
     out.push(MessageType::Compress as u8);
     msgpack::write_map_len(out, 2);
     msgpack::write_key(out, "Algo");
     msgpack::write_uint(out, algo.algo().into());
     msgpack::write_key(out, "Buf");
-    msgpack::write_bytes(out, &buf);
+    let header_at = out.len();
+    out.extend_from_slice(&[0; msgpack::RAW_HEADER_MAX]);
+    let data_at = out.len();
+    compress_into(algo, data, out);
+    let (header, header_len) = msgpack::bytes_header(out.len() - data_at);
+    // The header is shorter than the room left for it unless the data is
+    // 64 KiB or more: move the data back to close the gap.
+    let gap = msgpack::RAW_HEADER_MAX - header_len;
+    out.copy_within(data_at.., data_at - gap);
+    out.truncate(out.len() - gap);
+    out[header_at..header_at + header_len].copy_from_slice(&header[..header_len]);
 }
 
 /// Compresses `data` with `algo` (the `Buf` field's contents).
 pub fn compress(algo: Compression, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    compress_into(algo, data, &mut out);
+    out
+}
+
+/// Appends `data` compressed with `algo` (the `Buf` field's contents) to `out`.
+pub fn compress_into(algo: Compression, data: &[u8], out: &mut Vec<u8>) {
     match algo {
         Compression::Lzw => LZW_ENCODER.with(|enc| {
             let mut enc = enc.borrow_mut();
             enc.reset();
-            let mut out = Vec::with_capacity(data.len() / 2 + 16);
-            // 8-bit literals accept every byte value, so encoding cannot fail.
-            let _ = enc.into_vec(&mut out).encode_all(data);
-            out
+            enc.finish();
+            // Room for the worst case, a 12-bit code per input byte plus the
+            // clear and end codes, so one call usually does it all and `out`
+            // grows no more than needed (weezl's `into_vec` would reserve
+            // 4 KiB chunks).
+            let at = out.len();
+            out.resize(at + (data.len() + 2) * 3 / 2 + 2, 0);
+            let (mut input, mut written) = (data, 0);
+            loop {
+                let res = enc.encode_bytes(input, &mut out[at + written..]);
+                input = &input[res.consumed_in..];
+                written += res.consumed_out;
+                match res.status {
+                    Ok(LzwStatus::Done) => break,
+                    // Out of room (the bound above should prevent it): more.
+                    Ok(LzwStatus::Ok | LzwStatus::NoProgress) if at + written == out.len() => {
+                        out.resize(out.len() + 64, 0);
+                    }
+                    Ok(LzwStatus::Ok) => {}
+                    // 8-bit literals accept every byte value, so encoding
+                    // cannot fail or stall with room left.
+                    Ok(LzwStatus::NoProgress) | Err(_) => break,
+                }
+            }
+            out.truncate(at + written);
         }),
-        Compression::Lz4 => lz4_flex::block::compress_prepend_size(data),
+        Compression::Lz4 => {
+            // Go-side format of ringswim peers: u32 LE size, then the block.
+            let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&size.to_le_bytes());
+            let at = out.len();
+            out.resize(at + lz4_flex::block::get_maximum_output_size(data.len()), 0);
+            // The output has the worst-case size, so compression cannot fail.
+            let written = lz4_flex::block::compress_into(data, &mut out[at..]).unwrap_or(0);
+            out.truncate(at + written);
+        }
     }
 }
 

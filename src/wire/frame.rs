@@ -38,15 +38,29 @@ struct CrcHeader {
 /// Appends a compound message of `parts` (each a complete encoded message).
 /// Callers sending to Go peers keep to [`MAX_COMPOUND_PARTS_FOR_GO`] parts.
 pub fn write_compound<P: AsRef<[u8]>>(out: &mut Vec<u8>, parts: &[P]) -> Result<(), Error> {
-    let n = u8::try_from(parts.len()).map_err(|_| Error::TooManyParts(parts.len()))?;
-    out.reserve(2 + 2 * parts.len() + parts.iter().map(|p| p.as_ref().len()).sum::<usize>());
+    write_compound_parts(out, parts.iter().map(AsRef::as_ref))
+}
+
+/// [`write_compound`] for parts from an iterator (walked twice: lengths,
+/// then bytes), so that parts kept in different places need not be
+/// gathered first. On error nothing is appended.
+pub fn write_compound_parts<'p, I>(out: &mut Vec<u8>, parts: I) -> Result<(), Error>
+where
+    I: Iterator<Item = &'p [u8]> + Clone,
+{
+    let count = parts.clone().count();
+    let n = u8::try_from(count).map_err(|_| Error::TooManyParts(count))?;
+    if let Some(long) = parts.clone().find(|p| u16::try_from(p.len()).is_err()) {
+        return Err(Error::PartTooLong(long.len()));
+    }
+    out.reserve(2 + 2 * count + parts.clone().map(<[u8]>::len).sum::<usize>());
     out.extend_from_slice(&[MessageType::Compound as u8, n]);
-    for p in parts {
-        let len = u16::try_from(p.as_ref().len()).map_err(|_| Error::PartTooLong(p.as_ref().len()))?;
-        out.extend_from_slice(U16::new(len).as_bytes());
+    for p in parts.clone() {
+        // Checked above.
+        out.extend_from_slice(U16::new(p.len() as u16).as_bytes());
     }
     for p in parts {
-        out.extend_from_slice(p.as_ref());
+        out.extend_from_slice(p);
     }
     Ok(())
 }
@@ -99,9 +113,23 @@ impl<'a> Iterator for CompoundParts<'a> {
 
 /// Prefixes `body` with a CRC header, appending to `out`.
 pub fn write_crc(out: &mut Vec<u8>, body: &[u8]) {
-    let header = CrcHeader { kind: MessageType::HasCrc as u8, crc: U32::new(crc32fast::hash(body)) };
-    out.extend_from_slice(header.as_bytes());
+    let at = out.len();
+    reserve_crc(out);
     out.extend_from_slice(body);
+    fill_crc(&mut out[at..]);
+}
+
+/// Appends room for a CRC header, which [`fill_crc`] fills once the
+/// protected bytes follow it.
+pub fn reserve_crc(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0; CRC_HEADER_LEN]);
+}
+
+/// Writes the CRC header at the start of `buf` (room made by
+/// [`reserve_crc`]) over the bytes after it.
+pub fn fill_crc(buf: &mut [u8]) {
+    let Ok((header, rest)) = CrcHeader::mut_from_prefix(buf) else { return };
+    *header = CrcHeader { kind: MessageType::HasCrc as u8, crc: U32::new(crc32fast::hash(rest)) };
 }
 
 /// If `buf` starts with a CRC header, checks it and returns the protected bytes

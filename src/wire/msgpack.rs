@@ -29,28 +29,50 @@ pub fn write_map_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
+/// Longest raw header: marker and a 32-bit length.
+pub const RAW_HEADER_MAX: usize = 5;
+
+/// The header of an old-spec raw of `n` bytes, as Go writes it: the bytes
+/// and how many of them are used.
+fn raw_header(n: usize) -> ([u8; RAW_HEADER_MAX], usize) {
+    let mut h = [0; RAW_HEADER_MAX];
+    if n < 32 {
+        h[0] = Marker::FixStr(n as u8).to_u8();
+        (h, 1)
+    } else if let Ok(n) = u16::try_from(n) {
+        h[0] = Marker::Str16.to_u8();
+        h[1..3].copy_from_slice(&n.to_be_bytes());
+        (h, 3)
+    } else {
+        h[0] = Marker::Str32.to_u8();
+        h[1..5].copy_from_slice(&(n as u32).to_be_bytes());
+        (h, 5)
+    }
+}
+
+/// The header [`write_bytes`] puts before `n` bytes (nil when there are
+/// none): for a writer that appends the bytes first and the header after.
+pub fn bytes_header(n: usize) -> ([u8; RAW_HEADER_MAX], usize) {
+    if n == 0 {
+        let mut h = [0; RAW_HEADER_MAX];
+        h[0] = Marker::Null.to_u8();
+        return (h, 1);
+    }
+    raw_header(n)
+}
+
 /// Writes bytes as Go writes a `string` or non-nil `[]byte`: old-spec raw.
 pub fn write_raw(out: &mut Vec<u8>, b: &[u8]) {
-    let n = b.len();
-    if n < 32 {
-        out.push(Marker::FixStr(n as u8).to_u8());
-    } else if let Ok(n) = u16::try_from(n) {
-        out.push(Marker::Str16.to_u8());
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(Marker::Str32.to_u8());
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
+    let (header, len) = raw_header(b.len());
+    out.extend_from_slice(&header[..len]);
     out.extend_from_slice(b);
 }
 
 /// Writes a Go `[]byte` field: nil when empty (Go's encoding of a nil slice).
 pub fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    if b.is_empty() {
-        out.push(Marker::Null.to_u8());
-    } else {
-        write_raw(out, b);
-    }
+    let (header, len) = bytes_header(b.len());
+    out.extend_from_slice(&header[..len]);
+    out.extend_from_slice(b);
 }
 
 /// Writes an unsigned integer in its smallest form.
