@@ -210,6 +210,9 @@ pub struct TransmitLimitedQueue<B> {
     last_id: u64,
     /// Sum of the queued messages' lengths.
     queued_bytes: usize,
+    /// Broadcasts taken by one [`TransmitLimitedQueue::append_broadcasts`]
+    /// waiting to go back into the order (kept for its capacity).
+    reinsert: Vec<(u32, Key)>,
 }
 
 impl<B> Default for TransmitLimitedQueue<B> {
@@ -238,6 +241,7 @@ impl<B> TransmitLimitedQueue<B> {
             generic: BTreeSet::new(),
             last_id: 0,
             queued_bytes: 0,
+            reinsert: Vec::new(),
         }
     }
 
@@ -451,17 +455,33 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
         max_count: usize,
     ) -> Vec<Arc<[u8]>> {
         let mut to_send = Vec::new();
+        self.append_broadcasts(overhead, limit, num_nodes, max_count, &mut to_send);
+        to_send
+    }
+
+    /// [`TransmitLimitedQueue::get_broadcasts_max`], appending to `to_send`
+    /// (`max_count` counts what this call appends): a sender that reuses
+    /// one list allocates nothing per packet.
+    pub fn append_broadcasts(
+        &mut self,
+        overhead: usize,
+        limit: usize,
+        num_nodes: usize,
+        max_count: usize,
+        to_send: &mut Vec<Arc<[u8]>>,
+    ) {
         let Some(first) = self.order.keys().next() else {
-            return to_send;
+            return;
         };
         let transmit_limit = retransmit_limit(self.retransmit_mult, num_nodes);
 
         // Taken broadcasts wait here for their next tier: put back now, they
         // would be met again further on in this walk.
-        let mut reinsert = Vec::new();
+        let mut reinsert = std::mem::take(&mut self.reinsert);
         let mut used = 0usize;
+        let mut taken = 0usize;
         let mut tier = first.transmits;
-        while to_send.len() < max_count {
+        while taken < max_count {
             let free = match limit.checked_sub(used).and_then(|left| left.checked_sub(overhead)) {
                 Some(free) if free > 0 => free,
                 _ => break,
@@ -479,6 +499,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
             let message = &self.slots[slot as usize].as_ref().expect("ordered slots are full").message;
             used += overhead + message.len();
             to_send.push(Arc::clone(message));
+            taken += 1;
             let transmits = key.transmits.saturating_add(1);
             if transmits as usize >= transmit_limit {
                 self.free_slot(slot).broadcast.finished();
@@ -486,10 +507,10 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
                 reinsert.push((slot, Key { transmits, ..key }));
             }
         }
-        for (slot, key) in reinsert {
+        for (slot, key) in reinsert.drain(..) {
             self.place(slot, key);
         }
-        to_send
+        self.reinsert = reinsert;
     }
 
     /// Drops (and finishes) every queued broadcast, in send order (Go `Reset`).
