@@ -11,6 +11,8 @@
 //! | encode/typical          | 6 message structs → msgpack → compound packet                        |
 //! | encode/typical_lzw      | same, then LZW-compress (forced, as Go's `compressPayload` always is) |
 //! | encode/typical_aes_gcm  | same as typical, then AES-256-GCM v1 (random nonce, as in Go)         |
+//! | seal/typical_crc_aes_gcm| the compound body → CRC → AES-256-GCM v1, by a `swim::Sealer`         |
+//! | seal/typical_full       | the compound body → LZW (kept if smaller) → CRC → AES-256-GCM v1     |
 //! | decode/typical          | copy packet into a reusable buffer → decode → touch every field      |
 //! | decode/typical_lzw      | same for the LZW-compressed packet                                   |
 //! | decode/typical_aes_gcm  | same for the encrypted (v1, 32-byte key) packet                      |
@@ -36,10 +38,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringswim::wire::crypto::seal_with;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use ringswim::config::Config;
+use ringswim::swim::{OutgoingPacket, PacketLayers, Sealer};
 use ringswim::wire::{
-    Alive, Compression, DecodeOptions, EncodeOptions, EncryptionVersion, Keyring, Message, Packet, PacketDecoder, Ping,
-    encode_packet,
+    Alive, Compression, DecodeOptions, EncodeOptions, Encryption, EncryptionVersion, Keyring, Message, Packet,
+    PacketDecoder, Ping, SharedKeyring, encode_packet,
 };
 
 /// The key of `typical_full.bin` and of every encrypted bench packet.
@@ -101,10 +106,9 @@ struct Inputs {
 }
 
 fn build_inputs(ring: &Keyring) -> Inputs {
-    let key = ring.primary().expect("bench keyring has a key");
     let seal = |plain: &[u8]| {
         let mut out = Vec::new();
-        seal_with(key, EncryptionVersion::V1, &NONCE, plain, b"", &mut out);
+        ring.encrypt_into(EncryptionVersion::V1, &NONCE, plain, b"", &mut out).expect("bench keyring has a key");
         out
     };
     let dir = std::env::var_os("RINGSWIM_BENCH_PACKETS_DIR").map(PathBuf::from);
@@ -183,8 +187,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Reads every field of every message, so lazy work cannot be skipped.
 fn touch(packet: &Packet<'_>) -> usize {
-    let mut sum = packet.messages.len();
-    for msg in &packet.messages {
+    let mut sum = packet.messages().len();
+    for msg in packet.messages() {
         sum += match msg {
             Ok(Message::Ping(p)) => {
                 p.seq_no as usize + p.node.len() + p.source_addr.len() + p.source_port as usize + p.source_node.len()
@@ -205,12 +209,12 @@ fn layer_summary(bytes: &[u8], opts: &DecodeOptions<'_>) -> String {
     let mut buf = bytes.to_vec();
     let mut dec = PacketDecoder::new();
     let pkt = dec.decode(&mut buf, opts).expect("bench packet decodes");
-    assert!(pkt.messages.iter().all(Result::is_ok), "bench packet has a bad message");
+    assert!(pkt.messages().all(|m| m.is_ok()), "bench packet has a bad message");
     let l = pkt.layers;
     format!(
         "{} bytes, {} messages, encryption {:?}, crc {}, compression {:?}",
         bytes.len(),
-        pkt.messages.len(),
+        pkt.messages().len(),
         l.encryption,
         l.crc,
         l.compression.map(Compression::name)
@@ -261,8 +265,37 @@ fn benches(c: &mut Criterion) {
         g.bench_function("typical", |b| b.iter(|| run(&EncodeOptions::default())));
         let lzw = EncodeOptions { compression: Some(Compression::Lzw), force_compression: true, ..Default::default() };
         g.bench_function("typical_lzw", |b| b.iter(|| run(&lzw)));
-        let aes = EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() };
-        g.bench_function("typical_aes_gcm", |b| b.iter(|| run(&aes)));
+        // A random nonce per packet, as Go draws one.
+        let aes = |nonce| EncodeOptions {
+            encryption: Some(Encryption { keyring: &ring, version: EncryptionVersion::V1, nonce }),
+            ..Default::default()
+        };
+        g.bench_function("typical_aes_gcm", |b| b.iter(|| run(&aes(rand::random()))));
+        g.finish();
+    }
+
+    // ---- seal: a compound body (as `Core::poll_packet` leaves it) -> the
+    // datagram, by a `Sealer` with its own RNG, into a reused buffer.
+    {
+        let mut g = configure(c, "seal");
+        let parts: Vec<Vec<u8>> = inputs.messages.iter().map(Message::to_vec).collect();
+        let mut body = Vec::new();
+        ringswim::wire::frame::write_compound(&mut body, &parts).expect("bench compound");
+        let config = Config::default_lan();
+        let mut sealer = Sealer::new(&config, SharedKeyring::new(ring.clone()), StdRng::seed_from_u64(1));
+        let to = "10.0.0.1:7946".parse().expect("bench address");
+        let mut out = Vec::with_capacity(2048);
+        for (name, compression) in [("typical_crc_aes_gcm", None), ("typical_full", Some(Compression::Lzw))] {
+            let layers = PacketLayers { compression, crc: true, encryption: Some(EncryptionVersion::V1) };
+            let packet = OutgoingPacket { to, layers };
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    out.clear();
+                    sealer.seal(&packet, black_box(&body), &mut out).expect("seal");
+                    black_box(out.len())
+                })
+            });
+        }
         g.finish();
     }
 

@@ -237,7 +237,12 @@ pub fn encode_from_json(input: &Value, req: &EncodeRequest) -> Result<Vec<u8>, I
         compression: req.compression,
         force_compression: true,
         crc: req.crc,
-        encryption: keyring.as_ref().map(|k| (k, req.encryption_version)),
+        // A fresh nonce from the OS: the wire layer draws none itself.
+        encryption: keyring.as_ref().map(|keyring| wire::Encryption {
+            keyring,
+            version: req.encryption_version,
+            nonce: rand::random(),
+        }),
         label: &req.label,
     };
     let mut out = Vec::new();

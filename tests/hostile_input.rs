@@ -127,7 +127,7 @@ fn packet_outcome(dec: &mut PacketDecoder, buf: &mut [u8], opts: &DecodeOptions<
     match dec.decode(buf, opts) {
         Err(e) => Outcome::err(&e),
         Ok(p) => Outcome {
-            results: p.messages.iter().map(|m| m.as_ref().map_or_else(wire::Error::reason, |_| "ok")).collect(),
+            results: p.messages().map(|m| m.as_ref().map_or_else(wire::Error::reason, |_| "ok")).collect(),
             truncated: p.layers.truncated,
         },
     }
@@ -604,7 +604,7 @@ fn check_many_small_compressed_parts(algo: Compression) {
     let mut dec = PacketDecoder::new();
     let mut peak = Peak::start();
     let mut buf = packet.clone();
-    let decoded = dec.decode(&mut buf, &opts).map(|p| p.messages.iter().filter(|m| m.is_ok()).count());
+    let decoded = dec.decode(&mut buf, &opts).map(|p| p.messages().filter(Result::is_ok).count());
     // Measured while the decoder still holds its buffers (a receive loop keeps it).
     let growth = peak.growth();
     eprintln!(

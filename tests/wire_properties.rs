@@ -23,8 +23,9 @@ use proptest::strategy::Union;
 #[cfg(feature = "cli")]
 use ringswim::inspect;
 use ringswim::wire::{
-    self, Accusation, Ack, Alive, Compression, DecodeOptions, EncodeOptions, EncryptionVersion, ErrResp, IndirectPing,
-    Keyring, Layers, Limits, Message, Nack, PacketDecoder, Ping, PushNodeState, PushPull, StreamDecoder, msgpack,
+    self, Accusation, Ack, Alive, Compression, DecodeOptions, EncodeOptions, Encryption, EncryptionVersion, ErrResp,
+    IndirectPing, Keyring, Layers, Limits, Message, Nack, PacketDecoder, Ping, PushNodeState, PushPull, StreamDecoder,
+    msgpack,
 };
 
 // ------------------------------------------------------------ owned messages
@@ -293,12 +294,12 @@ fn rings() -> Rings {
     }
 }
 
-/// No encryption, then every (key size, version).
-fn encryptions(r: &Rings) -> Vec<Option<(&Keyring, EncryptionVersion)>> {
+/// No encryption, then every (key size, version), each with its own nonce.
+fn encryptions(r: &Rings) -> Vec<Option<Encryption<'_>>> {
     let mut out = vec![None];
     for ring in &r.senders {
-        for v in [EncryptionVersion::V0, EncryptionVersion::V1] {
-            out.push(Some((ring, v)));
+        for version in [EncryptionVersion::V0, EncryptionVersion::V1] {
+            out.push(Some(Encryption { keyring: ring, version, nonce: [out.len() as u8; 12] }));
         }
     }
     out
@@ -602,7 +603,7 @@ proptest! {
                             let got = got.map_err(|e| TestCaseError::fail(format!("{enc:?}: {e}")))?;
                             let layers = Layers {
                                 label,
-                                encryption: encryption.map(|e| e.1),
+                                encryption: encryption.map(|e| e.version),
                                 crc,
                                 compression,
                                 truncated: 0,
@@ -636,7 +637,7 @@ proptest! {
                     };
                     let mut decoder = StreamDecoder::new();
                     let got = decoder.decode(&mut stream, &dec).map_err(|e| TestCaseError::fail(format!("{enc:?}: {e}")))?;
-                    let layers = Layers { label, encryption: encryption.map(|e| e.1), crc: false, compression, truncated: 0 };
+                    let layers = Layers { label, encryption: encryption.map(|e| e.version), crc: false, compression, truncated: 0 };
                     prop_assert_eq!(got.layers, layers);
                     prop_assert_eq!(got.message, m, "{:?}", enc);
                 }
@@ -709,7 +710,7 @@ impl Tally {
                 let mut dec = PacketDecoder::new();
                 let packet = dec.decode(buf, &opts)?;
                 // Touch every message, push/pull states included.
-                for m in packet.messages.iter().flatten() {
+                for m in packet.messages().flatten() {
                     if let Message::PushPull(pp) = m {
                         assert_eq!(pp.states().count(), pp.node_count());
                     }
@@ -795,7 +796,8 @@ fn valid_inputs(ring: &Keyring) -> Vec<(bool, Vec<u8>)> {
     let mut out = Vec::new();
     for compression in COMPRESSIONS {
         for crc in [false, true] {
-            for encryption in [None, Some((ring, EncryptionVersion::V0)), Some((ring, EncryptionVersion::V1))] {
+            for version in [None, Some(EncryptionVersion::V0), Some(EncryptionVersion::V1)] {
+                let encryption = version.map(|version| Encryption { keyring: ring, version, nonce: [3; 12] });
                 for label in ["", "g"] {
                     let enc = EncodeOptions { compression, force_compression: true, crc, encryption, label };
                     for batch in [&encoded[..1], &encoded[3..4], &encoded[..]] {

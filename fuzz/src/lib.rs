@@ -87,8 +87,8 @@ fn decode_packet(bytes: &[u8], opts: &DecodeOptions<'_>) -> Result<PacketOutcome
     let mut buf = bytes.to_vec();
     let mut dec = PacketDecoder::new();
     let pkt = dec.decode(&mut buf, opts)?;
-    for m in pkt.messages.iter().flatten() {
-        check_message_round_trip(m);
+    for m in pkt.messages().flatten() {
+        check_message_round_trip(&m);
     }
     Ok(PacketOutcome {
         label: pkt.layers.label.to_owned(),
@@ -96,7 +96,7 @@ fn decode_packet(bytes: &[u8], opts: &DecodeOptions<'_>) -> Result<PacketOutcome
         crc: pkt.layers.crc,
         compression: pkt.layers.compression,
         truncated: pkt.layers.truncated,
-        messages: pkt.messages.iter().map(|m| m.as_ref().map(Message::to_vec).map_err(Clone::clone)).collect(),
+        messages: pkt.messages().map(|m| m.as_ref().map(Message::to_vec).map_err(Clone::clone)).collect(),
     })
 }
 
@@ -133,8 +133,7 @@ fn check_packet_reencode(out: &PacketOutcome) {
 pub fn seal_packet(plain: &[u8], version: EncryptionVersion, label: &str) -> Vec<u8> {
     let mut out = Vec::new();
     frame::write_label(&mut out, label).expect("short label");
-    let key = keyring().primary().expect("primary key");
-    crypto::seal_with(key, version, &NONCE, plain, label.as_bytes(), &mut out);
+    keyring().encrypt_into(version, &NONCE, plain, label.as_bytes(), &mut out).expect("primary key");
     out
 }
 
@@ -147,8 +146,7 @@ pub fn seal_stream(plain: &[u8], version: EncryptionVersion, label: &str) -> Vec
     header.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&header);
     header.extend_from_slice(label.as_bytes());
-    let key = keyring().primary().expect("primary key");
-    crypto::seal_with(key, version, &NONCE, plain, &header, &mut out);
+    keyring().encrypt_into(version, &NONCE, plain, &header, &mut out).expect("primary key");
     out
 }
 

@@ -21,6 +21,7 @@ use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
 use crate::config::{Config, ConfigError, META_MAX_SIZE};
 use crate::delegate::{Node, NodeEvent, NodeEventKind, NodeState};
+use crate::wire::SharedKeyring;
 use crate::wire::message::{Accusation, Alive, Message, PushNodeState};
 
 /// Something the driver must act on, drained with [`Core::poll_effect`].
@@ -149,15 +150,22 @@ struct SuspicionTimer {
 /// - **getters** (`&self`): [`Core::member`], [`Core::members`],
 ///   [`Core::local_node`], [`Core::num_nodes`], [`Core::health_score`], …
 /// - **inputs** (`handle_*`, each carrying `now`): [`Core::handle_packet`]
-///   (a datagram), [`Core::handle_stream`] (a stream a peer opened; returns
-///   the reply), [`Core::handle_stream_reply`] (the answer to a stream we
-///   opened), [`Core::handle_timeout`]; and the message-level inputs
+///   (a datagram), [`Core::handle_message`] (one message of a datagram an
+///   [`Opener`] opened on another thread), [`Core::handle_stream`] (a
+///   stream a peer opened; returns the reply), [`Core::handle_stream_reply`]
+///   (the answer to a stream we opened), [`Core::handle_timeout`]; and the
+///   message-level inputs
 ///   [`Core::handle_alive`], [`Core::handle_suspect`], [`Core::handle_dead`].
 /// - **commands**: [`Core::new`] (our own alive), [`Core::start`] (arm the
 ///   probe, gossip and push/pull tickers, Go `schedule`), [`Core::stop`],
 ///   [`Core::join`], [`Core::update_node`], [`Core::leave`], [`Core::ping`],
-///   [`Core::send_best_effort`], [`Core::send_reliable`].
-/// - **outputs**: [`Core::poll_transmit`] (complete datagrams),
+///   [`Core::send_best_effort`], [`Core::send_reliable`], and
+///   [`Core::keyring`] (install, use and remove keys while running, Go's
+///   rules).
+/// - **outputs**: [`Core::poll_transmit`] (complete datagrams) or
+///   [`Core::poll_packet`] (packet bodies with their destination and
+///   layers, for a [`Sealer`] on another thread; the two take from one
+///   queue),
 ///   [`Core::poll_stream`] (streams to open), [`Core::poll_effect`] (events
 ///   for the [`EventDelegate`](crate::delegate::EventDelegate), conflicts for
 ///   the [`ConflictDelegate`](crate::delegate::ConflictDelegate), user
@@ -255,7 +263,7 @@ impl<R: Rng> Core<R> {
         let meta = local_meta(&config)?;
         let keyring = config.effective_keyring()?;
         let mut core = Core {
-            net: net::Net::new(keyring),
+            net: net::Net::new(&config, SharedKeyring::new(keyring.unwrap_or_default())),
             awareness: Awareness::new(config.awareness_max_multiplier),
             broadcasts: TransmitLimitedQueue::new(config.effective_retransmit_mult()),
             config,
@@ -1017,12 +1025,15 @@ impl<R: Rng> Core<R> {
     }
 }
 
+#[path = "datagram.rs"]
+mod datagram;
 #[path = "net.rs"]
 mod net;
 #[path = "streams.rs"]
 mod streams;
 
-pub use net::{RejectedPackets, STALE_ANSWERS_PER_PROBE_INTERVAL, Transmit, max_udp_payload};
+pub use datagram::{Opener, OutgoingPacket, PacketLayers, Sealer, Transmit};
+pub use net::{RejectedPackets, STALE_ANSWERS_PER_PROBE_INTERVAL, max_udp_payload};
 pub use streams::{LocalState, StreamContent, StreamError, StreamId, StreamRequest};
 
 #[cfg(test)]

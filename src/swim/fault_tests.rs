@@ -240,7 +240,7 @@ fn a_suspicion_that_runs_out_pings_the_member_once_more() {
     let mut bytes = ping.bytes.clone();
     let mut decoder = crate::wire::PacketDecoder::new();
     let packet = decoder.decode(&mut bytes, &crate::wire::DecodeOptions::default()).expect("a packet");
-    let types: Vec<MessageType> = packet.messages.into_iter().map(|m| m.expect("message").message_type()).collect();
+    let types: Vec<MessageType> = packet.messages().map(|m| m.expect("message").message_type()).collect();
     assert_eq!(types, [MessageType::Suspect, MessageType::Ping]);
 
     // The member refutes (as a member that never heard of the suspicion does).

@@ -8,7 +8,8 @@
 //! protocol, each with Go's own test cases ported, and [`Core`]: the member
 //! table with Go's alive / suspect / dead / refute / merge rules, suspicion
 //! timers and the system broadcast queue, and the network half: packets in
-//! ([`Core::handle_packet`]) and out ([`Core::poll_transmit`]), the probe
+//! ([`Core::handle_packet`], or [`Opener`] + [`Core::handle_message`]) and
+//! out ([`Core::poll_transmit`], or [`Core::poll_packet`] + [`Sealer`]), the probe
 //! loop (direct, indirect with nacks, TCP fallback) with Lifeguard
 //! awareness, gossip, push/pull and join as stream requests
 //! ([`Core::poll_stream`]).
@@ -24,8 +25,9 @@ mod util;
 
 pub use awareness::Awareness;
 pub use core::{
-    Core, Effect, Error, LocalState, MAX_ACCUSED_INCARNATION, MAX_INCARNATION, RejectedPackets,
-    STALE_ANSWERS_PER_PROBE_INTERVAL, StreamContent, StreamError, StreamId, StreamRequest, Transmit, max_udp_payload,
+    Core, Effect, Error, LocalState, MAX_ACCUSED_INCARNATION, MAX_INCARNATION, Opener, OutgoingPacket, PacketLayers,
+    RejectedPackets, STALE_ANSWERS_PER_PROBE_INTERVAL, Sealer, StreamContent, StreamError, StreamId, StreamRequest,
+    Transmit, max_udp_payload,
 };
 pub use members::{
     Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol, vsn_well_formed,

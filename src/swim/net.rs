@@ -1,6 +1,7 @@
-//! The network half of [`Core`]: packets in ([`Core::handle_packet`], Go
-//! `net.go`'s `handleCommand` and handlers), datagrams out
-//! ([`Core::poll_transmit`], Go `sendMsg` / `rawSendMsgPacket`), and the
+//! The network half of [`Core`]: packets in ([`Core::handle_packet`] /
+//! [`Core::handle_message`], Go `net.go`'s `handleCommand` and handlers),
+//! packets out (Go `sendMsg` / `rawSendMsgPacket`: bodies queued here, sealed
+//! as `datagram.rs` says), and the
 //! periodic protocol (Go `state.go`: `schedule`, `probe`, `probeNode`,
 //! `gossip`) driven by [`Core::handle_timeout`].
 //!
@@ -29,6 +30,7 @@
 //!   ([`Core::rejected_packets`]), where Go logs.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,18 +38,15 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::Core;
+use super::datagram::{InboundRules, Outbox, OutgoingPacket};
 use crate::delegate::{Node, NodeState};
 use crate::swim::members::{ip_from_wire, ip_to_wire};
 use crate::swim::{Time, k_random_nodes, random_offset};
-use crate::wire::crypto::{NONCE_SIZE, seal_with};
 use crate::wire::frame::{
-    COMPOUND_HEADER_OVERHEAD, COMPOUND_PART_OVERHEAD, CRC_HEADER_LEN, MAX_COMPOUND_PARTS_FOR_GO, write_label,
+    self, COMPOUND_HEADER_OVERHEAD, COMPOUND_PART_OVERHEAD, CRC_HEADER_LEN, MAX_COMPOUND_PARTS_FOR_GO,
 };
 use crate::wire::message::{Accusation, Ack, IndirectPing, Message, Nack, Ping};
-use crate::wire::{
-    Compression, DecodeOptions, EncodeOptions, EncryptionVersion, Error as WireError, Keyring, Limits, PacketDecoder,
-    encode_packet,
-};
+use crate::wire::{Error as WireError, PacketDecoder, SharedKeyring};
 
 /// Go's `userMsgOverhead`: the type byte put in front of a user broadcast.
 const USER_MSG_OVERHEAD: usize = 1;
@@ -67,16 +66,6 @@ pub fn max_udp_payload(to: SocketAddr) -> usize {
         SocketAddr::V4(_) => 65_535 - 20 - 8,
         SocketAddr::V6(_) => 65_535 - 8,
     }
-}
-
-/// One complete datagram to send (quinn-proto's `Transmit`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Destination.
-    pub to: SocketAddr,
-    /// The datagram: label, encryption, CRC, compression and compound layers
-    /// already applied.
-    pub bytes: Vec<u8>,
 }
 
 /// Packets and messages dropped on receipt, by reason (the metric
@@ -165,11 +154,19 @@ pub(super) struct Relay {
 #[derive(Debug, Default)]
 pub(super) struct Net {
     pub(super) decoder: PacketDecoder,
+    /// How received packets and streams are read (label, verification).
+    pub(super) inbound: InboundRules,
     /// User messages the delegate handed over that the last packet had no
     /// part left for (at most [`MAX_USER_CARRY`]).
     pub(super) user_carry: VecDeque<Arc<[u8]>>,
-    pub(super) keyring: Option<Keyring>,
-    pub(super) transmits: VecDeque<Transmit>,
+    /// The node's keyring, shared with its openers and sealers.
+    pub(super) keyring: SharedKeyring,
+    /// Packet bodies waiting to be sealed and sent.
+    pub(super) outbox: Outbox,
+    /// The message a packet starts with, encoded (reused).
+    pub(super) first_part: Vec<u8>,
+    /// The broadcasts piggybacked on a packet (reused).
+    pub(super) piggyback: Vec<Arc<[u8]>>,
     pub(super) rejected: RejectedPackets,
     pub(super) seq_no: u32,
     pub(super) probe_index: usize,
@@ -190,8 +187,8 @@ pub(super) struct Net {
 }
 
 impl Net {
-    pub(super) fn new(keyring: Option<Keyring>) -> Net {
-        Net { keyring, ..Net::default() }
+    pub(super) fn new(config: &crate::config::Config, keyring: SharedKeyring) -> Net {
+        Net { keyring, inbound: InboundRules::new(config), ..Net::default() }
     }
 
     fn earliest(&self) -> Option<Time> {
@@ -232,11 +229,6 @@ fn stagger<R: Rng>(interval: Duration, rng: &mut R) -> Duration {
 }
 
 impl<R> Core<R> {
-    /// The next datagram to send, oldest first.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.net.transmits.pop_front()
-    }
-
     /// Packets and messages dropped on receipt, by reason.
     pub fn rejected_packets(&self) -> &RejectedPackets {
         &self.net.rejected
@@ -263,13 +255,6 @@ impl<R> Core<R> {
         if self.config.label.is_empty() { 0 } else { 2 + self.config.label.len() }
     }
 
-    pub(super) fn outgoing_encryption(&self) -> Option<(&Keyring, EncryptionVersion)> {
-        let ring = self.net.keyring.as_ref().filter(|k| k.is_enabled())?;
-        self.config
-            .gossip_verify_outgoing
-            .then(|| (ring, EncryptionVersion::for_protocol(self.config.protocol_version)))
-    }
-
     /// Go `getBroadcasts`: system broadcasts, then the delegate's user
     /// broadcasts in the space left, at most `max_count` in all.
     ///
@@ -280,44 +265,44 @@ impl<R> Core<R> {
     /// (hashicorp/memberlist #299).
     ///
     /// [`Extensions::user_broadcast_share`]: crate::config::Extensions::user_broadcast_share
-    fn all_broadcasts(&mut self, overhead: usize, limit: usize, max_count: usize) -> Vec<Arc<[u8]>> {
+    fn all_broadcasts(&mut self, overhead: usize, limit: usize, max_count: usize, out: &mut Vec<Arc<[u8]>>) {
         let n = self.members.len();
         let share = usize::from(self.config.extensions.user_broadcast_share.min(100));
+        let start = out.len();
+        let used = |out: &[Arc<[u8]>]| -> usize { out[start..].iter().map(|m| m.len() + overhead).sum() };
         if share == 0 || self.config.delegate.is_none() {
-            let mut msgs = self.broadcasts.get_broadcasts_max(overhead, limit, n, max_count);
-            let used: usize = msgs.iter().map(|m| m.len() + overhead).sum();
-            let user = self.user_broadcasts(overhead, limit.saturating_sub(used), max_count - msgs.len());
-            msgs.extend(user);
-            return msgs;
+            self.broadcasts.append_broadcasts(overhead, limit, n, max_count, out);
+            let (used, taken) = (used(out), out.len() - start);
+            self.user_broadcasts(overhead, limit.saturating_sub(used), max_count - taken, out);
+            return;
         }
         let system_bytes = self.broadcasts.queued_bytes(overhead);
         let system_count = self.broadcasts.num_queued();
         let user_bytes = (limit * share / 100).max(limit.saturating_sub(system_bytes));
         let user_count = (max_count * share / 100).max(max_count.saturating_sub(system_count));
-        let mut msgs = self.user_broadcasts(overhead, user_bytes, user_count);
-        let used: usize = msgs.iter().map(|m| m.len() + overhead).sum();
-        let system =
-            self.broadcasts.get_broadcasts_max(overhead, limit.saturating_sub(used), n, max_count - msgs.len());
-        msgs.extend(system);
-        msgs
+        self.user_broadcasts(overhead, user_bytes, user_count, out);
+        let (used, taken) = (used(out), out.len() - start);
+        self.broadcasts.append_broadcasts(overhead, limit.saturating_sub(used), n, max_count - taken, out);
     }
 
     /// Up to `max_count` user messages (each framed as a `user` message) in
-    /// `avail` bytes: first those a previous packet had no part left for,
-    /// then the delegate's. The delegate cannot be told a count: what it
-    /// hands over beyond `max_count` waits for the next packet rather than
-    /// being lost (never more than 127 parts to a Go peer: GO-NOTES §2).
-    fn user_broadcasts(&mut self, overhead: usize, avail: usize, max_count: usize) -> Vec<Arc<[u8]>> {
-        let mut msgs = Vec::new();
+    /// `avail` bytes, appended to `out`: first those a previous packet had
+    /// no part left for, then the delegate's. The delegate cannot be told a
+    /// count: what it hands over beyond `max_count` waits for the next
+    /// packet rather than being lost (never more than 127 parts to a Go
+    /// peer: GO-NOTES §2).
+    fn user_broadcasts(&mut self, overhead: usize, avail: usize, max_count: usize, out: &mut Vec<Arc<[u8]>>) {
+        let mut taken = 0;
         let mut left = avail;
-        while msgs.len() < max_count
+        while taken < max_count
             && let Some(m) = self.net.user_carry.front()
             && m.len() + overhead <= left
         {
             left -= m.len() + overhead;
-            msgs.extend(self.net.user_carry.pop_front());
+            out.extend(self.net.user_carry.pop_front());
+            taken += 1;
         }
-        if msgs.len() < max_count
+        if taken < max_count
             && left > overhead + USER_MSG_OVERHEAD
             && let Some(delegate) = &self.config.delegate
         {
@@ -325,14 +310,14 @@ impl<R> Core<R> {
                 let mut buf = Vec::with_capacity(msg.len() + 1);
                 buf.push(crate::wire::MessageType::User as u8);
                 buf.extend_from_slice(&msg);
-                if msgs.len() < max_count {
-                    msgs.push(buf.into());
+                if taken < max_count {
+                    out.push(buf.into());
+                    taken += 1;
                 } else if self.net.user_carry.len() < MAX_USER_CARRY {
                     self.net.user_carry.push_back(buf.into());
                 }
             }
         }
-        msgs
     }
 
     /// Whether a packet to `to` gets a CRC when the caller does not know
@@ -340,7 +325,14 @@ impl<R> Core<R> {
     /// name-keyed map, which finds a member only when its name is its IP
     /// address; so does this.
     fn crc_by_host(&self, to: SocketAddr) -> bool {
-        self.member(&to.ip().to_string()).is_some_and(|m| m.node.pmax >= 5)
+        // The host is formatted on the stack: this runs for every reply.
+        let mut host = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut host[..]);
+        if write!(cursor, "{}", to.ip()).is_err() {
+            return false;
+        }
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        std::str::from_utf8(&host[..len]).is_ok_and(|host| self.member(host).is_some_and(|m| m.node.pmax >= 5))
     }
 
     /// Bytes left for broadcasts in a packet of `udp_buffer_size` after the
@@ -349,7 +341,7 @@ impl<R> Core<R> {
     /// `udp_buffer_size` by 7 bytes; this never does.)
     fn packet_budget(&self, crc: bool) -> usize {
         let mut framing = COMPOUND_HEADER_OVERHEAD + self.label_overhead();
-        if let Some((_, version)) = self.outgoing_encryption() {
+        if let Some(version) = self.outgoing_encryption() {
             framing += version.overhead();
         }
         if crc {
@@ -365,7 +357,7 @@ impl<R> Core<R> {
     /// shrink the message).
     pub fn user_message_limit(&self, to: SocketAddr, crc: bool) -> usize {
         let mut framing = USER_MSG_OVERHEAD + self.label_overhead();
-        if let Some((_, version)) = self.outgoing_encryption() {
+        if let Some(version) = self.outgoing_encryption() {
             framing += version.overhead();
         }
         if crc {
@@ -381,19 +373,6 @@ impl<R> Core<R> {
 }
 
 impl<R: Rng> Core<R> {
-    /// Encrypts `plain` with the primary key and a nonce from the core's
-    /// RNG (the wire layer's `encrypt_into` draws from the thread RNG, which
-    /// would make runs unrepeatable), appending `[version][nonce][…][tag]`.
-    /// False (and nothing appended) when outgoing encryption is off.
-    pub(super) fn seal(&mut self, plain: &[u8], ad: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some((ring, version)) = self.outgoing_encryption() else { return false };
-        let Some(key) = ring.primary().cloned() else { return false };
-        let mut nonce = [0u8; NONCE_SIZE];
-        self.rng.fill_bytes(&mut nonce);
-        seal_with(&key, version, &nonce, plain, ad, out);
-        true
-    }
-
     /// Go `sendMsg`: `msg` with as many broadcasts piggybacked as fit in
     /// `udp_buffer_size`.
     fn send_msg(&mut self, to: SocketAddr, msg: &Message<'_>) {
@@ -402,43 +381,43 @@ impl<R: Rng> Core<R> {
     }
 
     fn send_msg_crc(&mut self, to: SocketAddr, msg: &Message<'_>, crc: bool) {
-        let msg = msg.to_vec();
-        let avail = self.packet_budget(crc).saturating_sub(COMPOUND_PART_OVERHEAD + msg.len());
-        let extra = self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO - 1);
-        let mut parts: Vec<Arc<[u8]>> = Vec::with_capacity(1 + extra.len());
-        parts.push(msg.into());
-        parts.extend(extra);
-        self.raw_send(to, &parts, crc);
+        // Encoded into, and broadcasts gathered in, buffers kept for reuse.
+        let mut first = std::mem::take(&mut self.net.first_part);
+        let mut parts = std::mem::take(&mut self.net.piggyback);
+        first.clear();
+        msg.encode(&mut first);
+        let avail = self.packet_budget(crc).saturating_sub(COMPOUND_PART_OVERHEAD + first.len());
+        self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO - 1, &mut parts);
+        self.queue_packet(to, crc, std::iter::once(first.as_slice()).chain(parts.iter().map(|p| &p[..])));
+        parts.clear();
+        self.net.piggyback = parts;
+        self.net.first_part = first;
     }
 
-    /// Go `rawSendMsgPacket`: compress (if smaller), CRC (for peers speaking
-    /// protocol 5), encrypt, label.
+    /// Go `rawSendMsgPacket` for encoded messages: one packet of `parts`.
     fn raw_send<M: AsRef<[u8]>>(&mut self, to: SocketAddr, parts: &[M], crc: bool) {
-        let opts = EncodeOptions {
-            compression: self.config.enable_compression.then_some(Compression::Lzw),
-            force_compression: false,
-            crc,
-            encryption: None,
-            label: "",
-        };
-        let mut plain = Vec::new();
-        // Errors here are ours (a part over 64 KiB, a label over 255 bytes,
-        // which `Config::validate` refuses): nothing is sent, as in Go.
-        if encode_packet(parts, &opts, &mut plain).is_err() {
-            return;
-        }
-        let mut bytes = Vec::with_capacity(plain.len() + 64);
-        if write_label(&mut bytes, &self.config.label).is_err() {
-            return;
-        }
-        // The label is the additional data.
-        let label = std::mem::take(&mut self.config.label);
-        let sealed = self.seal(&plain, label.as_bytes(), &mut bytes);
-        self.config.label = label;
-        if !sealed {
-            bytes.extend_from_slice(&plain);
-        }
-        self.net.transmits.push_back(Transmit { to, bytes });
+        self.queue_packet(to, crc, parts.iter().map(AsRef::as_ref));
+    }
+
+    /// Queues a packet to `to` whose body is `parts` (encoded messages): the
+    /// message itself when there is one, else a compound of them. The
+    /// layers (compression, CRC for peers speaking protocol 5, encryption,
+    /// label) are applied when it is sealed ([`Core::poll_transmit`], or a
+    /// [`Sealer`](super::Sealer) after [`Core::poll_packet`]).
+    fn queue_packet<'p>(&mut self, to: SocketAddr, crc: bool, parts: impl Iterator<Item = &'p [u8]> + Clone) {
+        let packet = OutgoingPacket { to, layers: self.packet_layers(crc) };
+        // Errors here are ours (a part over 64 KiB): nothing is sent, as in
+        // Go.
+        let _ = self.net.outbox.push(packet, |body| {
+            let mut single = parts.clone();
+            match (single.next(), single.next()) {
+                (Some(only), None) => {
+                    body.extend_from_slice(only);
+                    Ok(())
+                }
+                _ => frame::write_compound_parts(body, parts),
+            }
+        });
     }
 
     /// Sends `msg` to `to` as a user message in a datagram of its own (Go
@@ -463,7 +442,11 @@ impl<R: Rng> Core<R> {
         if msg.len() > limit {
             return Err(super::Error::MessageTooLarge { len: msg.len(), limit });
         }
-        self.raw_send(to.address(), &[Message::User(msg).to_vec()], crc);
+        let mut first = std::mem::take(&mut self.net.first_part);
+        first.clear();
+        Message::User(msg).encode(&mut first);
+        self.queue_packet(to.address(), crc, std::iter::once(first.as_slice()));
+        self.net.first_part = first;
         Ok(())
     }
 
@@ -510,25 +493,20 @@ impl<R: Rng> Core<R> {
         self.net.probe_tick_pending = false;
     }
 
-    /// A datagram from `from` (Go `ingestPacket` + `handleCommand`). Bad
-    /// packets and bad compound parts are dropped and counted in
+    /// A datagram from `from` (Go `ingestPacket` + `handleCommand`): an
+    /// [`Opener`](super::Opener)'s work and [`Core::handle_message`] in one
+    /// step. Bad packets and bad compound parts are dropped and counted in
     /// [`Core::rejected_packets`]; the good parts of a compound are still
-    /// handled, in order.
+    /// handled, in order. `bytes` is decrypted in place.
     pub fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
         let mut decoder = std::mem::take(&mut self.net.decoder);
-        let opts = DecodeOptions {
-            keyring: self.net.keyring.as_ref(),
-            verify_incoming: self.config.gossip_verify_incoming,
-            label: &self.config.label,
-            skip_label_check: self.config.skip_inbound_label_check,
-            limits: Limits::default(),
-        };
-        match decoder.decode(bytes, &opts) {
+        let keyring = self.net.keyring.load();
+        match self.net.inbound.open(&mut decoder, &keyring, bytes) {
             Err(err) => self.net.rejected.count(err.reason()),
             Ok(packet) => {
-                for msg in packet.messages {
+                for msg in packet.messages() {
                     match msg {
-                        Ok(msg) => self.handle_message(from, msg, now),
+                        Ok(msg) => self.dispatch_message(from, msg, now),
                         Err(err) => self.net.rejected.count(err.reason()),
                     }
                 }
@@ -538,8 +516,19 @@ impl<R: Rng> Core<R> {
         debug_assert!(self.invariants());
     }
 
-    /// One decoded message (Go `handleCommand`'s switch).
-    fn handle_message(&mut self, from: SocketAddr, msg: Message<'_>, now: Time) {
+    /// One message `from` a peer, already opened and decoded (by an
+    /// [`Opener`](super::Opener) on any thread; Go `handleCommand`'s
+    /// switch): pings are acked, acks and nacks end probes, alive / suspect
+    /// / dead change the member table, a user message becomes an
+    /// [`Effect::UserMessage`](super::Effect::UserMessage). Stream-only
+    /// messages (push/pull, error replies) are counted in
+    /// [`Core::rejected_packets`] as `unexpected_type` and dropped.
+    pub fn handle_message(&mut self, from: SocketAddr, msg: Message<'_>, now: Time) {
+        self.dispatch_message(from, msg, now);
+        debug_assert!(self.invariants());
+    }
+
+    fn dispatch_message(&mut self, from: SocketAddr, msg: Message<'_>, now: Time) {
         match msg {
             Message::Ping(p) => self.handle_ping(from, &p),
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, &ind, now),
@@ -947,14 +936,17 @@ impl<R: Rng> Core<R> {
         .into_iter()
         .map(|m| (m.node.address(), m.node.pmax))
         .collect();
+        let mut msgs = std::mem::take(&mut self.net.piggyback);
         for (to, pmax) in targets {
             let crc = pmax >= 5;
             let avail = self.packet_budget(crc);
-            let msgs = self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO);
+            self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO, &mut msgs);
             if msgs.is_empty() {
-                return;
+                break;
             }
             self.raw_send(to, &msgs, crc);
+            msgs.clear();
         }
+        self.net.piggyback = msgs;
     }
 }

@@ -1062,7 +1062,7 @@ fn go_raw_send_udp_crc() {
         let mut dec = PacketDecoder::new();
         let packet = dec.decode(&mut bytes, &DecodeOptions::default()).unwrap();
         assert_eq!(packet.layers.crc, crc);
-        assert_eq!(packet.messages.len(), 1);
+        assert_eq!(packet.messages().len(), 1);
         crc
     }
 

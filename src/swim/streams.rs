@@ -22,11 +22,11 @@ use std::net::SocketAddr;
 use rand::Rng;
 
 use super::Core;
+use super::datagram::draw_nonce;
 use crate::delegate::NodeState;
 use crate::swim::{PushState, Time, k_random_nodes, push_pull_scale, random_offset};
-use crate::wire::frame::write_label;
 use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull, PushPullHeader};
-use crate::wire::{Compression, DecodeOptions, EncodeOptions, Limits, MessageType, StreamDecoder, encode_stream};
+use crate::wire::{Compression, EncodeOptions, Encryption, StreamDecoder, encode_stream};
 
 /// Names a stream this core opened; chosen by the core, unique per core.
 pub type StreamId = u64;
@@ -243,35 +243,23 @@ impl<R: Rng> Core<R> {
     /// with the 5-byte header and the label as additional data, the nonce
     /// from the core's RNG.
     fn stream_encode(&mut self, msg: &Message<'_>) -> Vec<u8> {
+        let keyring = self.net.keyring.load();
+        let encryption = self.outgoing_encryption().map(|version| Encryption {
+            keyring: &keyring,
+            version,
+            nonce: draw_nonce(&mut self.rng),
+        });
         let opts = EncodeOptions {
             compression: self.config.enable_compression.then_some(Compression::Lzw),
             force_compression: true,
-            ..EncodeOptions::default()
+            crc: false,
+            encryption,
+            label: &self.config.label,
         };
         let mut out = Vec::new();
         // Errors are ours (a label over 255 bytes, refused by
         // `Config::validate`): an empty stream then, which the peer rejects.
-        if write_label(&mut out, &self.config.label).is_err() {
-            return Vec::new();
-        }
-        let Some((_, version)) = self.outgoing_encryption() else {
-            // Unencrypted: encoded straight after the label.
-            if encode_stream(msg, &opts, &mut out).is_err() {
-                return Vec::new();
-            }
-            return out;
-        };
-        let mut body = Vec::new();
-        if encode_stream(msg, &opts, &mut body).is_err() {
-            return Vec::new();
-        }
-        let Ok(len) = u32::try_from(version.encrypted_len(body.len())) else { return Vec::new() };
-        let header_at = out.len();
-        out.push(MessageType::Encrypt as u8);
-        out.extend_from_slice(&len.to_be_bytes());
-        let mut ad = out[header_at..].to_vec();
-        ad.extend_from_slice(self.config.label.as_bytes());
-        self.seal(&body, &ad, &mut out);
+        let _ = encode_stream(msg, &opts, &mut out);
         out
     }
 
@@ -603,8 +591,8 @@ impl<R: Rng> Core<R> {
         bytes: &mut [u8],
         now: Time,
     ) -> Result<(), String> {
-        let opts = self.stream_decode_options();
-        let msg = match decoder.decode(bytes, &opts) {
+        let keyring = self.net.keyring.load();
+        let msg = match decoder.decode(bytes, &self.net.inbound.options(&keyring)) {
             Ok(m) => m.message,
             Err(err) => {
                 self.net.rejected.count(err.reason());
@@ -618,16 +606,6 @@ impl<R: Rng> Core<R> {
             (StreamKind::FallbackPing { seq_no }, Message::Ack(ack)) if ack.seq_no == seq_no => Ok(()),
             (_, Message::Err(e)) => Err(format!("remote error: {}", e.error)),
             (_, other) => Err(format!("unexpected {:?} reply", other.message_type())),
-        }
-    }
-
-    fn stream_decode_options(&self) -> DecodeOptions<'_> {
-        DecodeOptions {
-            keyring: self.net.keyring.as_ref(),
-            verify_incoming: self.config.gossip_verify_incoming,
-            label: &self.config.label,
-            skip_label_check: self.config.skip_inbound_label_check,
-            limits: Limits::default(),
         }
     }
 
@@ -715,8 +693,8 @@ impl<R: Rng> Core<R> {
     }
 
     fn handle_stream_with(&mut self, decoder: &mut StreamDecoder, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
-        let opts = self.stream_decode_options();
-        let msg = match decoder.decode(bytes, &opts) {
+        let keyring = self.net.keyring.load();
+        let msg = match decoder.decode(bytes, &self.net.inbound.options(&keyring)) {
             Ok(m) => m.message,
             Err(err) => {
                 self.net.rejected.count(err.reason());

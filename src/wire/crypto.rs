@@ -18,6 +18,9 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::aes::{Aes128, Aes192, Aes256};
 use aes_gcm::{AesGcm, Nonce, Tag};
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Guard};
 
 use super::Error;
 
@@ -231,18 +234,23 @@ impl Keyring {
     }
 
     /// Appends `[version][nonce][ciphertext][tag]` of `plain` to `out`, using the
-    /// primary key and a random nonce.
+    /// primary key and the caller's `nonce` (Go's `encryptPayload`, which
+    /// draws the nonce itself; here the caller does, so that the wire layer
+    /// has no randomness of its own). A nonce must never repeat under one key:
+    /// draw 12 random bytes per message. Fails with [`Error::NoKeys`] on an
+    /// empty keyring.
     pub fn encrypt_into(
         &self,
         version: EncryptionVersion,
+        nonce: &[u8; NONCE_SIZE],
         plain: &[u8],
         ad: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        let key = self.primary().ok_or(Error::NoKeys)?;
-        let mut nonce = [0u8; NONCE_SIZE];
-        rand::fill(&mut nonce);
-        seal_with(key, version, &nonce, plain, ad, out);
+        let encryption = Encryption { keyring: self, version, nonce: *nonce };
+        let body_start = encryption.begin(out)?;
+        out.extend_from_slice(plain);
+        encryption.finish(ad, out, body_start);
         Ok(())
     }
 
@@ -297,26 +305,140 @@ impl Keyring {
     }
 }
 
-/// Encrypts with an explicit key and nonce (deterministic; tests and benches).
-pub fn seal_with(
-    key: &SecretKey,
-    version: EncryptionVersion,
-    nonce: &[u8; NONCE_SIZE],
-    plain: &[u8],
-    ad: &[u8],
-    out: &mut Vec<u8>,
-) {
-    out.reserve(version.encrypted_len(plain.len()));
-    out.push(version as u8);
-    out.extend_from_slice(nonce);
-    let body_start = out.len();
-    out.extend_from_slice(plain);
-    if version == EncryptionVersion::V0 {
-        let pad = BLOCK_SIZE - plain.len() % BLOCK_SIZE;
-        out.extend(std::iter::repeat_n(pad as u8, pad));
+/// The keyring as the threads of one node share it (Go's `*Keyring`, which
+/// every memberlist goroutine reads and `Keyring.AddKey` / `UseKey` /
+/// `RemoveKey` change while it runs): a cheap handle (`Clone` shares, it does
+/// not copy) that any thread can read while another changes it.
+///
+/// Reads take a snapshot ([`SharedKeyring::load`]) without a lock, so the
+/// threads that seal and open packets never wait for one another or for a
+/// key operation; a change publishes a new snapshot (copy on write, under a
+/// mutex that orders concurrent changes), which the next `load` sees. Key
+/// changes are rare and small (a few keys); packets are many. This is
+/// `arc-swap`'s use case, where an `RwLock` would make every reader write to
+/// one shared counter.
+#[derive(Clone, Default)]
+pub struct SharedKeyring {
+    inner: Arc<SharedInner>,
+}
+
+#[derive(Default)]
+struct SharedInner {
+    current: ArcSwap<Keyring>,
+    /// Held while a change is made, so that two changes do not race.
+    writer: Mutex<()>,
+}
+
+/// A snapshot of a [`SharedKeyring`]: dereferences to the [`Keyring`] as it
+/// was when loaded. Hold it for one packet or one batch, not for long.
+pub struct KeyringGuard(Guard<Arc<Keyring>>);
+
+impl std::ops::Deref for KeyringGuard {
+    type Target = Keyring;
+    fn deref(&self) -> &Keyring {
+        &self.0
     }
-    let tag = key.seal(nonce, ad, &mut out[body_start..]);
-    out.extend_from_slice(&tag);
+}
+
+impl SharedKeyring {
+    /// Shares `keyring`.
+    pub fn new(keyring: Keyring) -> Self {
+        Self { inner: Arc::new(SharedInner { current: ArcSwap::from_pointee(keyring), writer: Mutex::new(()) }) }
+    }
+
+    /// The keyring now (lock-free).
+    pub fn load(&self) -> KeyringGuard {
+        KeyringGuard(self.inner.current.load())
+    }
+
+    /// Go `Keyring.AddKey`: installs a key for decryption; the first key of
+    /// an empty keyring becomes the primary (and turns encryption on).
+    /// Installing an installed key does nothing. [`KeyError::BadLength`]
+    /// unless 16, 24 or 32 bytes.
+    pub fn add_key(&self, raw: &[u8]) -> Result<(), KeyError> {
+        self.change(|ring| ring.add_key(raw))
+    }
+
+    /// Go `Keyring.UseKey`: makes an installed key the primary, which
+    /// encrypts everything sent from now on. [`KeyError::NotInstalled`]
+    /// otherwise. Peers must have the key installed first.
+    pub fn use_key(&self, raw: &[u8]) -> Result<(), KeyError> {
+        self.change(|ring| ring.use_key(raw))
+    }
+
+    /// Go `Keyring.RemoveKey`: uninstalls a key; removing an absent key does
+    /// nothing. [`KeyError::RemovePrimary`] for the primary key.
+    pub fn remove_key(&self, raw: &[u8]) -> Result<(), KeyError> {
+        self.change(|ring| ring.remove_key(raw))
+    }
+
+    /// Whether encryption is on (Go `EncryptionEnabled`).
+    pub fn is_enabled(&self) -> bool {
+        self.load().is_enabled()
+    }
+
+    fn change(&self, op: impl FnOnce(&mut Keyring) -> Result<(), KeyError>) -> Result<(), KeyError> {
+        let _writer = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = Keyring::clone(&self.inner.current.load());
+        op(&mut next)?;
+        self.inner.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+impl From<Keyring> for SharedKeyring {
+    fn from(keyring: Keyring) -> Self {
+        Self::new(keyring)
+    }
+}
+
+impl fmt::Debug for SharedKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keyring's Debug names key sizes only.
+        f.debug_tuple("SharedKeyring").field(&*self.load()).finish()
+    }
+}
+
+/// How to encrypt one outgoing packet or stream message: the keyring's
+/// primary key, the format version, and a nonce the caller drew (fresh for
+/// every message: the wire layer draws no randomness of its own).
+#[derive(Clone, Copy, Debug)]
+pub struct Encryption<'k> {
+    /// Its primary key encrypts.
+    pub keyring: &'k Keyring,
+    /// Format version (0: padded, for protocol 1 peers; 1 otherwise).
+    pub version: EncryptionVersion,
+    /// The AES-GCM nonce.
+    pub nonce: [u8; NONCE_SIZE],
+}
+
+impl Encryption<'_> {
+    /// Appends `[version][nonce]`; the plaintext goes after it, then
+    /// [`Encryption::finish`] encrypts it in place. Returns where the
+    /// plaintext starts. [`Error::NoKeys`] (nothing appended) on an empty
+    /// keyring.
+    pub(super) fn begin(&self, out: &mut Vec<u8>) -> Result<usize, Error> {
+        if self.keyring.primary().is_none() {
+            return Err(Error::NoKeys);
+        }
+        out.push(self.version as u8);
+        out.extend_from_slice(&self.nonce);
+        Ok(out.len())
+    }
+
+    /// Pads (version 0), encrypts `out[body_start..]` in place and appends
+    /// the tag. `body_start` comes from [`Encryption::begin`].
+    pub(super) fn finish(&self, ad: &[u8], out: &mut Vec<u8>, body_start: usize) {
+        // `begin` checked that there is a primary key.
+        let Some(key) = self.keyring.primary() else { return };
+        if self.version == EncryptionVersion::V0 {
+            let pad = BLOCK_SIZE - (out.len() - body_start) % BLOCK_SIZE;
+            out.extend(std::iter::repeat_n(pad as u8, pad));
+        }
+        out.reserve(TAG_SIZE);
+        let tag = key.seal(&self.nonce, ad, &mut out[body_start..]);
+        out.extend_from_slice(&tag);
+    }
 }
 
 #[cfg(test)]
@@ -355,7 +477,7 @@ mod tests {
                     let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
                     let ring = Keyring::new(&[], Some(raw)).unwrap();
                     let mut out = Vec::new();
-                    ring.encrypt_into(version, &plain, b"ad", &mut out).unwrap();
+                    ring.encrypt_into(version, &[5; NONCE_SIZE], &plain, b"ad", &mut out).unwrap();
                     assert_eq!(out.len(), version.encrypted_len(len));
                     let (range, got) = ring.decrypt_in_place(&mut out, b"ad").unwrap();
                     assert_eq!(got, version);
@@ -370,7 +492,7 @@ mod tests {
         let sender = Keyring::new(&[], Some(&K16)).unwrap();
         let receiver = Keyring::new(&[&K16], Some(&K32)).unwrap();
         let mut out = Vec::new();
-        sender.encrypt_into(EncryptionVersion::V1, b"hello", b"", &mut out).unwrap();
+        sender.encrypt_into(EncryptionVersion::V1, &[6; NONCE_SIZE], b"hello", b"", &mut out).unwrap();
         let mut copy = out.clone();
         let (range, _) = receiver.decrypt_in_place(&mut copy, b"").unwrap();
         assert_eq!(&copy[range], b"hello");

@@ -19,12 +19,12 @@ pub mod packet;
 pub mod stream;
 
 pub use compress::Compression;
-pub use crypto::{EncryptionVersion, KeyError, Keyring, SecretKey};
+pub use crypto::{Encryption, EncryptionVersion, KeyError, Keyring, KeyringGuard, SecretKey, SharedKeyring};
 pub use error::Error;
 pub use message::{
     Accusation, Ack, Alive, ErrResp, IndirectPing, Message, MessageType, Nack, Ping, PushNodeState, PushPull,
 };
-pub use packet::{DecodeOptions, EncodeOptions, Layers, Packet, PacketDecoder, encode_packet};
+pub use packet::{DecodeOptions, EncodeOptions, Layers, Packet, PacketDecoder, encode_packet, seal_packet};
 pub use stream::{StreamDecoder, StreamMessage, encode_stream};
 
 /// Go's `maxPushStateBytes`: the largest stream message accepted.

@@ -11,7 +11,7 @@
 use std::ops::Range;
 
 use super::compress::{self, Compression};
-use super::crypto::{EncryptionVersion, Keyring};
+use super::crypto::{Encryption, EncryptionVersion, Keyring};
 use super::frame::{self, CompoundParts};
 use super::message::{Message, MessageType};
 use super::{Error, Limits};
@@ -50,19 +50,32 @@ pub struct Layers<'a> {
 }
 
 /// A decoded packet: its layers and one result per message (a bad part of a
-/// compound does not spoil the others, as in Go).
-#[derive(Clone, Debug, Default)]
+/// compound does not spoil the others, as in Go). It borrows the packet and
+/// the [`PacketDecoder`]'s buffers; each message is decoded as
+/// [`Packet::messages`] reaches it, so reading one allocates nothing.
+#[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
     /// The layers that were unwrapped.
     pub layers: Layers<'a>,
-    /// The messages, in order.
-    pub messages: Vec<Result<Message<'a>, Error>>,
+    packet: &'a [u8],
+    inflated: &'a [Vec<u8>],
+    leaves: &'a [Leaf],
 }
 
 impl<'a> Packet<'a> {
+    /// The messages, in order: each decoded, or why its part was unreadable.
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = Result<Message<'a>, Error>> + 'a {
+        let (packet, inflated) = (self.packet, self.inflated);
+        self.leaves.iter().map(move |leaf| match leaf {
+            Leaf::Bytes { source: None, range } => Message::decode(&packet[range.clone()]),
+            Leaf::Bytes { source: Some(i), range } => Message::decode(&inflated[*i][range.clone()]),
+            Leaf::Failed(err) => Err(err.clone()),
+        })
+    }
+
     /// All messages, or the first error among them.
     pub fn into_messages(self) -> Result<Vec<Message<'a>>, Error> {
-        self.messages.into_iter().collect()
+        self.messages().collect()
     }
 }
 
@@ -139,17 +152,7 @@ impl PacketDecoder {
         self.leaves.clear();
         let mut budget = opts.limits.max_packet_inflated;
         self.walk(packet, None, start..plain.end, 0, &mut layers, &mut budget)?;
-        let inflated = &self.inflated[..self.inflated_used];
-        let messages = self
-            .leaves
-            .iter()
-            .map(|leaf| match leaf {
-                Leaf::Bytes { source: None, range } => Message::decode(&packet[range.clone()]),
-                Leaf::Bytes { source: Some(i), range } => Message::decode(&inflated[*i][range.clone()]),
-                Leaf::Failed(err) => Err(err.clone()),
-            })
-            .collect();
-        Ok(Packet { layers, messages })
+        Ok(Packet { layers, packet, inflated: &self.inflated[..self.inflated_used], leaves: &self.leaves })
     }
 
     fn bytes<'s>(&'s self, packet: &'s [u8], source: Option<usize>) -> &'s [u8] {
@@ -262,50 +265,83 @@ pub(super) fn check_label(got: &[u8], opts: &DecodeOptions<'_>) -> Result<(), Er
     Err(Error::LabelMismatch { expected: opts.label.to_owned(), got: String::from_utf8_lossy(got).into_owned() })
 }
 
-/// How to build outgoing packets.
+/// How to build outgoing packets and stream messages.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EncodeOptions<'k> {
-    /// Compress the (compound) payload. Go only keeps the compressed form when
-    /// it is smaller; so does [`encode_packet`] unless `force_compression`.
+    /// Compress the (compound) payload. Go only keeps the compressed form of
+    /// a packet when it is smaller; so does [`seal_packet`] unless
+    /// `force_compression`. Streams always keep it.
     pub compression: Option<Compression>,
     /// Keep the compressed form even when it is not smaller.
     pub force_compression: bool,
-    /// Add a CRC header (Go does for peers speaking protocol 5).
+    /// Add a CRC header (Go does for peers speaking protocol 5; never on
+    /// streams).
     pub crc: bool,
-    /// Encrypt with the keyring's primary key, in this format version.
-    pub encryption: Option<(&'k Keyring, EncryptionVersion)>,
+    /// Encrypt with the keyring's primary key, in this format version, with
+    /// this nonce.
+    pub encryption: Option<Encryption<'k>>,
     /// Label header and additional data ("" for none).
     pub label: &'k str,
 }
 
 /// Builds one packet from encoded messages (each with its type byte), appending
 /// it to `out`. Two or more messages go into one compound; at most 255 parts
-/// (Go peers: keep to [`frame::MAX_COMPOUND_PARTS_FOR_GO`]).
+/// (Go peers: keep to [`frame::MAX_COMPOUND_PARTS_FOR_GO`]). The compound is
+/// built in a temporary buffer: a sender that cares writes the payload
+/// itself and calls [`seal_packet`].
 pub fn encode_packet<M: AsRef<[u8]>>(messages: &[M], opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
-    let mut body = Vec::new();
-    let mut payload: &[u8] = match messages {
-        [one] => one.as_ref(),
+    match messages {
+        [one] => seal_packet(one.as_ref(), opts, out),
         _ => {
-            frame::write_compound(&mut body, messages)?;
-            &body
-        }
-    };
-    let mut compressed = Vec::new();
-    if let Some(algo) = opts.compression {
-        compress::write_compressed(&mut compressed, algo, payload);
-        if opts.force_compression || compressed.len() < payload.len() {
-            payload = &compressed;
+            let mut compound = Vec::new();
+            frame::write_compound(&mut compound, messages)?;
+            seal_packet(&compound, opts, out)
         }
     }
-    let mut with_crc = Vec::new();
-    if opts.crc {
-        frame::write_crc(&mut with_crc, payload);
-        payload = &with_crc;
+}
+
+/// Wraps one payload (a message or a compound, type byte first) in the
+/// packet layers, as Go's `rawSendMsgPacket` does: compression (kept when
+/// smaller, unless forced), CRC, encryption (the label is the additional
+/// data), label header. Appends the datagram to `out`, writing every layer
+/// in place: nothing is allocated once `out` has room for the datagram.
+///
+/// Errors: [`Error::LabelTooLong`], [`Error::NoKeys`] (encryption asked with
+/// an empty keyring); `out` is left as it was.
+pub fn seal_packet(payload: &[u8], opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+    let start = out.len();
+    let sealed = seal_packet_at(payload, opts, out);
+    if sealed.is_err() {
+        out.truncate(start);
     }
+    sealed
+}
+
+fn seal_packet_at(payload: &[u8], opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
     frame::write_label(out, opts.label)?;
-    match opts.encryption {
-        Some((keyring, version)) => keyring.encrypt_into(version, payload, opts.label.as_bytes(), out)?,
-        None => out.extend_from_slice(payload),
+    let body_start = match &opts.encryption {
+        Some(encryption) => Some(encryption.begin(out)?),
+        None => None,
+    };
+    let crc_at = out.len();
+    if opts.crc {
+        frame::reserve_crc(out);
+    }
+    let payload_at = out.len();
+    if let Some(algo) = opts.compression {
+        compress::write_compressed(out, algo, payload);
+        if !opts.force_compression && out.len() - payload_at >= payload.len() {
+            out.truncate(payload_at);
+            out.extend_from_slice(payload);
+        }
+    } else {
+        out.extend_from_slice(payload);
+    }
+    if opts.crc {
+        frame::fill_crc(&mut out[crc_at..]);
+    }
+    if let (Some(encryption), Some(body_start)) = (&opts.encryption, body_start) {
+        encryption.finish(opts.label.as_bytes(), out, body_start);
     }
     Ok(())
 }
@@ -335,7 +371,8 @@ mod tests {
         let ring = Keyring::new(&[], Some(&[7; 32])).unwrap();
         for compression in [None, Some(Compression::Lzw), Some(Compression::Lz4)] {
             for crc in [false, true] {
-                for encryption in [None, Some((&ring, EncryptionVersion::V0)), Some((&ring, EncryptionVersion::V1))] {
+                for version in [None, Some(EncryptionVersion::V0), Some(EncryptionVersion::V1)] {
+                    let encryption = version.map(|version| Encryption { keyring: &ring, version, nonce: [9; 12] });
                     for label in ["", "L"] {
                         let enc = EncodeOptions { compression, force_compression: true, crc, encryption, label };
                         let mut out = Vec::new();
@@ -350,7 +387,7 @@ mod tests {
                         assert_eq!(got, msgs());
                         assert_eq!(layers.crc, crc);
                         assert_eq!(layers.compression, compression);
-                        assert_eq!(layers.encryption, encryption.map(|e| e.1));
+                        assert_eq!(layers.encryption, version);
                     }
                 }
             }
@@ -375,7 +412,7 @@ mod tests {
         let mut packet = Vec::new();
         frame::write_compound(&mut packet, &[good.clone(), vec![], vec![9, 0xc1], good.clone()]).unwrap();
         let mut dec = PacketDecoder::new();
-        let messages = dec.decode(&mut packet, &DecodeOptions::default()).unwrap().messages;
+        let messages: Vec<_> = dec.decode(&mut packet, &DecodeOptions::default()).unwrap().messages().collect();
         assert_eq!(messages.len(), 4);
         assert_eq!(messages[0], Ok(Message::Nack(Nack { seq_no: 3 })));
         assert_eq!(messages[1], Err(Error::Truncated { what: "message type" }));
@@ -428,7 +465,7 @@ mod tests {
         let mut packet = Vec::new();
         frame::write_compound(&mut packet, &[z.clone(), z]).unwrap();
         let mut dec = PacketDecoder::new();
-        let messages = dec.decode(&mut packet, &DecodeOptions::default()).unwrap().messages;
+        let messages: Vec<_> = dec.decode(&mut packet, &DecodeOptions::default()).unwrap().messages().collect();
         assert_eq!(messages.len(), 2);
         assert!(messages[0].is_ok(), "the first part fits the budget");
         assert!(matches!(messages[1], Err(Error::TooLarge { .. })), "{:?}", messages[1]);

@@ -72,10 +72,8 @@ impl StreamDecoder {
             if buf.len() - body_start < len {
                 return Err(Error::Truncated { what: "encrypted stream" });
             }
-            let mut ad = Vec::with_capacity(ENCRYPT_HEADER_LEN + label_len);
-            ad.extend_from_slice(&buf[start..body_start]);
-            ad.extend_from_slice(&buf[label_range.clone()]);
-            let (range, version) = keyring.decrypt_in_place(&mut buf[body_start..body_start + len], &ad)?;
+            let ad = stream_ad(&buf[start..body_start], &buf[label_range.clone()]);
+            let (range, version) = keyring.decrypt_in_place(&mut buf[body_start..body_start + len], ad.as_slice())?;
             layers.encryption = Some(version);
             plain = body_start + range.start..body_start + range.end;
         } else if keyring.is_some() && opts.verify_incoming {
@@ -95,6 +93,30 @@ impl StreamDecoder {
         let message = decode_stream_body(content)?;
         Ok(StreamMessage { layers, message })
     }
+}
+
+/// An encrypted stream's additional data: its 5-byte header, then the label
+/// (at most 255 bytes), on the stack.
+struct StreamAd {
+    bytes: [u8; ENCRYPT_HEADER_LEN + frame::LABEL_MAX_LEN],
+    len: usize,
+}
+
+impl StreamAd {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn stream_ad(header: &[u8], label: &[u8]) -> StreamAd {
+    let mut ad = StreamAd { bytes: [0; ENCRYPT_HEADER_LEN + frame::LABEL_MAX_LEN], len: 0 };
+    // Both lengths are bounded by the framing (a 5-byte header, a label
+    // whose length is one byte); `take` keeps this panic-free regardless.
+    for b in header.iter().take(ENCRYPT_HEADER_LEN).chain(label.iter().take(frame::LABEL_MAX_LEN)) {
+        ad.bytes[ad.len] = *b;
+        ad.len += 1;
+    }
+    ad
 }
 
 /// Decodes `[type][body]` of a stream (user messages carry a length header here).
@@ -130,35 +152,47 @@ fn write_stream_body(msg: &Message<'_>, out: &mut Vec<u8>) {
 /// Builds a stream message as Go's `rawSendMsgStream` does: compression (when
 /// asked, always kept, as Go does for streams), then encryption with the 5-byte
 /// header (and label) as additional data, with the label header in front.
-/// `opts.crc` is ignored: streams carry no CRC.
+/// `opts.crc` and `opts.force_compression` are ignored: streams carry no CRC
+/// and always keep the compressed form. Appends to `out`; on error (a label
+/// over 255 bytes, [`Error::NoKeys`], a message over 4 GiB) `out` is left
+/// as it was.
 pub fn encode_stream(msg: &Message<'_>, opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
-    if opts.compression.is_none() && opts.encryption.is_none() {
-        // Plain: straight into `out` (a push/pull body can be megabytes).
-        frame::write_label(out, opts.label)?;
-        write_stream_body(msg, out);
-        return Ok(());
+    let start = out.len();
+    let encoded = encode_stream_at(msg, opts, out);
+    if encoded.is_err() {
+        out.truncate(start);
     }
-    let mut body = Vec::new();
-    write_stream_body(msg, &mut body);
-    if let Some(algo) = opts.compression {
-        let mut z = Vec::new();
-        compress::write_compressed(&mut z, algo, &body);
-        body = z;
-    }
+    encoded
+}
+
+fn encode_stream_at(msg: &Message<'_>, opts: &EncodeOptions<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
     frame::write_label(out, opts.label)?;
-    match opts.encryption {
-        Some((keyring, version)) => {
-            let len = version.encrypted_len(body.len());
-            let len32 =
-                u32::try_from(len).map_err(|_| Error::TooLarge { what: "stream", len, limit: u32::MAX as usize })?;
+    // Encrypted: `[10][len]`, then `[version][nonce]`, the plaintext written
+    // straight after and encrypted in place (a push/pull can be megabytes).
+    let encrypted = match &opts.encryption {
+        Some(encryption) => {
             let header_at = out.len();
             out.push(MessageType::Encrypt as u8);
-            out.extend_from_slice(&len32.to_be_bytes());
-            let mut ad = out[header_at..].to_vec();
-            ad.extend_from_slice(opts.label.as_bytes());
-            keyring.encrypt_into(version, &body, &ad, out)?;
+            out.extend_from_slice(&[0; ENCRYPT_HEADER_LEN - 1]);
+            Some((encryption, header_at, encryption.begin(out)?))
         }
-        None => out.extend_from_slice(&body),
+        None => None,
+    };
+    match opts.compression {
+        Some(algo) => {
+            let mut body = Vec::new();
+            write_stream_body(msg, &mut body);
+            compress::write_compressed(out, algo, &body);
+        }
+        None => write_stream_body(msg, out),
+    }
+    if let Some((encryption, header_at, body_start)) = encrypted {
+        let len = encryption.version.encrypted_len(out.len() - body_start);
+        let len32 =
+            u32::try_from(len).map_err(|_| Error::TooLarge { what: "stream", len, limit: u32::MAX as usize })?;
+        out[header_at + 1..header_at + ENCRYPT_HEADER_LEN].copy_from_slice(&len32.to_be_bytes());
+        let ad = stream_ad(&out[header_at..header_at + ENCRYPT_HEADER_LEN], opts.label.as_bytes());
+        encryption.finish(ad.as_slice(), out, body_start);
     }
     Ok(())
 }
@@ -168,7 +202,7 @@ mod tests {
     use super::*;
     use crate::wire::compress::Compression;
     use crate::wire::message::{Ack, PushNodeState, PushPull};
-    use crate::wire::{EncryptionVersion, Keyring};
+    use crate::wire::{Encryption, EncryptionVersion, Keyring};
 
     #[test]
     fn stream_messages_round_trip_through_every_layer() {
@@ -182,7 +216,8 @@ mod tests {
         ];
         for msg in msgs {
             for compression in [None, Some(Compression::Lzw)] {
-                for encryption in [None, Some((&ring, EncryptionVersion::V0)), Some((&ring, EncryptionVersion::V1))] {
+                for version in [None, Some(EncryptionVersion::V0), Some(EncryptionVersion::V1)] {
+                    let encryption = version.map(|version| Encryption { keyring: &ring, version, nonce: [4; 12] });
                     for label in ["", "dc1"] {
                         let mut out = Vec::new();
                         let enc = EncodeOptions { compression, encryption, label, ..Default::default() };
@@ -197,7 +232,7 @@ mod tests {
                         let got = sd.decode(&mut out, &dec).unwrap();
                         assert_eq!(got.message, msg);
                         assert_eq!(got.layers.compression, compression);
-                        assert_eq!(got.layers.encryption, encryption.map(|e| e.1));
+                        assert_eq!(got.layers.encryption, version);
                         assert_eq!(got.layers.label, label);
                     }
                 }
@@ -226,7 +261,10 @@ mod tests {
         let mut enc = Vec::new();
         encode_stream(
             &Message::User(b"x"),
-            &EncodeOptions { encryption: Some((&ring, EncryptionVersion::V1)), ..Default::default() },
+            &EncodeOptions {
+                encryption: Some(Encryption { keyring: &ring, version: EncryptionVersion::V1, nonce: [0; 12] }),
+                ..Default::default()
+            },
             &mut enc,
         )
         .unwrap();
