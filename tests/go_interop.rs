@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use ringswim::inspect::{self, DecodeRequest, EncodeRequest};
-use ringswim::wire::{Compression, EncryptionVersion};
+use ringswim::wire::{Compression, EncryptionVersion, Keyring, frame};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -151,6 +151,39 @@ fn check_rust_decodes(cases: &[Case]) {
 #[test]
 fn committed_golden_vectors_from_go_decode_field_for_field() {
     check_rust_decodes(&load_cases(&repo().join("tests/interop/golden")));
+}
+
+/// The wire layer takes its AES-GCM nonce from the caller: given the nonce a
+/// Go-encrypted vector carries, it seals the vector's plaintext to Go's exact
+/// bytes (packets and streams, versions 0 and 1, with and without a label).
+#[test]
+fn go_encrypted_vectors_reseal_byte_for_byte_with_their_nonce() {
+    let mut checked = 0;
+    for case in load_cases(&repo().join("tests/interop/golden")) {
+        if case.expect["encrypted"].as_bool() != Some(true) {
+            continue;
+        }
+        let (label, rest) = frame::strip_label(&case.bytes).expect("label header");
+        // Streams: `[10][len]` before the sealed bytes, and part of the
+        // additional data (then the label).
+        let (header, sealed) = rest.split_at(if case.stream { 5 } else { 0 });
+        let ad: Vec<u8> = header.iter().chain(label).copied().collect();
+        let version = EncryptionVersion::from_byte(sealed[0]).expect("a version Go writes");
+        let nonce: [u8; 12] = sealed[1..13].try_into().expect("nonce");
+        let others: Vec<&[u8]> = case.keys[1..].iter().map(Vec::as_slice).collect();
+        let ring = Keyring::new(&others, Some(&case.keys[0])).expect("case keys");
+        let mut plain = sealed.to_vec();
+        let (range, _) = ring.decrypt_in_place(&mut plain, &ad).expect("Go's packet opens");
+        let resealed_by_some_key = case.keys.iter().any(|key| {
+            let mut out = Vec::new();
+            let one = Keyring::new(&[], Some(key)).expect("key");
+            one.encrypt_into(version, &nonce, &plain[range.clone()], &ad, &mut out).expect("seal");
+            out == sealed
+        });
+        assert!(resealed_by_some_key, "{}: resealing differs from Go's bytes", case.name);
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} encrypted vectors");
 }
 
 /// Go makes a fresh random vector set; Rust decodes it, re-encodes it, and Go
