@@ -1192,3 +1192,82 @@ fn an_unencoded_push_pull_teaches_what_the_encoded_one_does() {
     assert!(joins0.contains(&"node2".to_owned()), "{joins0:?}");
     assert!(effects0.iter().any(|e| matches!(e, Effect::JoinCompleted { contacted: 1, .. })), "{effects0:?}");
 }
+
+/// Go's key rotation (as serf runs it: install everywhere, use everywhere,
+/// remove everywhere) on a running, encrypted cluster: at every step every
+/// node reads every other, nobody is suspected and nothing is rejected; at
+/// the end the old key opens nothing.
+#[test]
+fn keys_rotate_while_the_cluster_runs() {
+    use crate::wire::{Encryption, EncryptionVersion, KeyError, Keyring};
+    const OLD: [u8; 32] = [7; 32];
+    const NEW: [u8; 16] = [9; 16];
+    let mut c = Cluster::new(3, &[], |_, cfg| {
+        cfg.secret_key = Some(OLD.to_vec());
+        cfg.label = "dc1".into();
+    });
+    c.full_mesh();
+    let now = c.now;
+    for core in c.cores.iter_mut().flatten() {
+        core.start(now);
+    }
+    let healthy = |c: &mut Cluster, step: &str| {
+        let sent = c.sent;
+        c.run_for(Duration::from_secs(5));
+        assert!(c.sent > sent + 10, "{step}: the cluster talks");
+        for i in 0..3 {
+            for j in 0..3 {
+                assert_eq!(c.state(i, j), NodeState::Alive, "{step}: {i} about {j}");
+            }
+            assert_eq!(c.core(i).rejected_packets().total(), 0, "{step}: node {i} read everything");
+        }
+    };
+    healthy(&mut c, "before");
+
+    // Go's rules hold while it runs.
+    assert_eq!(c.core(0).keyring().use_key(&NEW), Err(KeyError::NotInstalled));
+    assert_eq!(c.core(0).keyring().remove_key(&OLD), Err(KeyError::RemovePrimary));
+    assert_eq!(c.core(0).keyring().add_key(&[1; 5]), Err(KeyError::BadLength(5)));
+
+    for i in 0..3 {
+        c.core(i).keyring().add_key(&NEW).expect("install");
+    }
+    healthy(&mut c, "installed");
+    // One node sends with the new key while the others still send with the
+    // old one: each decrypts the other's with its second key.
+    c.core(0).keyring().use_key(&NEW).expect("use");
+    // Node 0's next datagram is sealed with the new key alone.
+    let only = |key: &[u8]| Keyring::new(&[], Some(key)).expect("key");
+    let (old_only, new_only) = (only(&OLD), only(&NEW));
+    let now = c.now;
+    c.core(0).ping("node1", addr(1), now);
+    let mut sent = c.core(0).poll_transmit().expect("the ping").bytes;
+    let opens = |keyring: &Keyring, bytes: &[u8]| {
+        let opts =
+            DecodeOptions { keyring: Some(keyring), verify_incoming: true, label: "dc1", ..DecodeOptions::default() };
+        PacketDecoder::new().decode(&mut bytes.to_vec(), &opts).map(|p| p.layers.encryption)
+    };
+    assert_eq!(opens(&old_only, &sent), Err(crate::wire::Error::DecryptFailed));
+    assert_eq!(opens(&new_only, &sent), Ok(Some(EncryptionVersion::V1)));
+    c.core(1).handle_packet(addr(0), &mut sent, now);
+    healthy(&mut c, "node 0 uses the new key");
+    for i in 1..3 {
+        c.core(i).keyring().use_key(&NEW).expect("use");
+    }
+    healthy(&mut c, "all use the new key");
+    for i in 0..3 {
+        c.core(i).keyring().remove_key(&OLD).expect("remove");
+        let keys: Vec<Vec<u8>> = c.core(i).keyring().load().keys().iter().map(|k| k.as_bytes().to_vec()).collect();
+        assert_eq!(keys, vec![NEW.to_vec()]);
+    }
+    healthy(&mut c, "old key removed");
+
+    // A packet sealed with the old key is now refused.
+    let mut ping = Vec::new();
+    let encryption = Encryption { keyring: &old_only, version: EncryptionVersion::V1, nonce: [1; 12] };
+    let opts = EncodeOptions { encryption: Some(encryption), label: "dc1", ..EncodeOptions::default() };
+    encode_packet(&[test_ping_packet(1, false)], &opts, &mut ping).expect("seal");
+    let now = c.now;
+    c.core(1).handle_packet(addr(0), &mut ping, now);
+    assert_eq!(c.core(1).rejected_packets().get("decrypt"), 1);
+}
