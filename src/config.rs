@@ -63,7 +63,7 @@
 //! | `Ping` | [`Config::ping`] | core: called on acks |
 //! | `Alive` | [`Config::alive`] | core: called on alive messages |
 //! | `DNSConfigPath` | — | Go resolves join host names itself, TCP first, with this resolver file. [`Core::join`](crate::swim::Core::join) takes socket addresses: resolving names is the caller's (`std::net::ToSocketAddrs`, or a resolver crate, which can read any `resolv.conf`) |
-//! | `LogOutput`, `Logger` | — | ringswim writes no log lines: what Go logs, it counts ([`Core::rejected_packets`](crate::swim::Core::rejected_packets)) or returns (effects, typed errors). Log lines, when there are some, will go through the `tracing` facade, whose subscriber (chosen by the application) decides where they go: no field needed |
+//! | `LogOutput`, `Logger` | — | ringswim writes no log lines: what Go logs, it counts ([`Core::metrics`](crate::swim::Core::metrics), `ringswim.packets.rejected{reason}`) or returns (effects, typed errors). Log lines, when there are some, will go through the `tracing` facade, whose subscriber (chosen by the application) decides where they go: no field needed |
 //! | `HandoffQueueDepth` | [`Config::handoff_queue_depth`] | validated (at least 1); nothing reads it yet: the core handles each message as it is decoded, so nothing queues between receiving and handling. The engine's hand-off of decoded messages to the core will be bounded by it |
 //! | `UDPBufferSize` | [`Config::udp_buffer_size`] | core: packet size |
 //! | `DeadNodeReclaimTime` | [`Config::dead_node_reclaim_time`] | core: alive rules |
@@ -343,7 +343,7 @@ pub struct Config {
     /// address:
     /// - a ping without `SourceNode` gets no ack, an indirect ping without
     ///   `SourceNode` or target `Node` is not relayed: both are dropped and
-    ///   counted in [`Core::rejected_packets`](crate::swim::Core::rejected_packets)
+    ///   counted in [`Core::metrics`](crate::swim::Core::metrics), `ringswim.packets.rejected{reason}`
     ///   as `"node_name_required"` (Go logs its error);
     /// - [`Core::send_best_effort`](crate::swim::Core::send_best_effort) to a
     ///   node without a name returns

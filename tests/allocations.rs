@@ -91,7 +91,7 @@ impl Cluster {
             }
             core.start(now);
         }
-        let openers = (0..NODES).map(|i| Opener::new(&config(i), cores[i].keyring().clone())).collect();
+        let openers = (0..NODES).map(|i| Opener::new(&config(i), cores[i].keyring().clone(), cores[i].metrics().clone())).collect();
         let sealers = (0..NODES)
             .map(|i| Sealer::new(&config(i), cores[i].keyring().clone(), StdRng::seed_from_u64(100 + i as u64)))
             .collect();
@@ -174,10 +174,10 @@ impl Cluster {
         let counts = cluster.run(cluster.now + Duration::from_secs(60), path);
         for core in &cluster.cores {
             assert_eq!(core.num_alive(), NODES, "nobody suspected");
-            assert_eq!(core.rejected_packets().total(), 0);
+            assert_eq!(core.metrics().total(ringswim::swim::metrics::PACKETS_REJECTED), 0);
         }
         for opener in &cluster.openers {
-            assert_eq!(opener.rejected().total(), 0);
+            assert_eq!(opener.metrics().total(ringswim::swim::metrics::PACKETS_REJECTED), 0);
         }
         let per = |n: u64, d: u64| n as f64 / d.max(1) as f64;
         println!(

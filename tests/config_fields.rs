@@ -1,6 +1,6 @@
 //! `Config` fields that change what the core does, seen from the driver's
 //! side: datagrams in (`handle_packet`), what comes out (`poll_transmit`,
-//! `poll_stream`, `poll_effect`) and what is counted (`rejected_packets`).
+//! `poll_stream`, `poll_effect`) and what is counted (`metrics`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -64,11 +64,11 @@ fn require_node_names_sends_nothing_to_unnamed_peers() {
     assert_eq!(deliver(&mut strict, at(2), &ping("")), 0, "no ack to a ping without SourceNode");
     assert_eq!(deliver(&mut strict, at(2), &indirect_ping("other", "")), 0, "no relay for an unnamed requester");
     assert_eq!(deliver(&mut strict, at(2), &indirect_ping("", "peer")), 0, "no relay to an unnamed target");
-    assert_eq!(strict.rejected_packets().get("node_name_required"), 3);
+    assert_eq!(strict.metrics().get(ringswim::swim::metrics::PACKETS_REJECTED, "node_name_required"), 3);
     // Named peers are answered as usual.
     assert_eq!(deliver(&mut strict, at(2), &ping("peer")), 1);
     assert_eq!(deliver(&mut strict, at(2), &indirect_ping("other", "peer")), 1, "the relayed ping");
-    assert_eq!(strict.rejected_packets().get("node_name_required"), 3);
+    assert_eq!(strict.metrics().get(ringswim::swim::metrics::PACKETS_REJECTED, "node_name_required"), 3);
 
     // A best-effort message to a node without a name is refused.
     let mut unnamed = strict.local_node().clone();
@@ -106,7 +106,7 @@ fn cidrs_allowed_blocks_alive_messages_from_outside() {
     let outsider = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 7946);
     deliver(&mut c, outsider, &alive);
     assert!(c.member("peer").is_none(), "an alive from a sender outside cidrs_allowed is ignored");
-    assert_eq!(c.rejected_packets().get("cidr_blocked"), 1);
+    assert_eq!(c.metrics().get(ringswim::swim::metrics::PACKETS_REJECTED, "cidr_blocked"), 1);
     deliver(&mut c, at(3), &alive);
     assert!(c.member("peer").is_some(), "from inside it is taken");
 }

@@ -70,7 +70,7 @@ fn a_sealer_and_an_opener_on_another_thread_follow_a_key_rotation() {
         let (config, keyring) = (config.clone(), keyring.clone());
         thread::spawn(move || {
             let mut sealer = Sealer::new(&config, keyring.clone(), StdRng::seed_from_u64(2));
-            let mut opener = Opener::new(&config, keyring);
+            let mut opener = Opener::new(&config, keyring, ringswim::swim::metrics::Metrics::new());
             for job in inbox {
                 let done = match job {
                     Job::Seal => {
@@ -82,7 +82,7 @@ fn a_sealer_and_an_opener_on_another_thread_follow_a_key_rotation() {
                 };
                 outbox.send(done).expect("results");
             }
-            opener.rejected().get("decrypt")
+            opener.metrics().get(ringswim::swim::metrics::PACKETS_REJECTED, "decrypt")
         })
     };
     let seal = || {

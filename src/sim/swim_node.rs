@@ -325,6 +325,8 @@ impl Protocol for SwimNode {
     fn handle_stream(&mut self, from: SocketAddr, body: StreamContent, now: Time) -> Option<StreamContent> {
         let before = self.core.incarnation();
         let reply = self.core.handle_stream_content(from, body, now);
+        // The world writes the reply at once.
+        self.core.stream_reply_done(from);
         self.after(now, before);
         reply
     }

@@ -59,7 +59,8 @@ impl Beacon {
     /// Opens stream `id` to `to`, writing `bytes` once connected.
     fn open(&mut self, id: StreamId, to: SocketAddr, bytes: &[u8], deadline: Time) {
         self.payloads.insert(id, bytes.to_vec());
-        self.streams.push_back(StreamRequest { id, to, deadline });
+        let kind = crate::swim::StreamKind::PushPull { join: None };
+        self.streams.push_back(StreamRequest { id, to, kind, deadline });
     }
 
     fn received_between(&self, from: Time, to: Time) -> usize {

@@ -17,11 +17,14 @@ use super::members::{
     Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
     vsn_well_formed,
 };
+use super::metrics::DROPPED;
 use super::queue::{TransmitLimitedQueue, retransmit_limit};
-use super::{Awareness, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
+use super::timers::{Timer, Timers};
+use super::{Awareness, Metrics, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
 use crate::config::{Config, ConfigError, META_MAX_SIZE};
 use crate::delegate::{Node, NodeEvent, NodeEventKind, NodeState};
 use crate::wire::SharedKeyring;
+use crate::name::Name;
 use crate::wire::message::{Accusation, Alive, Message, PushNodeState};
 
 /// Something the driver must act on, drained with [`Core::poll_effect`].
@@ -184,8 +187,13 @@ struct SuspicionTimer {
 /// from one call to the next. For each [`StreamRequest`] the driver dials,
 /// asks [`Core::stream_connected`] for the bytes once connected (a push/pull
 /// encodes our state then, as Go does after its dial), and answers with
-/// [`Core::handle_stream_reply`] (a timeout at its `deadline` at the latest):
-/// a probe's TCP fallback holds the probe open until then, as in Go.
+/// [`Core::handle_stream_reply`]; the request's `deadline` is one of the
+/// core's own timers, so a request the driver never answers ends as a
+/// timeout then (a probe's TCP fallback holds the probe open until then, as
+/// in Go). A stream a peer opens is handed to [`Core::handle_stream`] once
+/// complete ([`StreamFramer`](crate::wire::stream::StreamFramer) says when),
+/// and a push/pull's place is given back with [`Core::stream_reply_done`]
+/// once its reply is written.
 ///
 /// Delegates that answer or veto ([`AliveDelegate`](crate::delegate::AliveDelegate),
 /// [`MergeDelegate`](crate::delegate::MergeDelegate),
@@ -224,8 +232,13 @@ pub struct Core<R> {
     /// Our incarnation counter (Go `m.incarnation`); the local member's
     /// `incarnation` is the last one announced.
     incarnation: u32,
-    /// Running suspicions by member name (Go `nodeTimers`).
-    suspicions: BTreeMap<String, SuspicionTimer>,
+    /// Running suspicions by member name (Go `nodeTimers`); their deadlines
+    /// are in `timers`.
+    suspicions: BTreeMap<Name, SuspicionTimer>,
+    /// Every timer (see `timers.rs`).
+    timers: Timers,
+    /// Every drop, rejection, refusal (see `metrics.rs`).
+    metrics: Metrics,
     awareness: Awareness,
     broadcasts: TransmitLimitedQueue<NodeBroadcast>,
     effects: VecDeque<Effect>,
@@ -272,6 +285,8 @@ impl<R: Rng> Core<R> {
             index: MemberIndex::default(),
             incarnation: 0,
             suspicions: BTreeMap::new(),
+            timers: Timers::default(),
+            metrics: Metrics::new(),
             effects: VecDeque::new(),
             left: false,
             leave_sent: Arc::new(AtomicBool::new(false)),
@@ -312,6 +327,58 @@ pub const MAX_INCARNATION: u32 = u32::MAX - (1 << 16);
 /// in those states) may carry; see [`MAX_INCARNATION`]. Above it the
 /// accusation is refused and counted as `implausible_incarnation`.
 pub const MAX_ACCUSED_INCARNATION: u32 = MAX_INCARNATION - (1 << 16);
+
+/// Effects that may wait for [`Core::poll_effect`] whatever the cluster's
+/// size (see [`Core::effect_bound`]).
+pub const MIN_EFFECT_BOUND: usize = 4096;
+
+/// How many of each table and queue the core holds now
+/// ([`Core::queue_lengths`]), for a driver's gauges and for checkers that
+/// hold the core to its bounds. The bounds: `members` is the cluster (dead
+/// and left members are reaped after `gossip_to_the_dead_time`);
+/// `suspicions` and `broadcasts` hold at most one entry per member;
+/// `effects` at most [`Core::effect_bound`]; `transmits`
+/// [`MAX_QUEUED_TRANSMITS`](super::MAX_QUEUED_TRANSMITS); `user_carry` 1,024;
+/// `relays` [`MAX_RELAYS`](super::MAX_RELAYS); `pings`
+/// [`MAX_PINGS`](super::MAX_PINGS); `streams` (and `outgoing_streams`,
+/// `joins`, each join waiting on a stream)
+/// [`MAX_PENDING_STREAMS`](super::MAX_PENDING_STREAMS); `inbound_push_pulls`
+/// [`MAX_PUSH_PULL_REQUESTS`](super::MAX_PUSH_PULL_REQUESTS) - 1;
+/// `reconnect_candidates` [`MAX_RECONNECT_CANDIDATES`](super::MAX_RECONNECT_CANDIDATES);
+/// `timers` the sum of what they time (seven periodic and probe timers, one
+/// per suspicion, relay, ping, stream and inbound push/pull).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueLengths {
+    /// Members in the table, the local node included.
+    pub members: usize,
+    /// Running suspicions.
+    pub suspicions: usize,
+    /// Queued membership broadcasts.
+    pub broadcasts: usize,
+    /// Effects not yet polled.
+    pub effects: usize,
+    /// Datagrams not yet polled.
+    pub transmits: usize,
+    /// User broadcasts carried to the next packet.
+    pub user_carry: usize,
+    /// Indirect pings being relayed.
+    pub relays: usize,
+    /// [`Core::ping`]s waiting for an ack.
+    pub pings: usize,
+    /// Outgoing streams waiting for their outcome.
+    pub streams: usize,
+    /// Of those, the ones not yet polled ([`Core::poll_stream`]).
+    pub outgoing_streams: usize,
+    /// [`Core::join`]s in progress.
+    pub joins: usize,
+    /// Incoming push/pulls whose reply the driver may still be writing.
+    pub inbound_push_pulls: usize,
+    /// Reconnect candidates.
+    pub reconnect_candidates: usize,
+    /// Timers set.
+    pub timers: usize,
+}
 
 /// The local meta from the delegate, checked against [`META_MAX_SIZE`].
 fn local_meta(config: &Config) -> Result<Vec<u8>, Error> {
@@ -427,11 +494,50 @@ impl<R> Core<R> {
         self.broadcasts.reset();
     }
 
-    /// When a suspicion is next due (quinn's `poll_timeout`): call
-    /// [`Core::handle_timeout`] at or after it. `None` when nobody is suspect.
+    /// When the earliest timer is due (quinn's `poll_timeout`): call
+    /// [`Core::handle_timeout`] at or after it. `None` when no timer is set.
+    /// O(1): every timer (probe stages, ticks, suspicions, relays, pings,
+    /// stream deadlines) is in one table.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let suspicion = self.suspicions.values().map(|t| t.suspicion.deadline()).min();
-        [suspicion, self.net_timeout()].into_iter().flatten().min()
+        self.timers.next()
+    }
+
+    /// The counters of every drop, rejection and refusal (see
+    /// [`metrics`](super::metrics) for the names). Clone it to count from
+    /// the driver's side ([`HandoffQueue`](super::HandoffQueue)).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How many entries each table and queue holds now (see
+    /// [`QueueLengths`] for their bounds).
+    pub fn queue_lengths(&self) -> QueueLengths {
+        let (net, streams) = (&self.net, &self.net.streams);
+        QueueLengths {
+            members: self.members.len(),
+            suspicions: self.suspicions.len(),
+            broadcasts: self.broadcasts.num_queued(),
+            effects: self.effects.len(),
+            transmits: net.outbox.len(),
+            user_carry: net.user_carry.len(),
+            relays: net.relays.len(),
+            pings: net.pings.len(),
+            streams: streams.pending.len(),
+            outgoing_streams: streams.outgoing.len(),
+            joins: streams.joins.len(),
+            inbound_push_pulls: streams.inbound.len(),
+            reconnect_candidates: streams.failed.len(),
+            timers: self.timers.len(),
+        }
+    }
+
+    /// Effects that may wait for [`Core::poll_effect`]:
+    /// [`MIN_EFFECT_BOUND`] plus two per member (one input, a push/pull,
+    /// can bring an event about every member). Beyond it an effect is
+    /// dropped and counted (`ringswim.dropped{reason="effect_queue_full"}`):
+    /// a driver that drains after every input never gets there.
+    pub fn effect_bound(&self) -> usize {
+        MIN_EFFECT_BOUND.saturating_add(self.members.len().saturating_mul(2))
     }
 
     /// The deadline of the suspicion about `name`, if one runs.
@@ -513,7 +619,45 @@ impl<R> Core<R> {
 
     fn event(&mut self, kind: NodeEventKind, idx: usize) {
         let node = self.members[idx].node.clone();
-        self.effects.push_back(Effect::Event(NodeEvent { kind, node }));
+        self.push_effect(Effect::Event(NodeEvent { kind, node }));
+    }
+
+    /// Queues `effect` for the driver, unless [`Core::effect_bound`] wait
+    /// already (then counted).
+    fn push_effect(&mut self, effect: Effect) {
+        if self.effects.len() >= self.effect_bound() {
+            self.metrics.count(DROPPED, "effect_queue_full");
+            return;
+        }
+        self.effects.push_back(effect);
+    }
+
+    /// Starts the suspicion about `name` and its timer.
+    fn start_suspicion(&mut self, name: &str, suspicion: Suspicion, change_time: Time) {
+        let name = Name::from(name);
+        self.timers.set(Timer::Suspicion(name.clone()), suspicion.deadline());
+        self.suspicions.insert(name, SuspicionTimer { suspicion, change_time, last_chance: false });
+    }
+
+    /// Counts `from`'s confirmation of the suspicion about `name`
+    /// ([`Suspicion::confirm`]), moving its timer: whether it is news, or
+    /// `None` when no suspicion runs.
+    fn confirm_suspicion(&mut self, name: &str, from: &str, now: Time) -> Option<bool> {
+        let timer = self.suspicions.get_mut(name)?;
+        let before = timer.suspicion.deadline();
+        let news = timer.suspicion.confirm(from, now);
+        let after = timer.suspicion.deadline();
+        if after != before {
+            self.timers.set(Timer::Suspicion(Name::from(name)), after);
+        }
+        Some(news)
+    }
+
+    /// Ends the suspicion about `name`, if one runs, and its timer.
+    fn stop_suspicion(&mut self, name: &str) {
+        if let Some((key, _)) = self.suspicions.remove_entry(name) {
+            self.timers.cancel(&Timer::Suspicion(key));
+        }
     }
 
     /// What holds between inputs: the index maps every member to its position
@@ -523,9 +667,12 @@ impl<R> Core<R> {
         let indexed = self.index.len() == self.members.len()
             && self.members.iter().enumerate().all(|(i, m)| self.position(&m.node.name) == Some(i));
         let local = self.member(&self.config.name).is_some_and(|m| m.state() != NodeState::Dead);
-        let timers =
-            self.suspicions.keys().all(|name| self.member(name).is_some_and(|m| m.state() == NodeState::Suspect));
-        indexed && local && timers
+        let suspicions = self.suspicions.iter().all(|(name, t)| {
+            self.member(name).is_some_and(|m| m.state() == NodeState::Suspect)
+                && self.timers.get(&Timer::Suspicion(name.clone())) == Some(t.suspicion.deadline())
+        });
+        let broadcasts = self.broadcasts.num_queued() <= self.members.len();
+        indexed && local && suspicions && broadcasts && self.timers.is_consistent()
     }
 
     /// Go `refute`: beat `accused` with a fresh incarnation, announce it, and
@@ -537,7 +684,7 @@ impl<R> Core<R> {
         self.incarnation = self.incarnation.max(accused);
         let inc = self.next_incarnation();
         if inc <= accused {
-            self.net.rejected.count("incarnation_exhausted");
+            self.reject("incarnation_exhausted");
         }
         self.members[idx].incarnation = inc;
         self.awareness.apply_delta(1);
@@ -694,63 +841,75 @@ impl<R: Rng> Core<R> {
         debug_assert!(self.invariants());
     }
 
-    /// Every timer due at `now`: suspicions first (earliest first, ties by
-    /// name; a member still suspect since that suspicion is declared dead by
-    /// us), then the network timers (relayed pings' nacks, the probe's
-    /// indirect stage and deadline, the probe and gossip ticks).
+    /// Every timer due at `now`, earliest first (ties: suspicions by member
+    /// name, relays, pings, streams, the probe's stages, the ticks): a
+    /// member still suspect since its suspicion started is declared dead by
+    /// us, a relayed ping's nack goes out, a [`Core::ping`] or a stream the
+    /// driver did not answer ends without an answer, the probe moves on,
+    /// the tickers run. Allocates nothing of its own.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.fire_suspicions(now);
-        self.handle_net_timeout(now);
-        debug_assert!(self.invariants());
-    }
-
-    fn fire_suspicions(&mut self, now: Time) {
-        let mut due: Vec<(Time, String)> = self
-            .suspicions
-            .iter()
-            .filter(|(_, t)| t.suspicion.is_due(now))
-            .map(|(name, t)| (t.suspicion.deadline(), name.clone()))
-            .collect();
-        due.sort();
-        let me = self.config.name.clone();
-        for (_, name) in due {
-            let Some(mut timer) = self.suspicions.remove(&name) else { continue };
-            let Some(idx) = self.position(&name) else { continue };
-            let m = &self.members[idx];
-            let current = m.state() == NodeState::Suspect && m.state_change == timer.change_time;
-            let wait = self.config.probe_interval + self.config.probe_timeout;
-            if current && self.config.extensions.last_chance_ping && !timer.last_chance && !wait.is_zero() {
-                // Ask the member itself before declaring it dead: the ping
-                // carries our suspicion, which it refutes or, if it already
-                // has, answers with its alive.
-                let (to, incarnation) = (m.node.address(), m.incarnation);
-                timer.last_chance = true;
-                timer.suspicion.postpone(now + wait);
-                self.suspicions.insert(name.clone(), timer);
-                self.send_last_chance_ping(&name, to, incarnation);
-                continue;
-            }
-            if timer.suspicion.fire(now).is_none() {
-                continue;
-            }
-            if current {
-                let incarnation = m.incarnation;
-                self.dead_node(&Accusation { incarnation, node: &name, from: &me }, now);
+        while let Some((when, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Suspicion(name) => self.fire_suspicion(&name, now),
+                timer => self.handle_net_timer(timer, when, now),
             }
         }
         debug_assert!(self.invariants());
     }
 
-    /// Reaps members dead for longer than `gossip_to_the_dead_time` and
-    /// shuffles the rest (Go `resetNodes`, run by the probe loop each time it
-    /// wraps around the member list). Only *dead* members are reaped: Go keeps
-    /// left ones in its table for good (until their name is reclaimed).
+    /// The suspicion about `name` is due: a member still suspect since it
+    /// started is declared dead (after a last-chance ping, with
+    /// [`Extensions::last_chance_ping`](crate::config::Extensions::last_chance_ping)).
+    fn fire_suspicion(&mut self, name: &str, now: Time) {
+        let Some((key, mut timer)) = self.suspicions.remove_entry(name) else { return };
+        let Some(idx) = self.position(name) else { return };
+        let m = &self.members[idx];
+        let current = m.state() == NodeState::Suspect && m.state_change == timer.change_time;
+        let wait = self.config.probe_interval + self.config.probe_timeout;
+        if current && self.config.extensions.last_chance_ping && !timer.last_chance && !wait.is_zero() {
+            // Ask the member itself before declaring it dead: the ping
+            // carries our suspicion, which it refutes or, if it already
+            // has, answers with its alive.
+            let (to, incarnation) = (m.node.address(), m.incarnation);
+            timer.last_chance = true;
+            timer.suspicion.postpone(now + wait);
+            self.timers.set(Timer::Suspicion(key.clone()), timer.suspicion.deadline());
+            self.suspicions.insert(key, timer);
+            self.send_last_chance_ping(name, to, incarnation);
+            return;
+        }
+        if timer.suspicion.fire(now).is_none() {
+            return;
+        }
+        if current {
+            let incarnation = m.incarnation;
+            let me = self.config.name.clone();
+            self.dead_node(&Accusation { incarnation, node: name, from: &me }, now);
+        }
+    }
+
+    /// Reaps members dead or left for longer than `gossip_to_the_dead_time`
+    /// and shuffles the rest (Go `resetNodes`, run by the probe loop each
+    /// time it wraps around the member list). News about a reaped member
+    /// still queued goes with it (counted,
+    /// `ringswim.dropped{reason="broadcast_of_reaped_member"}`), so that no
+    /// queue outlives the table.
+    ///
+    /// Go 0.2.2 reaps only dead members and keeps left ones for good (until
+    /// their name is reclaimed), so a table under churn grows without end;
+    /// later Go versions reap both, as here. The local node is never reaped.
     pub(crate) fn reset_nodes(&mut self, now: Time) {
+        let me = &self.config.name;
         let keep = move_dead_nodes(&mut self.members, self.config.gossip_to_the_dead_time, now, |m| {
-            (m.state() == NodeState::Dead).then_some(m.state_change)
+            (m.is_dead_or_left() && m.node.name != *me).then_some(m.state_change)
         });
-        for reaped in self.members.drain(keep..) {
-            self.suspicions.remove(reaped.node.name.as_str());
+        let reaped: Vec<Member> = self.members.drain(keep..).collect();
+        for member in &reaped {
+            let name = member.node.name.as_str();
+            self.stop_suspicion(name);
+            if self.broadcasts.invalidate(name) {
+                self.metrics.count(DROPPED, "broadcast_of_reaped_member");
+            }
         }
         shuffle(&mut self.members, &mut self.rng);
         self.index.rebuild(&self.members);
@@ -802,11 +961,11 @@ impl<R: Rng> Core<R> {
             return;
         }
         if !vsn_well_formed(a.vsn) {
-            self.net.rejected.count("bad_vsn");
+            self.reject("bad_vsn");
             return;
         }
         if a.incarnation > MAX_INCARNATION {
-            self.net.rejected.count("implausible_incarnation");
+            self.reject("implausible_incarnation");
             return;
         }
         let Some(ip) = ip_from_wire(a.addr) else { return };
@@ -845,7 +1004,7 @@ impl<R: Rng> Core<R> {
                     } else {
                         let mut other = Node::new(a.node, ip, a.port);
                         other.meta = a.meta.to_vec();
-                        self.effects.push_back(Effect::Conflict { existing: m.node.clone(), other });
+                        self.push_effect(Effect::Conflict { existing: m.node.clone(), other });
                         return;
                     }
                 }
@@ -864,7 +1023,7 @@ impl<R: Rng> Core<R> {
             return;
         }
 
-        self.suspicions.remove(a.node);
+        self.stop_suspicion(a.node);
 
         let old_state = self.members[idx].state();
         let old_meta = self.members[idx].node.meta.clone();
@@ -925,7 +1084,7 @@ impl<R: Rng> Core<R> {
     /// Go `suspectNode`.
     fn suspect_node(&mut self, s: &Accusation<'_>, now: Time) {
         if s.incarnation > MAX_ACCUSED_INCARNATION {
-            self.net.rejected.count("implausible_incarnation");
+            self.reject("implausible_incarnation");
             return;
         }
         let Some(idx) = self.position(s.node) else { return };
@@ -941,15 +1100,15 @@ impl<R: Rng> Core<R> {
         // as a confirmation of the stale suspicion, whose shrunk timer then
         // fires at once for an incarnation the member already beat.
         let stale = self.members[idx].incarnation < s.incarnation;
-        if let Some(timer) = self.suspicions.get_mut(s.node) {
+        if self.suspicions.contains_key(s.node) {
             if !stale || !self.config.extensions.suspicion_per_incarnation {
-                if timer.suspicion.confirm(s.from, now) {
+                if self.confirm_suspicion(s.node, s.from, now) == Some(true) {
                     self.queue(s.node, &Message::Suspect(*s), None);
                 }
                 return;
             }
             // Start over at the new incarnation.
-            self.suspicions.remove(s.node);
+            self.stop_suspicion(s.node);
             self.members[idx].node.state = NodeState::Alive;
         }
 
@@ -978,7 +1137,7 @@ impl<R: Rng> Core<R> {
         let min = suspicion_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
         let max = min.saturating_mul(u32::try_from(self.config.suspicion_max_timeout_mult).unwrap_or(u32::MAX));
         let suspicion = Suspicion::new(s.from, k, min, max, now);
-        self.suspicions.insert(s.node.to_owned(), SuspicionTimer { suspicion, change_time: now, last_chance: false });
+        self.start_suspicion(s.node, suspicion, now);
     }
 
     /// Go `deadNode`.
@@ -986,14 +1145,14 @@ impl<R: Rng> Core<R> {
         // Our own leave is announced at our incarnation, which may be above
         // what others may accuse us of.
         if d.incarnation > MAX_ACCUSED_INCARNATION && !(self.left && self.is_local(d.node)) {
-            self.net.rejected.count("implausible_incarnation");
+            self.reject("implausible_incarnation");
             return;
         }
         let Some(idx) = self.position(d.node) else { return };
         if d.incarnation < self.members[idx].incarnation {
             return;
         }
-        self.suspicions.remove(d.node);
+        self.stop_suspicion(d.node);
         if self.members[idx].is_dead_or_left() {
             return;
         }
@@ -1033,8 +1192,11 @@ mod net;
 mod streams;
 
 pub use datagram::{Opener, OutgoingPacket, PacketLayers, Sealer, Transmit};
-pub use net::{RejectedPackets, STALE_ANSWERS_PER_PROBE_INTERVAL, max_udp_payload};
-pub use streams::{LocalState, StreamContent, StreamError, StreamId, StreamRequest};
+pub use net::{MAX_PINGS, MAX_QUEUED_TRANSMITS, MAX_RELAYS, STALE_ANSWERS_PER_PROBE_INTERVAL, max_udp_payload};
+pub use streams::{
+    LocalState, MAX_PENDING_STREAMS, MAX_PUSH_PULL_REQUESTS, MAX_RECONNECT_CANDIDATES, StreamContent, StreamError,
+    StreamId, StreamKind, StreamRequest,
+};
 
 #[cfg(test)]
 #[path = "core_tests.rs"]

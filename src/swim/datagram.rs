@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use rand::Rng;
 
 use super::Core;
-use super::net::RejectedPackets;
+use crate::swim::metrics::{Metrics, PACKETS_REJECTED};
 use crate::config::Config;
 use crate::wire::crypto::NONCE_SIZE;
 use crate::wire::{
@@ -159,26 +159,28 @@ impl InboundRules {
 /// `handleCommand`). One per receiving thread; its buffers are reused, so
 /// opening a datagram allocates nothing once warm.
 ///
-/// Every datagram or compound part it refuses is counted by
-/// [`wire::Error::reason`](crate::wire::Error::reason), as
-/// [`Core::rejected_packets`] counts those the core opens itself.
+/// Every datagram or compound part it refuses is counted under
+/// `ringswim.packets.rejected` by
+/// [`wire::Error::reason`](crate::wire::Error::reason), into the
+/// [`Metrics`] it is given: the core's own ([`Core::metrics`], a shared
+/// handle), so that one set of counters covers the node.
 #[derive(Debug)]
 pub struct Opener {
     decoder: PacketDecoder,
     keyring: SharedKeyring,
     rules: InboundRules,
-    rejected: RejectedPackets,
+    metrics: Metrics,
 }
 
 impl Opener {
     /// An opener for the node configured by `config`, reading `keyring`
-    /// ([`Core::keyring`]).
-    pub fn new(config: &Config, keyring: SharedKeyring) -> Opener {
+    /// ([`Core::keyring`]) and counting into `metrics` ([`Core::metrics`]).
+    pub fn new(config: &Config, keyring: SharedKeyring, metrics: Metrics) -> Opener {
         Opener {
             decoder: PacketDecoder::new(),
             keyring,
             rules: InboundRules::new(config),
-            rejected: RejectedPackets::default(),
+            metrics,
         }
     }
 
@@ -186,7 +188,7 @@ impl Opener {
     /// `deliver`, in order (for [`Core::handle_message`]). A bad part of a
     /// compound spoils only itself, as in Go. Returns how many messages were
     /// delivered, or why the whole datagram was refused; either way every
-    /// refusal is counted in [`Opener::rejected`].
+    /// refusal is counted in [`Opener::metrics`].
     pub fn open<'a>(
         &'a mut self,
         bytes: &'a mut [u8],
@@ -195,7 +197,7 @@ impl Opener {
         let packet = match self.rules.open(&mut self.decoder, &self.keyring.load(), bytes) {
             Ok(packet) => packet,
             Err(err) => {
-                self.rejected.count(err.reason());
+                self.metrics.count(PACKETS_REJECTED, err.reason());
                 return Err(err);
             }
         };
@@ -206,15 +208,16 @@ impl Opener {
                     deliver(msg);
                     delivered += 1;
                 }
-                Err(err) => self.rejected.count(err.reason()),
+                Err(err) => self.metrics.count(PACKETS_REJECTED, err.reason()),
             }
         }
         Ok(delivered)
     }
 
-    /// Datagrams and compound parts refused so far, by reason.
-    pub fn rejected(&self) -> &RejectedPackets {
-        &self.rejected
+    /// The counters it counts into (datagrams and compound parts refused,
+    /// by reason).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

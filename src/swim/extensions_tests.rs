@@ -28,14 +28,27 @@ fn at(ms: u64) -> Time {
 }
 
 fn core(i: u8, go: bool) -> Core<StdRng> {
+    core_configured(i, go, |_| {})
+}
+
+/// `core(i, go)` with `configure` applied to its config before it starts.
+fn core_configured(i: u8, go: bool, configure: impl FnOnce(&mut Config)) -> Core<StdRng> {
     // Uncompressed, so that a stream's first byte is its message type.
     let mut config = Config::default_local().with_name(name(i)).with_enable_compression(false);
     if go {
         config = config.with_go_behaviour();
     }
+    configure(&mut config);
     let mut c = Core::new(config, addr(i), at(0), StdRng::seed_from_u64(u64::from(i))).expect("core");
     c.start(at(0));
     c
+}
+
+/// `core(i, false)` without reconnect attempts: nobody answers a lone
+/// core's probes, so it declares the members it hears of dead, and their
+/// reconnect push/pulls would mix with the news push/pulls a test times.
+fn core_without_reconnect(i: u8) -> Core<StdRng> {
+    core_configured(i, false, |c| c.extensions.reconnect_interval = Duration::ZERO)
 }
 
 /// `c` hears by gossip that node `j` is alive.
@@ -342,7 +355,7 @@ fn news_that_keeps_coming_spaces_the_push_pulls_out() {
 /// late settle's threshold at `late_settle_learned`; `extra` more news
 /// after it, at those milliseconds: when push/pulls opened.
 fn storm_push_pulls(late_settle_learned: usize, extra: &[u64]) -> Vec<u64> {
-    let mut c = core(0, false);
+    let mut c = core_without_reconnect(0);
     c.config.extensions.late_settle_learned = late_settle_learned;
     let mut opened = Vec::new();
     for k in 0..120u64 {
@@ -379,7 +392,7 @@ fn after_a_big_storm_one_more_settle_comes_later() {
 /// 60 members joining one by one, 2 s apart (no burst), then, after
 /// `pause_ms` more, a burst of 45: the push/pulls opened after the burst.
 fn late_settle_after_slow_joins(pause_ms: u64) -> Vec<u64> {
-    let mut c = core(0, false);
+    let mut c = core_without_reconnect(0);
     c.config.extensions.late_settle_learned = 100;
     // Periodic push/pulls out of the way (after the first tick, within
     // the first 15 s).

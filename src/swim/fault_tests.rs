@@ -90,7 +90,11 @@ fn a_node_always_beats_an_accusation_it_can_receive() {
         assert_eq!(seen.state(), NodeState::Alive, "accused at {accused}: the peer still holds it");
         assert_eq!(seen.incarnation, us.incarnation(), "accused at {accused}");
         if accused > MAX_ACCUSED_INCARNATION {
-            assert_eq!(us.rejected_packets().get("implausible_incarnation"), 1, "accused at {accused}");
+            assert_eq!(
+                us.metrics().get(crate::swim::metrics::PACKETS_REJECTED, "implausible_incarnation"),
+                1,
+                "accused at {accused}"
+            );
             assert_eq!(us.incarnation(), before, "an implausible accusation changes nothing");
         }
     }
@@ -145,7 +149,7 @@ fn malformed_versions_never_poison_the_cluster() {
         let poisoned = Alive { incarnation: 1, node: &newcomer, addr: &ip, port: PORT, meta: &[], vsn };
         us.handle_packet(addr(7), &mut datagram(&Message::Alive(poisoned)), at(1));
         assert!(us.member(&newcomer).is_none(), "Vsn {vsn:02x?} stored");
-        assert_eq!(us.rejected_packets().get("bad_vsn"), 1, "Vsn {vsn:02x?}");
+        assert_eq!(us.metrics().get(crate::swim::metrics::PACKETS_REJECTED, "bad_vsn"), 1, "Vsn {vsn:02x?}");
 
         // A push/pull from a peer: one healthy entry and one with the bad
         // versions (as a Go peer that stored them would send it).

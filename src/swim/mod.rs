@@ -17,21 +17,27 @@
 
 mod awareness;
 mod core;
+mod handoff;
 mod members;
+pub mod metrics;
 pub mod queue;
 mod suspicion;
 mod time;
+mod timers;
 mod util;
 
 pub use awareness::Awareness;
 pub use core::{
-    Core, Effect, Error, LocalState, MAX_ACCUSED_INCARNATION, MAX_INCARNATION, Opener, OutgoingPacket, PacketLayers,
-    RejectedPackets, STALE_ANSWERS_PER_PROBE_INTERVAL, Sealer, StreamContent, StreamError, StreamId, StreamRequest,
-    Transmit, max_udp_payload,
+    Core, Effect, Error, LocalState, MAX_ACCUSED_INCARNATION, MAX_INCARNATION, MAX_PENDING_STREAMS, MAX_PINGS,
+    MAX_PUSH_PULL_REQUESTS, MAX_QUEUED_TRANSMITS, MAX_RECONNECT_CANDIDATES, MAX_RELAYS, MIN_EFFECT_BOUND, Opener,
+    OutgoingPacket, PacketLayers, QueueLengths, STALE_ANSWERS_PER_PROBE_INTERVAL, Sealer, StreamContent, StreamError,
+    StreamId, StreamKind, StreamRequest, Transmit, max_udp_payload,
 };
+pub use handoff::HandoffQueue;
 pub use members::{
     Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol, vsn_well_formed,
 };
+pub use metrics::Metrics;
 pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};
 pub use time::Time;

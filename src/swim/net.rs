@@ -27,7 +27,11 @@
 //! - [`Core::join`] contacts all addresses at once (Go: one after another).
 //! - Undecodable packets, ping for another name, bad indirect targets and
 //!   stream-only messages in packets are counted
-//!   ([`Core::rejected_packets`]), where Go logs.
+//!   (`ringswim.packets.rejected{reason}` in [`Core::metrics`]), where Go
+//!   logs.
+//! - Relayed indirect pings, [`Core::ping`]s and queued datagrams are
+//!   bounded ([`MAX_RELAYS`], [`MAX_PINGS`], [`MAX_QUEUED_TRANSMITS`]); Go's
+//!   maps and channels are not.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
@@ -41,6 +45,8 @@ use super::Core;
 use super::datagram::{InboundRules, Outbox, OutgoingPacket};
 use crate::delegate::{Node, NodeState};
 use crate::swim::members::{ip_from_wire, ip_to_wire};
+use crate::swim::metrics::{DROPPED, PACKETS_REJECTED};
+use crate::swim::timers::Timer;
 use crate::swim::{Time, k_random_nodes, random_offset};
 use crate::wire::frame::{
     self, COMPOUND_HEADER_OVERHEAD, COMPOUND_PART_OVERHEAD, CRC_HEADER_LEN, MAX_COMPOUND_PARTS_FOR_GO,
@@ -68,42 +74,23 @@ pub fn max_udp_payload(to: SocketAddr) -> usize {
     }
 }
 
-/// Packets and messages dropped on receipt, by reason (the metric
-/// `ringswim.packets.rejected{reason}`). Reasons are
-/// [`wire::Error::reason`](crate::wire::Error::reason) names, plus
-/// `"wrong_node"` (a ping for another node name, as Go drops them),
-/// `"bad_address"` (an indirect ping whose target is not an address),
-/// `"unexpected_type"` for stream-only messages in a packet,
-/// `"cidr_blocked"` (an alive message from a sender outside
-/// `cidrs_allowed`) and `"node_name_required"` (a ping or indirect ping
-/// that names no source or target, under `require_node_names`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RejectedPackets {
-    total: u64,
-    by_reason: BTreeMap<&'static str, u64>,
-}
+/// Datagrams that may wait for [`Core::poll_transmit`]; beyond, one is
+/// dropped and counted (`ringswim.dropped{reason="transmit_queue_full"}`).
+/// A driver that drains after every input never comes near: one input
+/// makes at most a few hundred (the acks of a full compound of pings).
+pub const MAX_QUEUED_TRANSMITS: usize = 4096;
 
-impl RejectedPackets {
-    /// All rejections so far.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
+/// Indirect pings relayed at once (Go keeps an ack handler per relayed
+/// ping, without a bound); beyond, an indirect ping is dropped and counted
+/// (`ringswim.dropped{reason="relay_table_full"}`). Each lasts
+/// `probe_timeout`: a member of a 10,000-node cluster relays about three a
+/// second.
+pub const MAX_RELAYS: usize = 1024;
 
-    /// Rejections for `reason`.
-    pub fn get(&self, reason: &str) -> u64 {
-        self.by_reason.get(reason).copied().unwrap_or(0)
-    }
-
-    /// Every reason seen with its count, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        self.by_reason.iter().map(|(&r, &n)| (r, n))
-    }
-
-    pub(super) fn count(&mut self, reason: &'static str) {
-        self.total += 1;
-        *self.by_reason.entry(reason).or_insert(0) += 1;
-    }
-}
+/// [`Core::ping`]s waiting for their ack at once; beyond, a ping completes
+/// at once without a round trip and is counted
+/// (`ringswim.dropped{reason="ping_table_full"}`).
+pub const MAX_PINGS: usize = 1024;
 
 /// The probe in progress (Go `probeNode`'s locals and its ack/nack channels).
 #[derive(Clone, Debug)]
@@ -113,11 +100,11 @@ pub(super) struct Probe {
     node: Node,
     incarnation: u32,
     sent: Time,
-    /// When the direct ping times out and indirect pings go out (Go
-    /// `ProbeTimeout`); `None` once they have.
-    indirect_at: Option<Time>,
-    /// End of the (awareness-scaled) probe interval: no ack by then means
-    /// suspect.
+    /// Whether the direct ping is still within `probe_timeout` (the
+    /// `Timer::ProbeIndirect` is set); false once indirect pings went out.
+    direct: bool,
+    /// End of the (awareness-scaled) probe interval (`Timer::ProbeDeadline`):
+    /// no ack by then means suspect.
     deadline: Time,
     expected_nacks: usize,
     nacks: usize,
@@ -145,9 +132,9 @@ pub(super) enum Fallback {
 pub(super) struct Relay {
     requester: SocketAddr,
     seq_no: u32,
+    /// Whether a nack goes out when its `Timer::Relay` (Go's
+    /// `ProbeTimeout`) fires first.
     nack: bool,
-    /// Go's `ProbeTimeout`: the handler is reaped, and a nack sent if asked.
-    expires: Time,
 }
 
 /// The network state kept by [`Core`].
@@ -167,18 +154,17 @@ pub(super) struct Net {
     pub(super) first_part: Vec<u8>,
     /// The broadcasts piggybacked on a packet (reused).
     pub(super) piggyback: Vec<Arc<[u8]>>,
-    pub(super) rejected: RejectedPackets,
     pub(super) seq_no: u32,
     pub(super) probe_index: usize,
     pub(super) probe: Option<Probe>,
     /// A probe tick came while a probe ran (Go's ticker buffers one).
     pub(super) probe_tick_pending: bool,
-    pub(super) next_probe_tick: Option<Time>,
-    pub(super) next_gossip: Option<Time>,
-    /// Indirect pings relayed, by the sequence number of our own ping.
+    /// Indirect pings relayed, by the sequence number of our own ping (at
+    /// most [`MAX_RELAYS`]).
     pub(super) relays: BTreeMap<u32, Relay>,
-    /// [`Core::ping`]s waiting for their ack: seq → (name, sent, deadline).
-    pub(super) pings: BTreeMap<u32, (String, Time, Time)>,
+    /// [`Core::ping`]s waiting for their ack: seq → (name, sent) (at most
+    /// [`MAX_PINGS`]).
+    pub(super) pings: BTreeMap<u32, (String, Time)>,
     /// Push/pull, join and fallback-ping streams (see `streams.rs`).
     pub(super) streams: super::streams::Streams,
     /// Stale accusations answered in the current probe interval: when it
@@ -189,26 +175,6 @@ pub(super) struct Net {
 impl Net {
     pub(super) fn new(config: &crate::config::Config, keyring: SharedKeyring) -> Net {
         Net { keyring, inbound: InboundRules::new(config), ..Net::default() }
-    }
-
-    fn earliest(&self) -> Option<Time> {
-        let probe = self.probe.as_ref().and_then(|p| {
-            let deadline = (!p.deadline_passed).then_some(p.deadline);
-            [p.indirect_at, deadline].into_iter().flatten().min()
-        });
-        [
-            probe,
-            self.next_probe_tick,
-            self.next_gossip,
-            self.streams.next_push_pull,
-            self.streams.news_push_pull,
-            self.streams.next_reconnect,
-            self.relays.values().map(|r| r.expires).min(),
-            self.pings.values().map(|p| p.2).min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 }
 
@@ -229,14 +195,9 @@ fn stagger<R: Rng>(interval: Duration, rng: &mut R) -> Duration {
 }
 
 impl<R> Core<R> {
-    /// Packets and messages dropped on receipt, by reason.
-    pub fn rejected_packets(&self) -> &RejectedPackets {
-        &self.net.rejected
-    }
-
-    /// The earliest network timer (probe stages, ticks, relays).
-    pub(super) fn net_timeout(&self) -> Option<Time> {
-        self.net.earliest()
+    /// Counts a packet or message rejected on receipt.
+    pub(super) fn reject(&self, reason: &'static str) {
+        self.metrics.count(PACKETS_REJECTED, reason);
     }
 
     /// The sequence number of the probe in progress and the member probed.
@@ -315,6 +276,8 @@ impl<R> Core<R> {
                     taken += 1;
                 } else if self.net.user_carry.len() < MAX_USER_CARRY {
                     self.net.user_carry.push_back(buf.into());
+                } else {
+                    self.metrics.count(DROPPED, "user_carry_full");
                 }
             }
         }
@@ -405,6 +368,10 @@ impl<R: Rng> Core<R> {
     /// label) are applied when it is sealed ([`Core::poll_transmit`], or a
     /// [`Sealer`](super::Sealer) after [`Core::poll_packet`]).
     fn queue_packet<'p>(&mut self, to: SocketAddr, crc: bool, parts: impl Iterator<Item = &'p [u8]> + Clone) {
+        if self.net.outbox.len() >= MAX_QUEUED_TRANSMITS {
+            self.metrics.count(DROPPED, "transmit_queue_full");
+            return;
+        }
         let packet = OutgoingPacket { to, layers: self.packet_layers(crc) };
         // Errors here are ours (a part over 64 KiB): nothing is sent, as in
         // Go.
@@ -461,53 +428,54 @@ impl<R: Rng> Core<R> {
     /// together. Here the stagger sets the phase, which is what nodes started
     /// at different moments get.
     pub fn start(&mut self, now: Time) {
-        if self.net.next_probe_tick.is_none() && !self.config.probe_interval.is_zero() {
+        if self.timers.get(&Timer::ProbeTick).is_none() && !self.config.probe_interval.is_zero() {
             let s = stagger(self.config.probe_interval, &mut self.rng);
-            self.net.next_probe_tick = Some(now + s);
+            self.timers.set(Timer::ProbeTick, now + s);
         }
-        if self.net.next_gossip.is_none() && !self.config.gossip_interval.is_zero() && self.config.gossip_nodes > 0 {
+        if self.timers.get(&Timer::Gossip).is_none()
+            && !self.config.gossip_interval.is_zero()
+            && self.config.gossip_nodes > 0
+        {
             let s = stagger(self.config.gossip_interval, &mut self.rng);
-            self.net.next_gossip = Some(now + s);
+            self.timers.set(Timer::Gossip, now + s);
         }
-        if self.net.streams.next_push_pull.is_none() && !self.config.push_pull_interval.is_zero() {
+        if self.timers.get(&Timer::PushPull).is_none() && !self.config.push_pull_interval.is_zero() {
             let s = stagger(self.config.push_pull_interval, &mut self.rng);
-            self.net.streams.next_push_pull = Some(now + s);
+            self.timers.set(Timer::PushPull, now + s);
             self.net.streams.push_pull_staggered = false;
         }
         let reconnect = self.config.extensions.reconnect_interval;
-        if self.net.streams.next_reconnect.is_none() && !reconnect.is_zero() {
+        if self.timers.get(&Timer::Reconnect).is_none() && !reconnect.is_zero() {
             let s = stagger(reconnect, &mut self.rng);
-            self.net.streams.next_reconnect = Some(now + s);
+            self.timers.set(Timer::Reconnect, now + s);
         }
     }
 
     /// Stops the periodic protocol (Go `deschedule`); a probe in progress is
-    /// dropped.
+    /// dropped. Suspicions, relays, pings and streams run on.
     pub fn stop(&mut self) {
-        self.net.next_probe_tick = None;
-        self.net.next_gossip = None;
-        self.net.streams.next_push_pull = None;
-        self.net.streams.news_push_pull = None;
-        self.net.streams.next_reconnect = None;
-        self.net.probe = None;
+        for timer in [Timer::ProbeTick, Timer::Gossip, Timer::PushPull, Timer::NewsPushPull, Timer::Reconnect] {
+            self.timers.cancel(&timer);
+        }
+        self.end_probe();
         self.net.probe_tick_pending = false;
     }
 
     /// A datagram from `from` (Go `ingestPacket` + `handleCommand`): an
     /// [`Opener`](super::Opener)'s work and [`Core::handle_message`] in one
-    /// step. Bad packets and bad compound parts are dropped and counted in
-    /// [`Core::rejected_packets`]; the good parts of a compound are still
+    /// step. Bad packets and bad compound parts are dropped and counted
+    /// (`ringswim.packets.rejected{reason}` in [`Core::metrics`]); the good parts of a compound are still
     /// handled, in order. `bytes` is decrypted in place.
     pub fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
         let mut decoder = std::mem::take(&mut self.net.decoder);
         let keyring = self.net.keyring.load();
         match self.net.inbound.open(&mut decoder, &keyring, bytes) {
-            Err(err) => self.net.rejected.count(err.reason()),
+            Err(err) => self.reject(err.reason()),
             Ok(packet) => {
                 for msg in packet.messages() {
                     match msg {
                         Ok(msg) => self.dispatch_message(from, msg, now),
-                        Err(err) => self.net.rejected.count(err.reason()),
+                        Err(err) => self.reject(err.reason()),
                     }
                 }
             }
@@ -522,7 +490,7 @@ impl<R: Rng> Core<R> {
     /// / dead change the member table, a user message becomes an
     /// [`Effect::UserMessage`](super::Effect::UserMessage). Stream-only
     /// messages (push/pull, error replies) are counted in
-    /// [`Core::rejected_packets`] as `unexpected_type` and dropped.
+    /// (`ringswim.packets.rejected`) as `unexpected_type` and dropped.
     pub fn handle_message(&mut self, from: SocketAddr, msg: Message<'_>, now: Time) {
         self.dispatch_message(from, msg, now);
         debug_assert!(self.invariants());
@@ -536,7 +504,7 @@ impl<R: Rng> Core<R> {
             Message::Nack(nack) => self.handle_nack(nack),
             // Go `handleAlive`'s `ensureCanConnect`: the sender must be
             // allowed, as well as the address in the message.
-            Message::Alive(_) if self.config.ip_allowed(from.ip()).is_err() => self.net.rejected.count("cidr_blocked"),
+            Message::Alive(_) if self.config.ip_allowed(from.ip()).is_err() => self.reject("cidr_blocked"),
             Message::Alive(a) => self.handle_alive(&a, now),
             Message::Suspect(s) => {
                 self.answer_stale_accusation(from, &s, now);
@@ -546,9 +514,9 @@ impl<R: Rng> Core<R> {
                 self.answer_stale_accusation(from, &d, now);
                 self.handle_dead(&d, now);
             }
-            Message::User(bytes) => self.effects.push_back(super::Effect::UserMessage(bytes.to_vec())),
+            Message::User(bytes) => self.push_effect(super::Effect::UserMessage(bytes.to_vec())),
             Message::PushPull(_) | Message::Err(_) => {
-                self.net.rejected.count(WireError::UnexpectedMessageType(msg.message_type() as u8).reason());
+                self.reject(WireError::UnexpectedMessageType(msg.message_type() as u8).reason());
             }
         }
     }
@@ -572,7 +540,7 @@ impl<R: Rng> Core<R> {
             *window = (Some(now), 0);
         }
         if window.1 >= STALE_ANSWERS_PER_PROBE_INTERVAL {
-            self.net.rejected.count("stale_accusation_unanswered");
+            self.reject("stale_accusation_unanswered");
             return;
         }
         window.1 += 1;
@@ -595,7 +563,7 @@ impl<R: Rng> Core<R> {
     fn refuses_unnamed(&mut self, names: &[&str]) -> bool {
         let refused = self.config.require_node_names && names.iter().any(|n| n.is_empty());
         if refused {
-            self.net.rejected.count("node_name_required");
+            self.reject("node_name_required");
         }
         refused
     }
@@ -604,7 +572,7 @@ impl<R: Rng> Core<R> {
     /// names another node.
     fn handle_ping(&mut self, from: SocketAddr, p: &Ping<'_>) {
         if !p.node.is_empty() && p.node != self.config.name {
-            self.net.rejected.count("wrong_node");
+            self.reject("wrong_node");
             return;
         }
         if self.refuses_unnamed(&[p.source_node]) {
@@ -620,7 +588,7 @@ impl<R: Rng> Core<R> {
     fn handle_indirect_ping(&mut self, from: SocketAddr, ind: &IndirectPing<'_>, now: Time) {
         let port = if self.config.protocol_version < 2 || ind.port == 0 { self.config.bind_port } else { ind.port };
         let Some(ip) = ip_from_wire(ind.target) else {
-            self.net.rejected.count("bad_address");
+            self.reject("bad_address");
             return;
         };
         // Go would not send the ping (no target name) nor the ack and nack
@@ -628,10 +596,14 @@ impl<R: Rng> Core<R> {
         if self.refuses_unnamed(&[ind.node, ind.source_node]) {
             return;
         }
+        if self.net.relays.len() >= MAX_RELAYS {
+            self.metrics.count(DROPPED, "relay_table_full");
+            return;
+        }
         let seq_no = self.next_seq_no();
         let requester = Self::reply_addr(from, ind.source_addr, ind.source_port);
-        let expires = now + self.config.probe_timeout;
-        self.net.relays.insert(seq_no, Relay { requester, seq_no: ind.seq_no, nack: ind.nack, expires });
+        self.net.relays.insert(seq_no, Relay { requester, seq_no: ind.seq_no, nack: ind.nack });
+        self.timers.set(Timer::Relay(seq_no), now + self.config.probe_timeout);
         let (addr, source_port) = self.local_source();
         let name = self.config.name.clone();
         let ping = Ping { seq_no, node: ind.node, source_addr: &addr, source_port, source_node: &name };
@@ -642,17 +614,22 @@ impl<R: Rng> Core<R> {
     /// the requester; our probe's ack ends the probe as a success.
     fn handle_ack(&mut self, ack: &Ack<'_>, now: Time) {
         if let Some(relay) = self.net.relays.remove(&ack.seq_no) {
+            self.timers.cancel(&Timer::Relay(ack.seq_no));
             self.send_msg(relay.requester, &Message::Ack(Ack { seq_no: relay.seq_no, payload: &[] }));
             return;
         }
-        if let Some((node, sent, _)) = self.net.pings.remove(&ack.seq_no) {
+        if let Some((node, sent)) = self.net.pings.remove(&ack.seq_no) {
+            self.timers.cancel(&Timer::Ping(ack.seq_no));
             let rtt = Some(now.saturating_since(sent));
-            self.effects.push_back(super::Effect::PingCompleted { seq_no: ack.seq_no, node, rtt });
+            self.push_effect(super::Effect::PingCompleted { seq_no: ack.seq_no, node, rtt });
             return;
         }
-        let Some(probe) = self.net.probe.take_if(|p| p.seq_no == ack.seq_no) else { return };
+        if self.net.probe.as_ref().is_none_or(|p| p.seq_no != ack.seq_no) {
+            return;
+        }
+        let Some(probe) = self.end_probe() else { return };
         // Go reports the round trip only for an ack within the probe timeout.
-        if probe.indirect_at.is_some()
+        if probe.direct
             && let Some(ping) = &self.config.ping
         {
             ping.notify_ping_complete(&probe.node, now.saturating_since(probe.sent), ack.payload);
@@ -669,47 +646,50 @@ impl<R: Rng> Core<R> {
         }
     }
 
-    /// The network timers due at `now`, in order: relays, probe stages,
-    /// the probe tick, the gossip tick.
-    pub(super) fn handle_net_timeout(&mut self, now: Time) {
-        let due: Vec<u32> = self.net.relays.iter().filter(|(_, r)| r.expires <= now).map(|(&s, _)| s).collect();
-        for seq in due {
-            let Some(relay) = self.net.relays.remove(&seq) else { continue };
-            if relay.nack {
-                self.send_msg(relay.requester, &Message::Nack(Nack { seq_no: relay.seq_no }));
+    /// A network timer (every one but suspicions) set for `when` is due at
+    /// `now` (see [`Core::handle_timeout`]).
+    pub(super) fn handle_net_timer(&mut self, timer: Timer, when: Time, now: Time) {
+        match timer {
+            Timer::Relay(seq) => {
+                if let Some(relay) = self.net.relays.remove(&seq)
+                    && relay.nack
+                {
+                    self.send_msg(relay.requester, &Message::Nack(Nack { seq_no: relay.seq_no }));
+                }
             }
-        }
-
-        let due: Vec<u32> = self.net.pings.iter().filter(|(_, p)| p.2 <= now).map(|(&s, _)| s).collect();
-        for seq_no in due {
-            if let Some((node, _, _)) = self.net.pings.remove(&seq_no) {
-                self.effects.push_back(super::Effect::PingCompleted { seq_no, node, rtt: None });
+            Timer::Ping(seq_no) => {
+                if let Some((node, _)) = self.net.pings.remove(&seq_no) {
+                    self.push_effect(super::Effect::PingCompleted { seq_no, node, rtt: None });
+                }
             }
-        }
-
-        if self.net.probe.as_ref().and_then(|p| p.indirect_at).is_some_and(|t| t <= now) {
-            self.indirect_probe();
-        }
-        if self.net.probe.as_ref().is_some_and(|p| p.deadline <= now && !p.deadline_passed) {
-            self.probe_deadline(now);
-        }
-
-        if let Some(tick) = self.net.next_probe_tick.filter(|&t| t <= now) {
-            self.net.next_probe_tick = Some(next_tick(tick, self.config.probe_interval, now));
-            if self.net.probe.is_some() {
-                self.net.probe_tick_pending = true;
-            } else {
-                self.probe(now);
+            Timer::Stream(id) => self.stream_timed_out(id, now),
+            Timer::InboundPushPull(id) => self.release_push_pull(id),
+            Timer::ProbeIndirect => self.indirect_probe(),
+            Timer::ProbeDeadline => self.probe_deadline(now),
+            Timer::ProbeTick => {
+                self.timers.set(Timer::ProbeTick, next_tick(when, self.config.probe_interval, now));
+                if self.net.probe.is_some() {
+                    self.net.probe_tick_pending = true;
+                } else {
+                    self.probe(now);
+                }
             }
+            Timer::Gossip => {
+                self.timers.set(Timer::Gossip, next_tick(when, self.config.gossip_interval, now));
+                self.gossip(now);
+            }
+            Timer::PushPull => self.push_pull_tick(now),
+            Timer::NewsPushPull => self.news_push_pull_tick(now),
+            Timer::Reconnect => self.reconnect_tick(now),
+            Timer::Suspicion(_) => {}
         }
+    }
 
-        if let Some(tick) = self.net.next_gossip.filter(|&t| t <= now) {
-            self.net.next_gossip = Some(next_tick(tick, self.config.gossip_interval, now));
-            self.gossip(now);
-        }
-
-        self.handle_push_pull_timeout(now);
-        self.handle_reconnect_timeout(now);
+    /// Ends the probe in progress, if any, and its timers.
+    fn end_probe(&mut self) -> Option<Probe> {
+        self.timers.cancel(&Timer::ProbeIndirect);
+        self.timers.cancel(&Timer::ProbeDeadline);
+        self.net.probe.take()
     }
 
     /// A probe ended: the tick that came meanwhile starts the next one.
@@ -750,13 +730,23 @@ impl<R: Rng> Core<R> {
     /// [`Effect::PingCompleted`](super::Effect::PingCompleted) with the round
     /// trip time, or with none when no ack came within `probe_interval`.
     /// Returns the ping's sequence number, which the effect carries.
+    ///
+    /// With [`MAX_PINGS`] waiting already, nothing is sent and the effect
+    /// comes at once, without a round trip (counted,
+    /// `ringswim.dropped{reason="ping_table_full"}`).
     pub fn ping(&mut self, name: &str, to: SocketAddr, now: Time) -> u32 {
         let seq_no = self.next_seq_no();
+        if self.net.pings.len() >= MAX_PINGS {
+            self.metrics.count(DROPPED, "ping_table_full");
+            self.push_effect(super::Effect::PingCompleted { seq_no, node: name.to_owned(), rtt: None });
+            return seq_no;
+        }
         let (addr, source_port) = self.local_source();
         let me = self.config.name.clone();
         let ping = Ping { seq_no, node: name, source_addr: &addr, source_port, source_node: &me };
         self.send_msg(to, &Message::Ping(ping));
-        self.net.pings.insert(seq_no, (name.to_owned(), now, now + self.config.probe_interval));
+        self.net.pings.insert(seq_no, (name.to_owned(), now));
+        self.timers.set(Timer::Ping(seq_no), now + self.config.probe_interval);
         seq_no
     }
 
@@ -807,18 +797,21 @@ impl<R: Rng> Core<R> {
             let suspect = Message::Suspect(Accusation { incarnation, node: &node.name, from: &me });
             self.raw_send(to, &[ping.to_vec(), suspect.to_vec()], node.pmax >= 5);
         }
+        let deadline = now + interval;
         self.net.probe = Some(Probe {
             seq_no,
             node,
             incarnation,
             sent: now,
-            indirect_at: Some(now + self.config.probe_timeout),
-            deadline: now + interval,
+            direct: true,
+            deadline,
             expected_nacks: 0,
             nacks: 0,
             fallback: Fallback::None,
             deadline_passed: false,
         });
+        self.timers.set(Timer::ProbeIndirect, now + self.config.probe_timeout);
+        self.timers.set(Timer::ProbeDeadline, deadline);
     }
 
     /// Go `probeNode` after `ProbeTimeout` without an ack: ask up to
@@ -826,7 +819,7 @@ impl<R: Rng> Core<R> {
     /// those speaking protocol 4 or later).
     fn indirect_probe(&mut self) {
         let Some(probe) = self.net.probe.as_mut() else { return };
-        probe.indirect_at = None;
+        probe.direct = false;
         let (seq_no, target) = (probe.seq_no, probe.node.clone());
         let me = self.config.name.clone();
         let peers: Vec<(SocketAddr, u8)> = k_random_nodes(
@@ -867,8 +860,8 @@ impl<R: Rng> Core<R> {
         if !disabled && target.pmax >= 3 {
             let Some(deadline) = self.net.probe.as_ref().map(|p| p.deadline) else { return };
             let ping = Ping { seq_no, node: &target.name, source_addr: &addr, source_port, source_node: &me };
-            self.open_fallback_ping(target.address(), &Message::Ping(ping), seq_no, deadline);
-            if let Some(p) = self.net.probe.as_mut() {
+            let opened = self.open_fallback_ping(target.address(), &Message::Ping(ping), seq_no, deadline);
+            if let Some(p) = self.net.probe.as_mut().filter(|_| opened) {
                 p.fallback = Fallback::Pending;
             }
         }
@@ -888,7 +881,7 @@ impl<R: Rng> Core<R> {
     /// Go: "Was able to connect to … but other probes failed": no suspicion,
     /// and the probe counts as a success for awareness.
     fn probe_contacted(&mut self, now: Time) {
-        self.net.probe = None;
+        self.end_probe();
         self.awareness.apply_delta(-1);
         self.after_probe(now);
     }
@@ -905,7 +898,7 @@ impl<R: Rng> Core<R> {
     /// Go `probeNode`'s end without an ack: awareness from the missed nacks
     /// (or +1 with nobody to nack), then suspect the member.
     fn probe_failed(&mut self, now: Time) {
-        let Some(probe) = self.net.probe.take() else { return };
+        let Some(probe) = self.end_probe() else { return };
         let delta = if probe.expected_nacks > 0 { probe.expected_nacks.saturating_sub(probe.nacks) } else { 1 };
         self.awareness.apply_delta(i32::try_from(delta).unwrap_or(i32::MAX));
         let me = self.config.name.clone();

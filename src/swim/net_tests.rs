@@ -15,6 +15,7 @@ use rand::{RngExt as _, SeedableRng};
 use super::*;
 use crate::config::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use crate::delegate::{Delegate, PingDelegate};
+use crate::swim::metrics;
 use crate::wire::message::{Ack, Ping};
 use crate::wire::{DecodeOptions, EncodeOptions, PacketDecoder, encode_packet};
 
@@ -513,7 +514,7 @@ fn go_ping_checks_the_node_name() {
             assert_eq!(msgs, vec![Message::Ack(Ack { seq_no: 42, payload: &[] })]);
         }
     }
-    assert_eq!(c.core(0).rejected_packets().get("wrong_node"), 1);
+    assert_eq!(c.core(0).metrics().get(metrics::PACKETS_REJECTED, "wrong_node"), 1);
 }
 
 /// Go `TestMemberlist_Gossip`: the gossip tick sends node 0's queued alive
@@ -612,7 +613,7 @@ fn garbage_is_counted_never_fatal() {
         let now = c.now;
         c.core(0).handle_packet(addr(1), &mut bytes, now);
     }
-    assert!(c.core(0).rejected_packets().total() > 1_000);
+    assert!(c.core(0).metrics().total(metrics::PACKETS_REJECTED) > 1_000);
     while c.core(0).poll_transmit().is_some() {}
     let now = c.now;
     c.core(1).probe_node_by_name("node0", now);
@@ -639,7 +640,7 @@ fn encrypted_labelled_compressed_probe() {
     c.core(0).probe_node_by_name("node2", now);
     c.deliver();
     assert!(c.core(0).probe_in_progress().is_some(), "node 2 cannot read it");
-    assert!(c.core(2).rejected_packets().total() >= 1);
+    assert!(c.core(2).metrics().total(metrics::PACKETS_REJECTED) >= 1);
 }
 
 /// The whole loop: started nodes probe and gossip each other; none is
@@ -941,7 +942,7 @@ fn same_seeds_same_bytes() {
             for j in 0..4 {
                 assert_eq!(c.state(i, j), NodeState::Alive, "{i} about {j}");
             }
-            assert_eq!(c.core(i).rejected_packets().total(), 0);
+            assert_eq!(c.core(i).metrics().total(metrics::PACKETS_REJECTED), 0);
         }
         (c.sent, std::hash::Hasher::finish(&c.digest))
     };
@@ -1031,7 +1032,7 @@ fn go_handle_compound_ping() {
         assert_eq!(msgs, vec![Message::Ack(Ack { seq_no: 42, payload: &[] })]);
     }
     assert_eq!(c.core(0).poll_transmit(), None, "exactly three acks");
-    assert_eq!(c.core(0).rejected_packets().total(), 0);
+    assert_eq!(c.core(0).metrics().total(metrics::PACKETS_REJECTED), 0);
 }
 
 /// Go `TestRawSendUdp_CRC`: a packet carries the CRC header (type 12, then
@@ -1122,15 +1123,15 @@ fn bad_crc_is_rejected_and_counted() {
         bad[at] ^= 0x10;
         c.core(0).handle_packet(addr(5), &mut bad, now);
         assert_eq!(c.core(0).poll_transmit(), None, "byte {at} corrupted");
-        assert_eq!(c.core(0).rejected_packets().get("bad_crc"), n);
-        assert_eq!(c.core(0).rejected_packets().total(), n);
+        assert_eq!(c.core(0).metrics().get(metrics::PACKETS_REJECTED, "bad_crc"), n);
+        assert_eq!(c.core(0).metrics().total(metrics::PACKETS_REJECTED), n);
     }
 
     let mut good = test_ping_packet(1, true);
     assert_eq!(good[0], crate::wire::message::MessageType::HasCrc as u8);
     c.core(0).handle_packet(addr(5), &mut good, now);
     assert_eq!(c.core(0).poll_transmit().map(|tx| tx.to), Some(addr(4)), "acked");
-    assert_eq!(c.core(0).rejected_packets().total(), 2);
+    assert_eq!(c.core(0).metrics().total(metrics::PACKETS_REJECTED), 2);
 }
 
 /// A join push/pull from node 0 to node 3, encoded or not (the simulator's
@@ -1219,7 +1220,7 @@ fn keys_rotate_while_the_cluster_runs() {
             for j in 0..3 {
                 assert_eq!(c.state(i, j), NodeState::Alive, "{step}: {i} about {j}");
             }
-            assert_eq!(c.core(i).rejected_packets().total(), 0, "{step}: node {i} read everything");
+            assert_eq!(c.core(i).metrics().total(metrics::PACKETS_REJECTED), 0, "{step}: node {i} read everything");
         }
     };
     healthy(&mut c, "before");
@@ -1269,5 +1270,5 @@ fn keys_rotate_while_the_cluster_runs() {
     encode_packet(&[test_ping_packet(1, false)], &opts, &mut ping).expect("seal");
     let now = c.now;
     c.core(1).handle_packet(addr(0), &mut ping, now);
-    assert_eq!(c.core(1).rejected_packets().get("decrypt"), 1);
+    assert_eq!(c.core(1).metrics().get(metrics::PACKETS_REJECTED, "decrypt"), 1);
 }

@@ -7,16 +7,26 @@
 //! A stream is one request and at most one reply: the core emits a
 //! [`StreamRequest`] ([`Core::poll_stream`]); the driver opens the
 //! connection, asks [`Core::stream_connected`] for the bytes to write, reads
-//! one stream message back and hands it to [`Core::handle_stream_reply`], or
-//! an error, by `deadline` at the latest. Every request must be answered: a
-//! fallback ping holds its probe open until its answer comes.
+//! one stream message back (if its [`StreamKind`] expects one; the framing
+//! is [`StreamFramer`](crate::wire::stream::StreamFramer)'s) and hands it to
+//! [`Core::handle_stream_reply`], or an error. The request's `deadline` is
+//! one of the core's timers: a stream the driver has not answered by then
+//! ends as [`StreamError::Timeout`] inside the core, and an answer that
+//! comes later is ignored (counted, `ringswim.streams.ignored{reason}`).
+//! A driver that loses a request costs nothing more than that timeout.
+//!
+//! Incoming push/pulls are capped as Go caps them
+//! ([`MAX_PUSH_PULL_REQUESTS`]): each holds a place from
+//! [`Core::handle_stream`] until [`Core::stream_reply_done`] (or its
+//! `tcp_timeout`); one more is refused with an error reply and counted
+//! (`ringswim.streams.refused{reason="too_many_push_pulls"}`).
 //!
 //! The bytes are asked for once connected because a push/pull carries our
 //! whole member table (hundreds of kilobytes at thousands of members): Go
 //! encodes it after dialing, so a dial that fails (a reconnect attempt to a
 //! member that is still down) costs nothing more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use rand::Rng;
@@ -24,6 +34,8 @@ use rand::Rng;
 use super::Core;
 use super::datagram::draw_nonce;
 use crate::delegate::NodeState;
+use crate::swim::metrics::{DROPPED, STREAMS_IGNORED, STREAMS_REFUSED, STREAMS_TIMED_OUT};
+use crate::swim::timers::Timer;
 use crate::swim::{PushState, Time, k_random_nodes, push_pull_scale, random_offset};
 use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull, PushPullHeader};
 use crate::wire::{Compression, EncodeOptions, Encryption, StreamDecoder, encode_stream};
@@ -32,9 +44,9 @@ use crate::wire::{Compression, EncodeOptions, Encryption, StreamDecoder, encode_
 pub type StreamId = u64;
 
 /// A request/response exchange over a reliable stream: connect to `to`,
-/// write what [`Core::stream_connected`] returns, and hand the one reply (or
-/// why there was none) to [`Core::handle_stream_reply`], by `deadline` at
-/// the latest.
+/// write what [`Core::stream_connected`] returns, read the one reply if
+/// [`StreamKind::expects_reply`], and hand it (or why there was none) to
+/// [`Core::handle_stream_reply`] before `deadline`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamRequest {
     /// Comes back in [`Core::stream_connected`] and
@@ -42,9 +54,53 @@ pub struct StreamRequest {
     pub id: StreamId,
     /// The peer.
     pub to: SocketAddr,
-    /// When the core gives up: answer [`StreamError::Timeout`] then if no
-    /// reply came.
+    /// What the exchange is for.
+    pub kind: StreamKind,
+    /// When the core gives up: at this time (one of its timers) the stream
+    /// ends as [`StreamError::Timeout`] if no outcome came; a driver need
+    /// not answer it then, and an answer after it is ignored.
     pub deadline: Time,
+}
+
+/// What an outgoing stream is for (Go `net.go`: `sendAndReceiveState`,
+/// `sendPingAndWaitForAck`, `sendUserMsg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamKind {
+    /// A push/pull: our member table out, the peer's back (Go
+    /// `sendAndReceiveState`). `join` is the number [`Core::join`] returned
+    /// for a join's push/pull, `None` for the periodic (anti-entropy),
+    /// news and reconnect ones.
+    PushPull {
+        /// The join it belongs to.
+        join: Option<u64>,
+    },
+    /// A probe's TCP fallback ping (Go `sendPingAndWaitForAck`): a ping
+    /// out, an ack with the same sequence number back.
+    FallbackPing {
+        /// The probe's sequence number.
+        seq_no: u32,
+    },
+    /// A reliable user message (Go `SendReliable` → `sendUserMsg`): written,
+    /// no reply read. Answer `Ok` with no bytes once written.
+    UserMessage,
+}
+
+impl StreamKind {
+    /// Whether the driver reads a reply (a push/pull's state, a ping's ack)
+    /// before answering [`Core::handle_stream_reply`].
+    pub fn expects_reply(self) -> bool {
+        !matches!(self, StreamKind::UserMessage)
+    }
+
+    /// Its name in metrics: `push_pull`, `fallback_ping`, `user_message`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::PushPull { .. } => "push_pull",
+            StreamKind::FallbackPing { .. } => "fallback_ping",
+            StreamKind::UserMessage => "user_message",
+        }
+    }
 }
 
 /// Why a stream exchange failed.
@@ -111,17 +167,6 @@ impl StreamContent {
 /// `require_node_names`.
 const NODE_NAMES_REQUIRED: &str = "memberlist: node names are required by configuration but one was not provided";
 
-/// What an outgoing stream is for.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum StreamKind {
-    /// A push/pull; `join` names the [`Core::join`] it belongs to.
-    PushPull { join: Option<u64> },
-    /// The TCP fallback of the probe with this sequence number.
-    FallbackPing { seq_no: u32 },
-    /// A reliable user message: no reply is read (Go `sendUserMsg`).
-    User,
-}
-
 /// What an outgoing stream writes once connected.
 #[derive(Clone, Debug)]
 pub(super) enum Payload {
@@ -153,18 +198,26 @@ pub(super) struct JoinState {
 #[derive(Debug, Default)]
 pub(super) struct Streams {
     pub(super) decoder: StreamDecoder,
-    pub(super) outgoing: std::collections::VecDeque<StreamRequest>,
+    /// Requests not yet polled; each is in `pending` too.
+    pub(super) outgoing: VecDeque<StreamRequest>,
+    /// Outgoing streams waiting for their outcome, each with its
+    /// `Timer::Stream` (at most [`MAX_PENDING_STREAMS`]).
     pub(super) pending: BTreeMap<StreamId, PendingStream>,
     next_id: StreamId,
     next_join: u64,
-    joins: BTreeMap<u64, JoinState>,
-    pub(super) next_push_pull: Option<Time>,
+    /// Joins waiting for their push/pulls (each waits on at least one
+    /// pending stream).
+    pub(super) joins: BTreeMap<u64, JoinState>,
+    /// Incoming push/pulls whose reply the driver may still be writing, by
+    /// place number and peer, each with its `Timer::InboundPushPull` (at
+    /// most [`MAX_PUSH_PULL_REQUESTS`] - 1, as Go).
+    pub(super) inbound: VecDeque<(u64, SocketAddr)>,
+    next_inbound: u64,
     /// Whether the start's stagger is over (the first tick only re-arms).
     pub(super) push_pull_staggered: bool,
-    /// When the extra push/pull after news is due
-    /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions)).
-    pub(super) news_push_pull: Option<Time>,
-    /// When the last one ran.
+    /// When the last news push/pull
+    /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions),
+    /// `Timer::NewsPushPull`) ran.
     last_news_push_pull: Option<Time>,
     /// Whether the pending news push/pull is the settling one: no news has
     /// come since the last ran, and none follows it.
@@ -190,16 +243,30 @@ pub(super) struct Streams {
     ///
     /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
     pub(super) failed: BTreeMap<String, (SocketAddr, Time)>,
-    /// When the next reconnect attempt is due.
-    pub(super) next_reconnect: Option<Time>,
 }
 
 /// Bytes one member takes in a push/pull, about (a short name, IPv4, no
 /// meta): the encoding buffer starts this big per member.
 const PUSH_STATE_ESTIMATE: usize = 96;
 
-/// At most this many dead members are remembered for reconnecting.
+/// At most this many dead members are remembered for reconnecting; the
+/// oldest makes room for a newer one (counted,
+/// `ringswim.dropped{reason="reconnect_candidate_evicted"}`).
 pub const MAX_RECONNECT_CANDIDATES: usize = 4096;
+
+/// Outgoing streams waiting for their outcome at most; beyond, a new one
+/// fails at once (counted, `ringswim.dropped{reason="stream_table_full"}`):
+/// a join's push/pull counts as an error of the join, a fallback ping is
+/// not sent. Each waits `tcp_timeout` at most.
+pub const MAX_PENDING_STREAMS: usize = 1024;
+
+/// Go's `maxPushPullRequests`: an incoming push/pull is refused when this
+/// many would be in progress with it, so at most 127 are.
+pub const MAX_PUSH_PULL_REQUESTS: usize = 128;
+
+/// The error reply to a push/pull beyond [`MAX_PUSH_PULL_REQUESTS`] (Go's
+/// log line).
+const TOO_MANY_PUSH_PULLS: &str = "too many pending push/pull requests";
 
 /// News counts as a burst when `news_push_pull_burst` items come within
 /// this many news delays.
@@ -229,12 +296,56 @@ impl<R> Core<R> {
         self.net.streams.outgoing.pop_front()
     }
 
-    pub(super) fn open_stream(&mut self, to: SocketAddr, kind: StreamKind, payload: Payload, deadline: Time) {
+    /// Queues a stream request with its deadline timer; false (and
+    /// counted) when [`MAX_PENDING_STREAMS`] wait already.
+    pub(super) fn open_stream(&mut self, to: SocketAddr, kind: StreamKind, payload: Payload, deadline: Time) -> bool {
         let s = &mut self.net.streams;
+        if s.pending.len() >= MAX_PENDING_STREAMS {
+            self.metrics.count(DROPPED, "stream_table_full");
+            return false;
+        }
         s.next_id += 1;
         let id = s.next_id;
         s.pending.insert(id, PendingStream { to, kind, payload: Some(payload) });
-        s.outgoing.push_back(StreamRequest { id, to, deadline });
+        s.outgoing.push_back(StreamRequest { id, to, kind, deadline });
+        self.timers.set(Timer::Stream(id), deadline);
+        true
+    }
+
+    /// The driver is done with the reply [`Core::handle_stream`] returned
+    /// for a push/pull from `from`: written, or the connection is gone.
+    /// That frees its place among the [`MAX_PUSH_PULL_REQUESTS`] (Go holds
+    /// it until `handleConn` returns); without this call the place is freed
+    /// `tcp_timeout` after the request, Go's connection deadline. A driver
+    /// that writes replies at once (the simulator) calls it straight after.
+    /// Nothing happens when no push/pull from `from` holds a place.
+    pub fn stream_reply_done(&mut self, from: SocketAddr) {
+        let inbound = &mut self.net.streams.inbound;
+        if let Some(i) = inbound.iter().position(|&(_, peer)| peer == from)
+            && let Some((id, _)) = inbound.remove(i)
+        {
+            self.timers.cancel(&Timer::InboundPushPull(id));
+        }
+    }
+
+    /// Takes a place for an incoming push/pull from `from` (Go
+    /// `handleConn`'s `pushPullReq` count); false, counted, when Go would
+    /// refuse it.
+    fn admit_push_pull(&mut self, from: SocketAddr, now: Time) -> bool {
+        let s = &mut self.net.streams;
+        if s.inbound.len() + 1 >= MAX_PUSH_PULL_REQUESTS {
+            self.metrics.count(STREAMS_REFUSED, "too_many_push_pulls");
+            return false;
+        }
+        s.next_inbound += 1;
+        s.inbound.push_back((s.next_inbound, from));
+        self.timers.set(Timer::InboundPushPull(s.next_inbound), now + self.config.tcp_timeout);
+        true
+    }
+
+    /// The place `id` of an incoming push/pull is freed at its deadline.
+    pub(super) fn release_push_pull(&mut self, id: u64) {
+        self.net.streams.inbound.retain(|&(place, _)| place != id);
     }
 }
 
@@ -316,13 +427,20 @@ impl<R: Rng> Core<R> {
     pub fn send_reliable(&mut self, to: &crate::delegate::Node, msg: &[u8], now: Time) {
         let bytes = self.stream_encode(&Message::User(msg));
         let deadline = now + self.config.tcp_timeout;
-        self.open_stream(to.address(), StreamKind::User, Payload::Ready(bytes), deadline);
+        self.open_stream(to.address(), StreamKind::UserMessage, Payload::Ready(bytes), deadline);
     }
 
-    /// Opens the TCP fallback ping of a probe (Go `sendPingAndWaitForAck`).
-    pub(super) fn open_fallback_ping(&mut self, to: SocketAddr, ping: &Message<'_>, seq_no: u32, deadline: Time) {
+    /// Opens the TCP fallback ping of a probe (Go `sendPingAndWaitForAck`);
+    /// false when the stream table is full.
+    pub(super) fn open_fallback_ping(
+        &mut self,
+        to: SocketAddr,
+        ping: &Message<'_>,
+        seq_no: u32,
+        deadline: Time,
+    ) -> bool {
         let bytes = self.stream_encode(ping);
-        self.open_stream(to, StreamKind::FallbackPing { seq_no }, Payload::Ready(bytes), deadline);
+        self.open_stream(to, StreamKind::FallbackPing { seq_no }, Payload::Ready(bytes), deadline)
     }
 
     /// Starts a join (Go `Join`): a push/pull with `join` set to each
@@ -347,7 +465,13 @@ impl<R: Rng> Core<R> {
         s.joins.insert(join, JoinState { remaining: addrs.len(), ..JoinState::default() });
         let deadline = now + self.config.tcp_timeout;
         for &to in addrs {
-            self.open_stream(to, StreamKind::PushPull { join: Some(join) }, Payload::PushPull { join: true }, deadline);
+            let kind = StreamKind::PushPull { join: Some(join) };
+            if !self.open_stream(to, kind, Payload::PushPull { join: true }, deadline)
+                && let Some(j) = self.net.streams.joins.get_mut(&join)
+            {
+                j.remaining -= 1;
+                j.errors.push((to, "too many pending streams".to_owned()));
+            }
         }
         self.finish_join(join);
         join
@@ -356,7 +480,7 @@ impl<R: Rng> Core<R> {
     fn finish_join(&mut self, join: u64) {
         let done = self.net.streams.joins.get(&join).is_some_and(|j| j.remaining == 0);
         if done && let Some(j) = self.net.streams.joins.remove(&join) {
-            self.effects.push_back(super::Effect::JoinCompleted { join, contacted: j.contacted, errors: j.errors });
+            self.push_effect(super::Effect::JoinCompleted { join, contacted: j.contacted, errors: j.errors });
         }
     }
 
@@ -379,55 +503,57 @@ impl<R: Rng> Core<R> {
 
     /// The push/pull tick (Go `pushPullTrigger`): the interval grows with
     /// the cluster (Go `pushPullScale`).
-    pub(super) fn handle_push_pull_timeout(&mut self, now: Time) {
-        if self.net.streams.next_push_pull.is_some_and(|t| t <= now) {
-            let interval = push_pull_scale(self.config.push_pull_interval, self.members.len());
-            self.net.streams.next_push_pull = Some(now + interval);
-            // Go's trigger waits out the stagger, then a full scaled
-            // interval, before its first push/pull.
-            if std::mem::replace(&mut self.net.streams.push_pull_staggered, true) {
-                self.push_pull(now);
-            }
-        }
-        if self.net.streams.news_push_pull.is_some_and(|t| t <= now) {
-            let s = &mut self.net.streams;
-            s.last_news_push_pull = Some(now);
-            // One more exchange once the burst has quietened (news pushes
-            // it back): this one ran while rumours were still spreading, so
-            // the peer may have missed some too.
-            let (late, big) = (self.config.extensions.late_settle_delay, self.config.extensions.late_settle_learned);
-            if std::mem::replace(&mut s.settling, true) {
-                let learned = std::mem::take(&mut s.learned);
-                if big > 0 && learned >= big && !late.is_zero() && !s.settling_late {
-                    // After a big storm, once more when the rest of the
-                    // cluster has settled too (still a settling one).
-                    s.news_push_pull = Some(now + late);
-                    s.settling_late = true;
-                } else {
-                    s.settling = false;
-                    s.settling_late = false;
-                    s.news_push_pull = None;
-                    s.news_gap = 1;
-                }
-            } else {
-                s.news_push_pull = Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay);
-                s.news_gap = (s.news_gap * 2).clamp(1, MAX_GAP_FACTOR);
-            }
+    pub(super) fn push_pull_tick(&mut self, now: Time) {
+        let interval = push_pull_scale(self.config.push_pull_interval, self.members.len());
+        // A zero interval (set after `start`) stops the ticker rather than
+        // firing it again at once, for ever.
+        self.timers.set_or_cancel(Timer::PushPull, (!interval.is_zero()).then(|| now + interval));
+        // Go's trigger waits out the stagger, then a full scaled interval,
+        // before its first push/pull.
+        if std::mem::replace(&mut self.net.streams.push_pull_staggered, true) {
             self.push_pull(now);
         }
+    }
+
+    /// The news push/pull is due
+    /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions)).
+    pub(super) fn news_push_pull_tick(&mut self, now: Time) {
+        let s = &mut self.net.streams;
+        s.last_news_push_pull = Some(now);
+        // One more exchange once the burst has quietened (news pushes it
+        // back): this one ran while rumours were still spreading, so the
+        // peer may have missed some too.
+        let (late, big) = (self.config.extensions.late_settle_delay, self.config.extensions.late_settle_learned);
+        let next = if std::mem::replace(&mut s.settling, true) {
+            let learned = std::mem::take(&mut s.learned);
+            if big > 0 && learned >= big && !late.is_zero() && !s.settling_late {
+                // After a big storm, once more when the rest of the
+                // cluster has settled too (still a settling one).
+                s.settling_late = true;
+                Some(now + late)
+            } else {
+                s.settling = false;
+                s.settling_late = false;
+                s.news_gap = 1;
+                None
+            }
+        } else {
+            s.news_gap = (s.news_gap * 2).clamp(1, MAX_GAP_FACTOR);
+            Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay)
+        };
+        // (A delay set to zero since stops it.)
+        self.timers.set_or_cancel(Timer::NewsPushPull, next.filter(|&t| t > now));
+        self.push_pull(now);
     }
 
     /// The reconnect tick ([`Extensions::reconnect_interval`]): forget
     /// candidates older than the timeout, then push/pull with a random one.
     ///
     /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
-    pub(super) fn handle_reconnect_timeout(&mut self, now: Time) {
-        if self.net.streams.next_reconnect.is_none_or(|t| t > now) {
-            return;
-        }
+    pub(super) fn reconnect_tick(&mut self, now: Time) {
         let ext = &self.config.extensions;
         let (interval, timeout) = (ext.reconnect_interval, ext.reconnect_timeout);
-        self.net.streams.next_reconnect = Some(now + interval);
+        self.timers.set_or_cancel(Timer::Reconnect, (!interval.is_zero()).then(|| now + interval));
         let failed = &mut self.net.streams.failed;
         failed.retain(|_, (_, since)| now.saturating_since(*since) <= timeout);
         if failed.is_empty() {
@@ -449,6 +575,7 @@ impl<R: Rng> Core<R> {
             let oldest = failed.iter().min_by_key(|(_, (_, since))| *since).map(|(n, _)| n.clone());
             if let Some(oldest) = oldest {
                 failed.remove(&oldest);
+                self.metrics.count(DROPPED, "reconnect_candidate_evicted");
             }
         }
         failed.insert(name.to_owned(), (addr, now));
@@ -489,7 +616,7 @@ impl<R: Rng> Core<R> {
         let delay = self.config.extensions.news_push_pull_delay;
         let burst = self.config.extensions.news_push_pull_burst.max(1);
         let s = &mut self.net.streams;
-        if delay.is_zero() || s.next_push_pull.is_none() {
+        if delay.is_zero() || self.timers.get(&Timer::PushPull).is_none() {
             return;
         }
         // Only a burst of news (a mass join, a healed partition) is worth a
@@ -506,23 +633,25 @@ impl<R: Rng> Core<R> {
         }
         let gap = s.news_gap.max(1);
         let trailing = (now + SETTLE_FACTOR * delay).min(s.last_news_push_pull.map_or(now, |l| l + gap * delay));
-        s.news_push_pull = Some(match s.news_push_pull {
+        let due = match self.timers.get(&Timer::NewsPushPull) {
             // The first of a burst.
             None => s.last_news_push_pull.map_or(now, |l| l + delay).max(now + delay),
             // More news while one waits: it waits for quiet (never sooner),
             // except that a late settle gives way to the news' own.
             Some(_) if s.settling_late => trailing,
             Some(due) => trailing.max(due),
-        });
+        };
+        self.timers.set(Timer::NewsPushPull, due);
         s.settling = false;
         s.settling_late = false;
     }
 
     /// The reply to (or failure of) a stream from [`Core::poll_stream`].
-    /// Unknown ids are ignored.
+    /// Ids that no longer wait (timed out, answered) or never did are
+    /// ignored and counted (`ringswim.streams.ignored{reason}`).
     pub fn handle_stream_reply(&mut self, id: StreamId, reply: Result<Vec<u8>, super::StreamError>, now: Time) {
         self.finish_stream(id, now, |core, kind| match reply {
-            Ok(_) if matches!(kind, StreamKind::User) => Ok(()),
+            Ok(_) if !kind.expects_reply() => Ok(()),
             Ok(mut bytes) => core.read_reply(kind, &mut bytes, now),
             Err(err) => Err(format!("{err:?}")),
         });
@@ -541,22 +670,38 @@ impl<R: Rng> Core<R> {
             Err(err) => self.handle_stream_reply(id, Err(err), now),
             Ok(StreamContent::PushPull(remote)) => self.finish_stream(id, now, |core, kind| match kind {
                 StreamKind::PushPull { join } => core.merge_local_state(&remote, join.is_some(), false, now),
-                StreamKind::User => Ok(()),
+                StreamKind::UserMessage => Ok(()),
                 StreamKind::FallbackPing { .. } => Err("unexpected PushPull reply".to_owned()),
             }),
         }
     }
 
+    /// Stream `id`'s deadline came without an outcome: it ends as
+    /// [`StreamError::Timeout`](super::StreamError::Timeout), as if the
+    /// driver had said so, and is counted.
+    pub(super) fn stream_timed_out(&mut self, id: StreamId, now: Time) {
+        let Some(pending) = self.net.streams.pending.get(&id) else { return };
+        self.metrics.count(STREAMS_TIMED_OUT, pending.kind.name());
+        // Not polled yet: the driver never sees it.
+        self.net.streams.outgoing.retain(|r| r.id != id);
+        self.handle_stream_reply(id, Err(super::StreamError::Timeout), now);
+    }
+
     /// Ends stream `id` with what `outcome` makes of its reply: a join
-    /// counts it, a fallback ping ends its probe stage. Unknown ids are
-    /// ignored.
+    /// counts it, a fallback ping ends its probe stage. Ids that are not
+    /// pending are counted and ignored.
     fn finish_stream(
         &mut self,
         id: StreamId,
         now: Time,
         outcome: impl FnOnce(&mut Self, StreamKind) -> Result<(), String>,
     ) {
-        let Some(PendingStream { to, kind, .. }) = self.net.streams.pending.remove(&id) else { return };
+        let Some(PendingStream { to, kind, .. }) = self.net.streams.pending.remove(&id) else {
+            let reason = if id <= self.net.streams.next_id { "late_reply" } else { "unknown_id" };
+            self.metrics.count(STREAMS_IGNORED, reason);
+            return;
+        };
+        self.timers.cancel(&Timer::Stream(id));
         let result = outcome(self, kind);
         match kind {
             StreamKind::PushPull { join: Some(join) } => {
@@ -569,7 +714,7 @@ impl<R: Rng> Core<R> {
                 }
                 self.finish_join(join);
             }
-            StreamKind::PushPull { join: None } | StreamKind::User => {}
+            StreamKind::PushPull { join: None } | StreamKind::UserMessage => {}
             StreamKind::FallbackPing { seq_no } => self.fallback_result(seq_no, result.is_ok(), now),
         }
         debug_assert!(self.invariants());
@@ -595,7 +740,7 @@ impl<R: Rng> Core<R> {
         let msg = match decoder.decode(bytes, &self.net.inbound.options(&keyring)) {
             Ok(m) => m.message,
             Err(err) => {
-                self.net.rejected.count(err.reason());
+                self.reject(err.reason());
                 return Err(err.to_string());
             }
         };
@@ -662,10 +807,13 @@ impl<R: Rng> Core<R> {
     /// with an ack, a user message becomes an
     /// [`Effect::UserMessage`](super::Effect::UserMessage). Returns the
     /// reply to write back, if any; unreadable requests get an error reply.
+    ///
+    /// A push/pull holds one of the [`MAX_PUSH_PULL_REQUESTS`] places until
+    /// [`Core::stream_reply_done`]; with none free it is refused with an
+    /// error reply (Go closes the connection without one) and counted.
     pub fn handle_stream(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
-        let _ = from;
         let mut decoder = std::mem::take(&mut self.net.streams.decoder);
-        let reply = self.handle_stream_with(&mut decoder, bytes, now);
+        let reply = self.handle_stream_with(&mut decoder, from, bytes, now);
         self.net.streams.decoder = decoder;
         debug_assert!(self.invariants());
         reply
@@ -681,6 +829,9 @@ impl<R: Rng> Core<R> {
     ) -> Option<StreamContent> {
         match content {
             StreamContent::Bytes(mut bytes) => self.handle_stream(from, &mut bytes, now).map(StreamContent::Bytes),
+            StreamContent::PushPull(_) if !self.admit_push_pull(from, now) => {
+                Some(StreamContent::Bytes(self.stream_encode(&Message::Err(ErrResp { error: TOO_MANY_PUSH_PULLS }))))
+            }
             StreamContent::PushPull(remote) => {
                 // Our state goes out before the peer's is merged, as on the wire.
                 let reply = self.local_state_content(remote.join);
@@ -692,17 +843,26 @@ impl<R: Rng> Core<R> {
         }
     }
 
-    fn handle_stream_with(&mut self, decoder: &mut StreamDecoder, bytes: &mut [u8], now: Time) -> Option<Vec<u8>> {
+    fn handle_stream_with(
+        &mut self,
+        decoder: &mut StreamDecoder,
+        from: SocketAddr,
+        bytes: &mut [u8],
+        now: Time,
+    ) -> Option<Vec<u8>> {
         let keyring = self.net.keyring.load();
         let msg = match decoder.decode(bytes, &self.net.inbound.options(&keyring)) {
             Ok(m) => m.message,
             Err(err) => {
-                self.net.rejected.count(err.reason());
+                self.reject(err.reason());
                 let text = err.to_string();
                 return Some(self.stream_encode(&Message::Err(ErrResp { error: &text })));
             }
         };
         match msg {
+            Message::PushPull(_) if !self.admit_push_pull(from, now) => {
+                Some(self.stream_encode(&Message::Err(ErrResp { error: TOO_MANY_PUSH_PULLS })))
+            }
             Message::PushPull(pp) => {
                 let reply = self.local_push_pull(pp.join);
                 // A refused merge (versions, merge delegate) is Go's log line.
@@ -711,17 +871,17 @@ impl<R: Rng> Core<R> {
             }
             Message::Ping(p) => {
                 if !p.node.is_empty() && p.node != self.config.name {
-                    self.net.rejected.count("wrong_node");
+                    self.reject("wrong_node");
                     return None;
                 }
                 Some(self.stream_encode(&Message::Ack(Ack { seq_no: p.seq_no, payload: &[] })))
             }
             Message::User(bytes) => {
-                self.effects.push_back(super::Effect::UserMessage(bytes.to_vec()));
+                self.push_effect(super::Effect::UserMessage(bytes.to_vec()));
                 None
             }
             other => {
-                self.net.rejected.count("unexpected_type");
+                self.reject("unexpected_type");
                 let text = format!("unexpected message type {}", other.message_type() as u8);
                 Some(self.stream_encode(&Message::Err(ErrResp { error: &text })))
             }
