@@ -91,7 +91,9 @@ impl Cluster {
             }
             core.start(now);
         }
-        let openers = (0..NODES).map(|i| Opener::new(&config(i), cores[i].keyring().clone(), cores[i].metrics().clone())).collect();
+        let openers = (0..NODES)
+            .map(|i| Opener::new(&config(i), cores[i].keyring().clone(), cores[i].metrics().clone()))
+            .collect();
         let sealers = (0..NODES)
             .map(|i| Sealer::new(&config(i), cores[i].keyring().clone(), StdRng::seed_from_u64(100 + i as u64)))
             .collect();

@@ -23,8 +23,8 @@ use super::timers::{Timer, Timers};
 use super::{Awareness, Metrics, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
 use crate::config::{Config, ConfigError, META_MAX_SIZE};
 use crate::delegate::{Node, NodeEvent, NodeEventKind, NodeState};
-use crate::wire::SharedKeyring;
 use crate::name::Name;
+use crate::wire::SharedKeyring;
 use crate::wire::message::{Accusation, Alive, Message, PushNodeState};
 
 /// Something the driver must act on, drained with [`Core::poll_effect`].

@@ -25,8 +25,8 @@ use std::net::SocketAddr;
 use rand::Rng;
 
 use super::Core;
-use crate::swim::metrics::{Metrics, PACKETS_REJECTED};
 use crate::config::Config;
+use crate::swim::metrics::{Metrics, PACKETS_REJECTED};
 use crate::wire::crypto::NONCE_SIZE;
 use crate::wire::{
     Compression, DecodeOptions, EncodeOptions, Encryption, EncryptionVersion, Error as WireError, Keyring, Limits,
@@ -176,12 +176,7 @@ impl Opener {
     /// An opener for the node configured by `config`, reading `keyring`
     /// ([`Core::keyring`]) and counting into `metrics` ([`Core::metrics`]).
     pub fn new(config: &Config, keyring: SharedKeyring, metrics: Metrics) -> Opener {
-        Opener {
-            decoder: PacketDecoder::new(),
-            keyring,
-            rules: InboundRules::new(config),
-            metrics,
-        }
+        Opener { decoder: PacketDecoder::new(), keyring, rules: InboundRules::new(config), metrics }
     }
 
     /// Opens `bytes` (decrypting in place) and hands each good message to

@@ -25,7 +25,7 @@ pub use message::{
     Accusation, Ack, Alive, ErrResp, IndirectPing, Message, MessageType, Nack, Ping, PushNodeState, PushPull,
 };
 pub use packet::{DecodeOptions, EncodeOptions, Layers, Packet, PacketDecoder, encode_packet, seal_packet};
-pub use stream::{StreamDecoder, StreamMessage, encode_stream};
+pub use stream::{Framing, StreamDecoder, StreamFramer, StreamMessage, encode_stream};
 
 /// Go's `maxPushStateBytes`: the largest stream message accepted.
 pub const MAX_PUSH_STATE_BYTES: usize = 20 * 1024 * 1024;
