@@ -911,13 +911,13 @@ impl<R: Rng> Core<R> {
     /// dead for at most `gossip_to_the_dead_time`) each get one packet of
     /// broadcasts, until the queues run dry.
     pub(crate) fn gossip(&mut self, now: Time) {
-        let me = self.config.name.clone();
+        let me = &self.config.name;
         let dead_time = self.config.gossip_to_the_dead_time;
         let targets: Vec<(SocketAddr, u8)> = k_random_nodes(
             self.config.gossip_nodes,
             &self.members,
             |m| {
-                m.node.name == me
+                m.node.name == *me
                     || match m.state() {
                         NodeState::Alive | NodeState::Suspect => false,
                         NodeState::Dead => now.saturating_since(m.state_change) > dead_time,

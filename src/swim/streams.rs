@@ -486,9 +486,9 @@ impl<R: Rng> Core<R> {
 
     /// Go `pushPull`: a push/pull with one random alive member.
     pub(crate) fn push_pull(&mut self, now: Time) {
-        let me = self.config.name.clone();
+        let me = &self.config.name;
         let peer =
-            k_random_nodes(1, &self.members, |m| m.node.name == me || m.state() != NodeState::Alive, &mut self.rng)
+            k_random_nodes(1, &self.members, |m| m.node.name == *me || m.state() != NodeState::Alive, &mut self.rng)
                 .first()
                 .map(|m| m.node.address());
         let Some(to) = peer else { return };

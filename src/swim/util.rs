@@ -77,7 +77,9 @@ pub fn k_random_nodes<'a, T, R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Vec<&'a T> {
     let n = nodes.len();
-    let mut picked: Vec<usize> = Vec::with_capacity(k.min(n));
+    // Grown as members are picked: nothing is allocated when none is (a
+    // lone node's ticks).
+    let mut picked: Vec<usize> = Vec::new();
     let mut draws = 0;
     while draws < 3 * n && picked.len() < k {
         draws += 1;
