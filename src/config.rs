@@ -64,7 +64,7 @@
 //! | `Alive` | [`Config::alive`] | core: called on alive messages |
 //! | `DNSConfigPath` | — | Go resolves join host names itself, TCP first, with this resolver file. [`Core::join`](crate::swim::Core::join) takes socket addresses: resolving names is the caller's (`std::net::ToSocketAddrs`, or a resolver crate, which can read any `resolv.conf`) |
 //! | `LogOutput`, `Logger` | — | ringswim writes no log lines: what Go logs, it counts ([`Core::metrics`](crate::swim::Core::metrics), `ringswim.packets.rejected{reason}`) or returns (effects, typed errors). Log lines, when there are some, will go through the `tracing` facade, whose subscriber (chosen by the application) decides where they go: no field needed |
-//! | `HandoffQueueDepth` | [`Config::handoff_queue_depth`] | validated (at least 1); nothing reads it yet: the core handles each message as it is decoded, so nothing queues between receiving and handling. The engine's hand-off of decoded messages to the core will be bounded by it |
+//! | `HandoffQueueDepth` | [`Config::handoff_queue_depth`] | validated (at least 1); the depth of [`Core::handoff_queue`](crate::swim::Core::handoff_queue), the queue a driver hands decoded messages to the core through (Go's rules: alive first, drops counted). [`Core::handle_packet`](crate::swim::Core::handle_packet) handles each message as it is decoded, so nothing queues there |
 //! | `UDPBufferSize` | [`Config::udp_buffer_size`] | core: packet size |
 //! | `DeadNodeReclaimTime` | [`Config::dead_node_reclaim_time`] | core: alive rules |
 //! | `RequireNodeNames` | [`Config::require_node_names`] | core: what it will not send (see the field) |
@@ -317,12 +317,12 @@ pub struct Config {
     /// `HandoffQueueDepth`, default 1024): in Go, alive, suspect, dead and
     /// user messages arriving while it is full are dropped.
     ///
-    /// Today nothing reads it but [`Config::validate`] (which refuses 0):
     /// [`Core::handle_packet`](crate::swim::Core::handle_packet) handles each
-    /// message as it is decoded, so nothing waits between receiving and
-    /// handling. The I/O engine, whose receiving threads hand decoded
-    /// messages to the thread that owns the core, will bound that hand-off
-    /// with it.
+    /// message as it is decoded, so nothing waits there. A driver whose
+    /// receiving threads hand decoded messages to the thread that owns the
+    /// core bounds that hand-off with the queue
+    /// [`Core::handoff_queue`](crate::swim::Core::handoff_queue) gives it,
+    /// this deep, with Go's rules (alive first, drops counted).
     pub handoff_queue_depth: usize,
 
     /// Most bytes memberlist puts in one packet (Go `UDPBufferSize`, a legacy

@@ -221,6 +221,16 @@ struct SuspicionTimer {
 /// - A local node that its own alive delegate, `cidrs_allowed` or version
 ///   check refuses makes [`Core::new`] fail ([`Error::LocalNodeRejected`]);
 ///   Go's `Create` succeeds without the local node in its table.
+/// - Left members are reaped like dead ones ([`Core::reset_nodes`], as later
+///   Go versions do), and every queue and table is bounded, each drop
+///   counted in [`Core::metrics`] ([`QueueLengths`] lists the bounds).
+/// - A stream the driver does not answer by its deadline ends inside the
+///   core (Go's connection deadline does the same in Go).
+///
+/// Visible on the wire: an incoming push/pull beyond Go's
+/// `maxPushPullRequests` gets an error reply ("too many pending push/pull
+/// requests"); Go closes the connection without one. A Go peer reports
+/// either as a failed push/pull.
 pub struct Core<R> {
     config: Config,
     rng: R,
@@ -507,6 +517,14 @@ impl<R> Core<R> {
     /// the driver's side ([`HandoffQueue`](super::HandoffQueue)).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The queue a driver hands decoded messages to this core through, from
+    /// the threads that decode them: `Config::handoff_queue_depth` deep,
+    /// counting its drops into [`Core::metrics`] (Go `HandoffQueueDepth`;
+    /// see [`HandoffQueue`](super::HandoffQueue)).
+    pub fn handoff_queue<T>(&self) -> super::HandoffQueue<T> {
+        super::HandoffQueue::new(self.config.handoff_queue_depth, self.metrics.clone())
     }
 
     /// How many entries each table and queue holds now (see

@@ -29,8 +29,9 @@ pub struct HandoffQueue<T> {
 
 impl<T> HandoffQueue<T> {
     /// An empty queue holding up to `depth` alive and `depth` other
-    /// messages, counting drops into `metrics` (the core's:
-    /// [`Core::metrics`](super::Core::metrics)).
+    /// messages, counting drops into `metrics`. A driver takes the core's
+    /// ([`Core::handoff_queue`](super::Core::handoff_queue)); this is for
+    /// tests and tools.
     pub fn new(depth: usize, metrics: Metrics) -> HandoffQueue<T> {
         HandoffQueue { alive: VecDeque::new(), other: VecDeque::new(), depth, metrics }
     }
@@ -67,6 +68,22 @@ impl<T> HandoffQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The core's queue is `handoff_queue_depth` deep and counts into the
+    /// core's metrics.
+    #[test]
+    fn a_cores_queue_has_its_depth_and_counts_into_its_metrics() {
+        use rand::SeedableRng;
+        let config = crate::config::Config::default_lan().with_name("n").with_handoff_queue_depth(1);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 7946));
+        let core =
+            super::super::Core::new(config, addr, super::super::Time::ZERO, rand::rngs::StdRng::seed_from_u64(1))
+                .unwrap();
+        let mut q = core.handoff_queue();
+        assert_eq!(q.push(1, MessageType::Dead), Ok(()));
+        assert_eq!(q.push(2, MessageType::Dead), Err(2));
+        assert_eq!(core.metrics().get(DROPPED, "handoff_queue_full"), 1);
+    }
 
     #[test]
     fn bounded_per_priority_alive_first_newest_first_drops_counted() {
