@@ -221,9 +221,10 @@ struct SuspicionTimer {
 /// - A local node that its own alive delegate, `cidrs_allowed` or version
 ///   check refuses makes [`Core::new`] fail ([`Error::LocalNodeRejected`]);
 ///   Go's `Create` succeeds without the local node in its table.
-/// - Left members are reaped like dead ones ([`Core::reset_nodes`], as later
-///   Go versions do), and every queue and table is bounded, each drop
-///   counted in [`Core::metrics`] ([`QueueLengths`] lists the bounds).
+/// - Left members are reaped like dead ones, `gossip_to_the_dead_time`
+///   after they left (as later Go versions do), and every queue and table
+///   is bounded, each drop counted in [`Core::metrics`] ([`QueueLengths`]
+///   lists the bounds).
 /// - A stream the driver does not answer by its deadline ends inside the
 ///   core (Go's connection deadline does the same in Go).
 ///
