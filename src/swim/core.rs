@@ -329,14 +329,22 @@ const EFFECTS_KEPT: usize = 16;
 /// one suspect at 4294967295 about a node makes its refutation wrap to 0,
 /// after which its peers keep it suspect and declare it dead, for good
 /// (hashicorp/memberlist #358). The ceilings make every accusation a
-/// ringswim node accepts one it can beat: accused at most
-/// [`MAX_ACCUSED_INCARNATION`], it refutes at most 65,536 higher, and
-/// peers take that alive.
+/// ringswim node accepts one it can beat: an accusation that would *raise*
+/// a member's incarnation past [`MAX_ACCUSED_INCARNATION`] is refused, so
+/// a member is accused at most there (or at an incarnation it announced
+/// itself), refutes at most 65,536 higher, and peers take that alive.
+/// Accusations at the incarnation a member announced are always taken,
+/// however high: a member that once refuted into the last 2¹⁷ values is
+/// still suspected, declared dead and seen leave (until, 65,536 refutations
+/// later, it reaches this ceiling and can refute no more).
 pub const MAX_INCARNATION: u32 = u32::MAX - (1 << 16);
 
 /// The highest incarnation a suspect or dead message (or a push/pull entry
-/// in those states) may carry; see [`MAX_INCARNATION`]. Above it the
-/// accusation is refused and counted as `implausible_incarnation`.
+/// in those states) may raise a member to; see [`MAX_INCARNATION`]. An
+/// accusation above both this and the incarnation the member announced
+/// (as far as the receiver knows) is refused and counted as
+/// `implausible_incarnation`: only the member raises its incarnation, so
+/// the accuser cannot know it.
 pub const MAX_ACCUSED_INCARNATION: u32 = MAX_INCARNATION - (1 << 16);
 
 /// Effects that may wait for [`Core::poll_effect`] whatever the cluster's
@@ -972,6 +980,18 @@ impl<R: Rng> Core<R> {
 
     // ----- Go's state rules -----
 
+    /// Whether an accusation at `incarnation` about member `idx` would raise
+    /// it past [`MAX_ACCUSED_INCARNATION`] (then refused and counted): a
+    /// number the member never announced, so one its refutation might not
+    /// beat.
+    fn implausible_accusation(&self, idx: usize, incarnation: u32) -> bool {
+        let implausible = incarnation > MAX_ACCUSED_INCARNATION && incarnation > self.members[idx].incarnation;
+        if implausible {
+            self.reject("implausible_incarnation");
+        }
+        implausible
+    }
+
     /// Go `aliveNode`. `bootstrap` is true for our own announcements
     /// ([`Core::new`], [`Core::update_node`]): they are taken, not refuted.
     fn alive_node(&mut self, a: &Alive<'_>, notify: Option<Arc<AtomicBool>>, bootstrap: bool, now: Time) {
@@ -1102,12 +1122,11 @@ impl<R: Rng> Core<R> {
 
     /// Go `suspectNode`.
     fn suspect_node(&mut self, s: &Accusation<'_>, now: Time) {
-        if s.incarnation > MAX_ACCUSED_INCARNATION {
-            self.reject("implausible_incarnation");
-            return;
-        }
         let Some(idx) = self.position(s.node) else { return };
         if s.incarnation < self.members[idx].incarnation {
+            return;
+        }
+        if self.implausible_accusation(idx, s.incarnation) {
             return;
         }
 
@@ -1161,14 +1180,11 @@ impl<R: Rng> Core<R> {
 
     /// Go `deadNode`.
     fn dead_node(&mut self, d: &Accusation<'_>, now: Time) {
-        // Our own leave is announced at our incarnation, which may be above
-        // what others may accuse us of.
-        if d.incarnation > MAX_ACCUSED_INCARNATION && !(self.left && self.is_local(d.node)) {
-            self.reject("implausible_incarnation");
-            return;
-        }
         let Some(idx) = self.position(d.node) else { return };
         if d.incarnation < self.members[idx].incarnation {
+            return;
+        }
+        if self.implausible_accusation(idx, d.incarnation) {
             return;
         }
         self.stop_suspicion(d.node);

@@ -100,6 +100,45 @@ fn a_node_always_beats_an_accusation_it_can_receive() {
     }
 }
 
+/// The ceiling must not make a member immune: one that refuted an
+/// accusation at [`MAX_ACCUSED_INCARNATION`] (so now announces an
+/// incarnation above it) is still suspected at that incarnation, refutes
+/// again, and its leave and its death are still taken.
+#[test]
+fn a_member_above_the_accusation_ceiling_can_still_be_accused_and_leave() {
+    let (mut a, mut b) = (core(0), core(1));
+    knows(&mut a, &[1]);
+    knows(&mut b, &[0]);
+    let (na, nb, x) = (name(0), name(1), name(9));
+    a.handle_suspect(&Accusation { incarnation: MAX_ACCUSED_INCARNATION, node: &na, from: &x }, at(1));
+    let high = a.incarnation();
+    assert_eq!(high, MAX_ACCUSED_INCARNATION + 1);
+    gossip_news(&mut a, &mut b, at(2));
+    assert_eq!(b.member(&na).unwrap().incarnation, high);
+
+    // An honest suspicion at the incarnation `a` announced.
+    b.handle_suspect(&Accusation { incarnation: high, node: &na, from: &nb }, at(3));
+    assert_eq!(b.member(&na).unwrap().state(), NodeState::Suspect);
+    a.handle_suspect(&Accusation { incarnation: high, node: &na, from: &nb }, at(3));
+    assert_eq!(a.incarnation(), high + 1, "refuted again");
+    gossip_news(&mut a, &mut b, at(4));
+    assert_eq!(b.member(&na).unwrap().state(), NodeState::Alive);
+
+    // Its leave.
+    a.leave(at(5));
+    gossip_news(&mut a, &mut b, at(6));
+    assert_eq!(b.member(&na).unwrap().state(), NodeState::Left);
+
+    // A death declared at the announced incarnation is taken too.
+    let mut c = core(2);
+    knows(&mut c, &[0]);
+    let vsn = c.config().build_vsn_array();
+    alive_of(&a, 0, high, &vsn, at(1), &mut c);
+    c.handle_dead(&Accusation { incarnation: high, node: &na, from: &nb }, at(7));
+    assert_eq!(c.member(&na).unwrap().state(), NodeState::Dead);
+    assert_eq!(c.metrics().get(crate::swim::metrics::PACKETS_REJECTED, "implausible_incarnation"), 0);
+}
+
 /// The same for alive messages that speak for us, dead messages, and
 /// push/pull entries: no input moves a node's incarnation past what its
 /// refutations can reach, and our counter never wraps.
