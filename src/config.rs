@@ -55,10 +55,10 @@
 //! | `EnableCompression` | [`Config::enable_compression`] | core: packets and streams out |
 //! | `SecretKey` | [`Config::secret_key`] | core, through [`Config::effective_keyring`] |
 //! | `Keyring` | [`Config::keyring`] | core, through [`Config::effective_keyring`] |
-//! | `Delegate` | [`Config::delegate`] | core, but `notify_msg`: user messages are queued as [`Effect::UserMessage`](crate::swim::Effect::UserMessage), and no driver calls `notify_msg` yet |
+//! | `Delegate` | [`Config::delegate`] | core; `notify_msg` by [`swim::drain`](crate::swim::drain), from each [`Effect::UserMessage`](crate::swim::Effect::UserMessage) |
 //! | `DelegateProtocolVersion`, `DelegateProtocolMin`, `DelegateProtocolMax` | [`Config::delegate_protocol_version`], [`Config::delegate_protocol_min`], [`Config::delegate_protocol_max`] | core: the version bytes announced and checked |
-//! | `Events` | [`Config::events`] | nobody yet: the core queues each event as an [`Effect::Event`](crate::swim::Effect::Event), and no driver hands it to this delegate yet |
-//! | `Conflict` | [`Config::conflict`] | nobody yet: the core queues an [`Effect::Conflict`](crate::swim::Effect::Conflict), and no driver hands it to this delegate yet |
+//! | `Events` | [`Config::events`] | [`swim::drain`](crate::swim::drain), from each [`Effect::Event`](crate::swim::Effect::Event) the core queues |
+//! | `Conflict` | [`Config::conflict`] | [`swim::drain`](crate::swim::drain), from each [`Effect::Conflict`](crate::swim::Effect::Conflict) the core queues |
 //! | `Merge` | [`Config::merge`] | core: called on joins |
 //! | `Ping` | [`Config::ping`] | core: called on acks |
 //! | `Alive` | [`Config::alive`] | core: called on alive messages |
@@ -299,12 +299,12 @@ pub struct Config {
     /// `DelegateProtocolMax`).
     pub delegate_protocol_max: u8,
     /// Join, leave and update notifications (Go `Events`). The core queues
-    /// each as an [`Effect::Event`](crate::swim::Effect::Event); nothing
-    /// calls this delegate yet (the simulator reads the effects itself).
+    /// each as an [`Effect::Event`](crate::swim::Effect::Event), and
+    /// [`swim::drain`](crate::swim::drain) hands it to this delegate.
     pub events: Option<Arc<dyn EventDelegate>>,
     /// Name-conflict notifications (Go `Conflict`). The core queues each as
-    /// an [`Effect::Conflict`](crate::swim::Effect::Conflict); nothing calls
-    /// this delegate yet.
+    /// an [`Effect::Conflict`](crate::swim::Effect::Conflict), and
+    /// [`swim::drain`](crate::swim::drain) hands it to this delegate.
     pub conflict: Option<Arc<dyn ConflictDelegate>>,
     /// Veto over cluster merges during joins (Go `Merge`).
     pub merge: Option<Arc<dyn MergeDelegate>>,

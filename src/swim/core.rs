@@ -181,10 +181,12 @@ struct SuspicionTimer {
 /// broadcast queue's reset) are not public: timers run the steps, and the
 /// hooks are `#[cfg(test)]`.
 ///
-/// After every input or command the driver drains, in this order:
-/// `poll_transmit`, `poll_stream` and `poll_effect` until `None`, then
-/// `poll_timeout` to re-arm its one timer. `now` must never go backwards
-/// from one call to the next. For each [`StreamRequest`] the driver dials,
+/// After every input or command the driver drains the core with
+/// [`drain`](super::drain) (the [`driver`](super::driver) contract, which
+/// [`Core`] implements as [`Protocol`](super::Protocol)): `poll_transmit`,
+/// `poll_stream` and `poll_effect` until `None`, then `poll_timeout` to
+/// re-arm its one timer. `now` must never go backwards from one call to the
+/// next. For each [`StreamRequest`] the driver dials,
 /// asks [`Core::stream_connected`] for the bytes once connected (a push/pull
 /// encodes our state then, as Go does after its dial), and answers with
 /// [`Core::handle_stream_reply`]; the request's `deadline` is one of the
@@ -199,9 +201,9 @@ struct SuspicionTimer {
 /// [`MergeDelegate`](crate::delegate::MergeDelegate),
 /// [`Delegate::node_meta`](crate::delegate::Delegate::node_meta)) are user code,
 /// not I/O: they are called inline from the [`Config`], as Go does.
-/// Notifications (join / leave / update / conflict) are queued as
-/// [`Effect`]s instead, and the driver hands them to `Config::events` /
-/// `Config::conflict`.
+/// Notifications (join / leave / update / conflict / user messages) are
+/// queued as [`Effect`]s instead, and [`drain`](super::drain) hands them to
+/// `Config::events`, `Config::conflict` and `Delegate::notify_msg`.
 ///
 /// # Differences from Go 0.2.2 (none visible on the wire)
 /// - Go's `refute` queues its alive message under the *address* string

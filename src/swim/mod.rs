@@ -13,10 +13,15 @@
 //! loop (direct, indirect with nacks, TCP fallback) with Lifeguard
 //! awareness, gossip, push/pull and join as stream requests
 //! ([`Core::poll_stream`]).
+//!
+//! [`driver`] is the contract every driver (engine, simulator, tests) runs a
+//! core by: the [`Protocol`] trait, which [`Core`] implements, and [`drain`],
+//! the one loop that takes a node's outputs and reaches its delegates.
 #![forbid(unsafe_code)]
 
 mod awareness;
 mod core;
+pub mod driver;
 mod handoff;
 mod members;
 pub mod metrics;
@@ -33,6 +38,7 @@ pub use core::{
     OutgoingPacket, PacketLayers, QueueLengths, STALE_ANSWERS_PER_PROBE_INTERVAL, Sealer, StreamContent, StreamError,
     StreamId, StreamKind, StreamRequest, Transmit, max_udp_payload,
 };
+pub use driver::{Delegates, Outbox, Protocol, Sink, drain};
 pub use handoff::HandoffQueue;
 pub use members::{
     Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol, vsn_well_formed,
