@@ -2,13 +2,16 @@
 //! the real sans-IO protocol code, many nodes of it, under virtual time, one
 //! seeded RNG and a fault-injecting network.
 //!
-//! - [`Protocol`]: what a simulated node implements — the sans-IO surface of
-//!   [`swim::Core`](crate::swim::Core) (`handle_*` inputs, `poll_*` outputs).
+//! - [`Protocol`]: what a simulated node implements — the driver contract of
+//!   [`swim::driver`](crate::swim::driver), which [`swim::Core`](crate::swim::Core)
+//!   implements; the world is one of its drivers and drains every node with
+//!   [`swim::drain`](crate::swim::drain).
 //! - [`World`]: the nodes, the event queue (a min-heap on
 //!   `(virtual time, sequence number)`, so ties replay in insertion order),
 //!   the [`Link`] model (loss, [`Delay`]), and the [`Fault`]s that can be
 //!   applied now or scheduled: partitions and heals, slow / paused nodes,
-//!   kill / restart, joins.
+//!   kill / restart, joins. [`World::observe`] shows an observer every node
+//!   after every input ([`Drained`]).
 //! - Accounting: [`NodeStats`] per node, [`Totals`] for the world, and a
 //!   trace hash (FNV-1a over every input a node handled) that two runs with
 //!   the same seed must share.
@@ -27,9 +30,9 @@ mod world;
 mod tests;
 
 pub use net::{Delay, Jitter, Link};
-pub use protocol::{NodeCtx, Protocol, StreamError, StreamId, StreamRequest, Transmit};
+pub use protocol::{NodeCtx, Protocol, StreamBody, StreamError, StreamId, StreamRequest, Transmit};
 pub use swim_node::{Gossip, Log, SeededRng, SharedLog, SwimNode, node_name, parse_node_name};
-pub use world::{Fault, NodeId, NodeStats, Totals, World};
+pub use world::{Drained, Fault, NodeId, NodeStats, Totals, World};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

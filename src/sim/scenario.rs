@@ -44,8 +44,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 #[cfg(feature = "cli")]
 use serde_json::{Value, json};
 
-use super::swim_node::{SharedLog, SwimNode};
-use super::{Delay, Fault, Jitter, Link, NodeId, World, node_addr};
+use super::swim_node::{Log, SharedLog, SwimNode};
+use super::{Fault, Jitter, Link, NodeId, World, node_addr};
 use crate::config::Config;
 use crate::swim::{Time, random_offset, shuffle};
 
@@ -133,13 +133,9 @@ impl Profile {
             Profile::Lan => {
                 Link::fixed(Duration::from_millis(1)).with_jitter(Jitter::Uniform(Duration::from_millis(1)))
             }
-            Profile::Wan => Link {
-                loss: 0.0,
-                delay: Delay {
-                    base: Duration::from_millis(50),
-                    jitter: Jitter::Exponential(Duration::from_millis(10)),
-                },
-            },
+            Profile::Wan => {
+                Link::fixed(Duration::from_millis(50)).with_jitter(Jitter::Exponential(Duration::from_millis(10)))
+            }
         }
     }
 }
@@ -574,12 +570,12 @@ pub fn run_with_progress(s: &Scenario, progress: &mut dyn FnMut(&Progress)) -> R
         config = config.with_retransmit_mult(mult);
     }
     let gossip = s.broadcasts > 0 || s.user_rate > 0.0;
-    let shared = Rc::clone(&log);
     let skip_wire = s.skip_wire;
     let mut world = World::new(s.seed, s.profile.link().with_loss(s.loss), move |ctx| {
         let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
-        SwimNode::new(ctx, config.clone(), &seeds, gossip, Rc::clone(&shared)).with_skip_wire(skip_wire)
+        SwimNode::new(ctx, config.clone(), &seeds, gossip).with_skip_wire(skip_wire)
     });
+    world.observe(Log::recorder(Rc::clone(&log)));
     // The scenario's own choices (slow nodes, victims, sides) come from a
     // second stream, so they do not shift the world's.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(s.seed ^ 0x5ce7_a810_5ce7_a810);
@@ -677,10 +673,7 @@ pub fn run_with_progress(s: &Scenario, progress: &mut dyn FnMut(&Progress)) -> R
             // Lagging nodes keep up, so they stay observers.
             observers.retain(|id| killed.binary_search(id).is_err());
             for n in 0..s.broadcasts {
-                world.with_node(0, |node, now| {
-                    node.broadcast(n, s.broadcast_bytes);
-                    node.after(now, 0);
-                });
+                world.with_node(0, |node, _| node.broadcast(n, s.broadcast_bytes));
             }
             if s.partition_s > 0.0 {
                 let mut all: Vec<NodeId> = (0..s.nodes).collect();
@@ -712,11 +705,7 @@ pub fn run_with_progress(s: &Scenario, progress: &mut dyn FnMut(&Progress)) -> R
                     let candidates: Vec<NodeId> = observers.iter().copied().filter(|&id| id != 0).collect();
                     if !candidates.is_empty() {
                         let id = candidates[random_offset(candidates.len(), &mut rng)];
-                        world.with_node(id, |node, now| {
-                            let before = node.core().incarnation();
-                            node.core_mut().leave(now);
-                            node.after(now, before);
-                        });
+                        world.with_node(id, |node, now| node.core_mut().leave(now));
                         world.schedule(t + Duration::from_secs(1), Fault::Kill(id));
                         departed.push((id, t));
                         live.retain(|&x| x != id);
@@ -733,9 +722,8 @@ pub fn run_with_progress(s: &Scenario, progress: &mut dyn FnMut(&Progress)) -> R
                 // Owed to the members the sender knows of (a node whose
                 // join is still under way is not one yet).
                 let expected = world
-                    .with_node(from, |node, now| {
+                    .with_node(from, |node, _| {
                         node.broadcast(n, BROADCAST_BYTES);
-                        node.after(now, 0);
                         observers.iter().copied().filter(|&id| node.thinks_alive(id)).collect::<Vec<_>>()
                     })
                     .unwrap_or_default();

@@ -1,7 +1,8 @@
 //! The real protocol in the world: [`SwimNode`] wraps a
-//! [`swim::Core`](crate::swim::Core) and implements [`Protocol`], and
-//! records what a scenario measures (membership events, refutations, user
-//! messages) in a [`Log`] shared by every node of a world.
+//! [`swim::Core`](crate::swim::Core) and implements [`Protocol`] (carrying
+//! push/pulls unencoded with `--skip-wire`, spreading user broadcasts with a
+//! [`Gossip`] delegate), and [`Log::recorder`] records what a scenario
+//! measures (deaths, refutations) from the world's drains.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -13,10 +14,10 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
 use super::protocol::{NodeCtx, Protocol, StreamError, StreamId, StreamRequest, Transmit};
-use super::world::NodeId;
+use super::world::{Drained, NodeId};
 use crate::config::Config;
 use crate::delegate::{Delegate, NodeEventKind};
-use crate::swim::{self, Broadcast, Core, Effect, StreamContent, Time, TransmitLimitedQueue};
+use crate::swim::{self, Broadcast, Core, Delegates, Effect, StreamContent, Time, TransmitLimitedQueue};
 
 /// The RNG a simulated core draws from: a named algorithm, seeded from
 /// [`NodeCtx::seed`], so runs replay on every platform.
@@ -45,6 +46,38 @@ pub struct Log {
 
 /// A shared [`Log`]: the world is single-threaded, nodes live in it.
 pub type SharedLog = Rc<RefCell<Log>>;
+
+impl Log {
+    /// A [`World::observe`](super::World::observe) observer that records
+    /// into `log`: a leave event a node drained is a death (observer, subject),
+    /// and a node whose incarnation rose while handling an input refuted a
+    /// claim about itself (the simulated nodes never call
+    /// [`Core::update_node`], the other way to raise it). A restarted node's
+    /// first incarnation is no rise.
+    pub fn recorder(log: SharedLog) -> impl FnMut(&Drained<'_, SwimNode>) + 'static {
+        // (life, incarnation) of each node at its last drain.
+        let mut last: Vec<Option<(u32, u32)>> = Vec::new();
+        move |d| {
+            if last.len() <= d.id {
+                last.resize(d.id + 1, None);
+            }
+            let incarnation = d.node.core().incarnation();
+            let mut log = log.borrow_mut();
+            if last[d.id].is_some_and(|(life, before)| life == d.life && before != incarnation) {
+                log.refutations.push((d.now, d.id));
+            }
+            last[d.id] = Some((d.life, incarnation));
+            for effect in d.effects {
+                if let Effect::Event(ev) = effect
+                    && ev.kind == NodeEventKind::Leave
+                    && let Some(subject) = parse_node_name(&ev.node.name)
+                {
+                    log.deaths.push((d.now, d.id, subject));
+                }
+            }
+        }
+    }
+}
 
 /// A user broadcast in a [`Gossip`] queue: unique, never invalidated.
 #[derive(Clone, Debug)]
@@ -124,6 +157,12 @@ impl Gossip {
 }
 
 impl Delegate for Gossip {
+    /// A user message from a peer (a re-gossiped broadcast): offered like
+    /// our own.
+    fn notify_msg(&self, msg: &[u8]) {
+        self.offer(msg);
+    }
+
     fn get_broadcasts(&self, overhead: usize, limit: usize) -> Vec<Vec<u8>> {
         self.with(|s| {
             let n = s.num_nodes;
@@ -157,10 +196,9 @@ impl Delegate for Gossip {
 /// A simulated node: a [`Core`] plus what the scenario reads off it.
 pub struct SwimNode {
     core: Core<SeededRng>,
-    id: NodeId,
-    log: SharedLog,
     /// Join events minus leave events, the local node included: how many
-    /// members this node counts alive.
+    /// members this node counts alive (counted as the world drains them,
+    /// since [`Core::num_alive`] is a scan of the table).
     alive_view: usize,
     gossip: Option<Arc<Gossip>>,
     /// Push/pulls go unencoded ([`StreamContent::PushPull`]).
@@ -175,7 +213,7 @@ impl SwimNode {
     ///
     /// # Panics
     /// If the core refuses the config.
-    pub fn new(ctx: &NodeCtx, config: Config, seeds: &[SocketAddr], gossip: bool, log: SharedLog) -> SwimNode {
+    pub fn new(ctx: &NodeCtx, config: Config, seeds: &[SocketAddr], gossip: bool) -> SwimNode {
         let mut config = config.with_name(node_name(ctx.id));
         let gossip = gossip.then(|| Arc::new(Gossip::new(config.effective_retransmit_mult())));
         if let Some(g) = &gossip {
@@ -183,12 +221,12 @@ impl SwimNode {
         }
         let rng = SeededRng::seed_from_u64(ctx.seed);
         let core = Core::new(config, ctx.addr, ctx.now, rng).expect("simulated node config");
-        let mut node = SwimNode { core, id: ctx.id, log, alive_view: 0, gossip, skip_wire: false };
+        let mut node = SwimNode { core, alive_view: 0, gossip, skip_wire: false };
         node.core.start(ctx.now);
         if !seeds.is_empty() {
             node.core.join(seeds, ctx.now);
         }
-        node.after(ctx.now, 0);
+        node.after_input();
         node
     }
 
@@ -207,7 +245,8 @@ impl SwimNode {
         &self.core
     }
 
-    /// The core, for commands; call [`SwimNode::after`] once done.
+    /// The core, for commands (through [`World::with_node`](super::World::with_node),
+    /// which drains it after).
     pub fn core_mut(&mut self) -> &mut Core<SeededRng> {
         &mut self.core
     }
@@ -255,32 +294,9 @@ impl SwimNode {
         true
     }
 
-    /// Drains the core's effects after an input at `now` that started with
-    /// incarnation `before` (a rise means the node refuted a claim).
-    pub fn after(&mut self, now: Time, before: u32) {
-        if before != 0 && self.core.incarnation() != before {
-            self.log.borrow_mut().refutations.push((now, self.id));
-        }
-        while let Some(effect) = self.core.poll_effect() {
-            match effect {
-                Effect::Event(ev) => match ev.kind {
-                    NodeEventKind::Join => self.alive_view += 1,
-                    NodeEventKind::Leave => {
-                        self.alive_view = self.alive_view.saturating_sub(1);
-                        if let Some(subject) = parse_node_name(&ev.node.name) {
-                            self.log.borrow_mut().deaths.push((now, self.id, subject));
-                        }
-                    }
-                    NodeEventKind::Update => {}
-                },
-                Effect::UserMessage(msg) => {
-                    if let Some(g) = &self.gossip {
-                        g.offer(&msg);
-                    }
-                }
-                _ => {}
-            }
-        }
+    /// Tells the [`Gossip`] delegate the member count its retransmit limit
+    /// scales with.
+    fn after_input(&mut self) {
         if let Some(g) = &self.gossip {
             let n = self.core.num_nodes();
             g.with(|s| s.num_nodes = n);
@@ -292,23 +308,24 @@ impl Protocol for SwimNode {
     type Body = StreamContent;
 
     fn handle_packet(&mut self, from: SocketAddr, bytes: &mut [u8], now: Time) {
-        let before = self.core.incarnation();
         self.core.handle_packet(from, bytes, now);
-        self.after(now, before);
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.core.poll_transmit()
+        self.after_input();
     }
     fn handle_timeout(&mut self, now: Time) {
-        let before = self.core.incarnation();
         self.core.handle_timeout(now);
-        self.after(now, before);
+        self.after_input();
     }
-    fn poll_timeout(&self) -> Option<Time> {
-        self.core.poll_timeout()
+    fn handle_stream(&mut self, from: SocketAddr, body: StreamContent, now: Time) -> Option<StreamContent> {
+        let reply = self.core.handle_stream_content(from, body, now);
+        self.after_input();
+        reply
     }
-    fn poll_stream(&mut self) -> Option<StreamRequest> {
-        self.core.poll_stream()
+    fn stream_reply_done(&mut self, from: SocketAddr) {
+        self.core.stream_reply_done(from);
+    }
+    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<StreamContent, StreamError>, now: Time) {
+        self.core.handle_stream_reply_content(id, reply, now);
+        self.after_input();
     }
     fn stream_connected(&mut self, id: StreamId) -> StreamContent {
         if self.skip_wire {
@@ -317,18 +334,30 @@ impl Protocol for SwimNode {
             StreamContent::Bytes(self.core.stream_connected(id))
         }
     }
-    fn handle_stream_reply(&mut self, id: StreamId, reply: Result<StreamContent, StreamError>, now: Time) {
-        let before = self.core.incarnation();
-        self.core.handle_stream_reply_content(id, reply, now);
-        self.after(now, before);
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.core.poll_transmit()
     }
-    fn handle_stream(&mut self, from: SocketAddr, body: StreamContent, now: Time) -> Option<StreamContent> {
-        let before = self.core.incarnation();
-        let reply = self.core.handle_stream_content(from, body, now);
-        // The world writes the reply at once.
-        self.core.stream_reply_done(from);
-        self.after(now, before);
-        reply
+    fn poll_stream(&mut self) -> Option<StreamRequest> {
+        self.core.poll_stream()
+    }
+    /// The core's effect, counted into [`SwimNode::alive_view`] on its way
+    /// out.
+    fn poll_effect(&mut self) -> Option<Effect> {
+        let effect = self.core.poll_effect()?;
+        if let Effect::Event(ev) = &effect {
+            match ev.kind {
+                NodeEventKind::Join => self.alive_view += 1,
+                NodeEventKind::Leave => self.alive_view = self.alive_view.saturating_sub(1),
+                NodeEventKind::Update => {}
+            }
+        }
+        Some(effect)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        self.core.poll_timeout()
+    }
+    fn delegates(&self) -> Delegates<'_> {
+        Delegates::of(self.core.config())
     }
 }
 
@@ -347,11 +376,11 @@ mod tests {
 
     fn cluster(n: usize, seed: u64) -> (World<SwimNode>, SharedLog) {
         let log = SharedLog::default();
-        let shared = Rc::clone(&log);
         let mut world = World::new(seed, Link::default(), move |ctx| {
             let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
-            SwimNode::new(ctx, Config::default_local(), &seeds, true, Rc::clone(&shared))
+            SwimNode::new(ctx, Config::default_local(), &seeds, true)
         });
+        world.observe(Log::recorder(Rc::clone(&log)));
         world.add_nodes(n);
         (world, log)
     }
@@ -400,10 +429,7 @@ mod tests {
     fn user_broadcasts_reach_everyone() {
         let (mut world, _log) = cluster(5, 3);
         world.run_until(secs(5));
-        world.with_node(0, |node, now| {
-            assert!(node.broadcast(7, 32));
-            node.after(now, 0);
-        });
+        world.with_node(0, |node, _| assert!(node.broadcast(7, 32)));
         world.run_until(secs(10));
         for id in 0..5 {
             assert!(world.node(id).unwrap().has_received(7), "node {id}");

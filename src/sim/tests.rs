@@ -9,7 +9,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
-use crate::swim::Time;
+use crate::swim::{Delegates, Effect, Time};
 
 fn ms(n: u64) -> Time {
     Time::from_epoch(Duration::from_millis(n))
@@ -106,6 +106,13 @@ impl Protocol for Beacon {
     fn handle_stream(&mut self, _from: SocketAddr, bytes: Vec<u8>, _now: Time) -> Option<Vec<u8>> {
         (!bytes.is_empty()).then(|| bytes.iter().rev().copied().collect())
     }
+    fn stream_reply_done(&mut self, _: SocketAddr) {}
+    fn poll_effect(&mut self) -> Option<Effect> {
+        None
+    }
+    fn delegates(&self) -> Delegates<'_> {
+        Delegates::NONE
+    }
 }
 
 /// Two beacons sending to each other every 100 ms, 100 times, over a 1 ms
@@ -195,6 +202,13 @@ impl Protocol for Flood {
     fn handle_stream(&mut self, _: SocketAddr, _: Vec<u8>, _: Time) -> Option<Vec<u8>> {
         None
     }
+    fn stream_reply_done(&mut self, _: SocketAddr) {}
+    fn poll_effect(&mut self) -> Option<Effect> {
+        None
+    }
+    fn delegates(&self) -> Delegates<'_> {
+        Delegates::NONE
+    }
 }
 
 /// A flood of `nodes` nodes over `link`, started at node 0 and run until
@@ -207,7 +221,7 @@ fn flood(seed: u64, nodes: usize, link: Link) -> World<Flood> {
     world
 }
 
-fn all_stats<P: Protocol>(world: &World<P>) -> Vec<NodeStats> {
+fn all_stats<P: Protocol<Body: StreamBody>>(world: &World<P>) -> Vec<NodeStats> {
     (0..world.len()).map(|id| *world.node_stats(id)).collect()
 }
 

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::net::Link;
 use super::protocol::{NodeCtx, Protocol, StreamBody, StreamError, StreamId, StreamRequest, Transmit};
 use super::{MAX_NODES, node_addr, node_id};
-use crate::swim::Time;
+use crate::swim::{Effect, Outbox, Time, drain};
 
 /// Index of a node in its [`World`]; its address is
 /// [`node_addr`](super::node_addr)`(id)`. Kept across restarts.
@@ -210,7 +210,7 @@ impl<B> Ord for Event<B> {
     }
 }
 
-struct Node<P: Protocol> {
+struct Node<P: Protocol<Body: StreamBody>> {
     /// `None` while dead.
     proto: Option<P>,
     /// Bumped by every kill; timers and stream outcomes carry it.
@@ -235,7 +235,7 @@ struct Node<P: Protocol> {
     stats: NodeStats,
 }
 
-impl<P: Protocol> Node<P> {
+impl<P: Protocol<Body: StreamBody>> Node<P> {
     fn new() -> Node<P> {
         Node {
             proto: None,
@@ -267,8 +267,16 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 ///
 /// Drive it with [`World::step`], [`World::run_until`] or
 /// [`World::run_until_idle`]; poke nodes with [`World::with_node`]; change
-/// it with [`World::apply`] / [`World::schedule`].
-pub struct World<P: Protocol> {
+/// it with [`World::apply`] / [`World::schedule`]; watch it with
+/// [`World::observe`].
+///
+/// The world is a driver of the [`swim::driver`](crate::swim::driver)
+/// contract: after building a node, after every input and after every
+/// [`World::with_node`] command it drains the node with
+/// [`swim::drain`](crate::swim::drain) (so the node's delegates get their
+/// notifications), sends its datagrams, opens its streams, shows the
+/// observer what was drained, and re-arms its one timer.
+pub struct World<P: Protocol<Body: StreamBody>> {
     now: Time,
     seq: u64,
     queue: BinaryHeap<Event<P::Body>>,
@@ -281,9 +289,32 @@ pub struct World<P: Protocol> {
     trace: u64,
     /// Start of the rate window and the totals then.
     window: (Time, Totals),
+    /// Reused by every drain.
+    outbox: Outbox,
+    observer: Option<Box<Observer<P>>>,
 }
 
-impl<P: Protocol> World<P> {
+/// What [`World::observe`]'s observer is shown each time the world drained a
+/// node: after its start, each input it handled and each
+/// [`World::with_node`] command.
+#[derive(Debug)]
+pub struct Drained<'a, P> {
+    /// The virtual time.
+    pub now: Time,
+    /// The node.
+    pub id: NodeId,
+    /// Its life: [`World::incarnation`] (0, then +1 per kill).
+    pub life: u32,
+    /// The node, as it is after the input.
+    pub node: &'a P,
+    /// The effects drained, in order (its delegates have had them).
+    pub effects: &'a [Effect],
+}
+
+/// A [`World::observe`] callback.
+type Observer<P> = dyn FnMut(&Drained<'_, P>);
+
+impl<P: Protocol<Body: StreamBody>> World<P> {
     /// An empty world at time zero; nodes are built by `factory` (on
     /// [`World::add_nodes`], [`Fault::Join`] and [`Fault::Restart`]).
     pub fn new(seed: u64, default_link: Link, factory: impl FnMut(&NodeCtx) -> P + 'static) -> World<P> {
@@ -299,7 +330,16 @@ impl<P: Protocol> World<P> {
             totals: Totals::default(),
             trace: FNV_OFFSET,
             window: (Time::ZERO, Totals::default()),
+            outbox: Outbox::default(),
+            observer: None,
         }
+    }
+
+    /// Shows `observer` every drain from now on (replacing any earlier
+    /// observer): the driver's bookkeeping and invariant checkers, which
+    /// see every node right after every input it handled.
+    pub fn observe(&mut self, observer: impl FnMut(&Drained<'_, P>) + 'static) {
+        self.observer = Some(Box::new(observer));
     }
 
     /// Starts `count` new nodes now; their ids.
@@ -528,15 +568,25 @@ impl<P: Protocol> World<P> {
         self.drain(id);
     }
 
-    /// Sends what node `id` wants sent and re-arms its timer.
+    /// Drains node `id` ([`swim::drain`](crate::swim::drain)), sends what it
+    /// wants sent, shows the observer, and re-arms its timer.
     fn drain(&mut self, id: NodeId) {
-        while let Some(t) = self.nodes[id].proto.as_mut().and_then(P::poll_transmit) {
+        let Some(proto) = self.nodes[id].proto.as_mut() else { return };
+        let mut out = std::mem::take(&mut self.outbox);
+        drain(proto, &mut out);
+        for t in out.transmits.drain(..) {
             self.send_packet(id, t);
         }
-        while let Some(s) = self.nodes[id].proto.as_mut().and_then(P::poll_stream) {
+        for s in out.streams.drain(..) {
             self.open_stream(id, s);
         }
-        let want = self.nodes[id].proto.as_ref().and_then(P::poll_timeout);
+        if let (Some(observer), Some(node)) = (self.observer.as_mut(), self.nodes[id].proto.as_ref()) {
+            let life = self.nodes[id].incarnation;
+            observer(&Drained { now: self.now, id, life, node, effects: &out.effects });
+        }
+        out.effects.clear();
+        let want = out.timer;
+        self.outbox = out;
         let node = &mut self.nodes[id];
         if want != node.timer_at {
             node.timer_at = want;
@@ -683,6 +733,8 @@ impl<P: Protocol> World<P> {
                 let node = &mut self.nodes[id];
                 let proto = node.proto.as_mut().expect("live node");
                 let reply = proto.handle_stream(node_addr(from), body, now);
+                // The world writes the reply at once.
+                proto.stream_reply_done(node_addr(from));
                 let len = reply.as_ref().map_or(0, |r| r.wire_len() as u64);
                 node.stats.stream_bytes_sent += len;
                 self.totals.stream_bytes_sent += len;

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use super::*;
 use crate::config::Extensions;
 use crate::swim::Broadcast as _;
+use crate::swim::{Outbox, drain};
 
 const PORT: u16 = 7946;
 
@@ -58,22 +59,26 @@ fn hear_alive(c: &mut Core<StdRng>, j: u8, now: Time) {
     c.handle_alive(&Alive { incarnation: 1, node: &n, addr: &ip, port: PORT, meta: &[], vsn: &vsn }, now);
 }
 
-/// Runs `c`'s timers from `from` to `until` in `step`s; the push/pull
-/// streams it opened (probes' TCP pings to absent peers aside): when, and to
-/// whom.
+/// Runs `c`'s timers from `from` to `until` in `step`s, draining it after
+/// each (datagrams dropped); the push/pull streams it opened (probes' TCP
+/// pings to absent peers aside): when, and to whom.
 fn push_pulls(c: &mut Core<StdRng>, from: Time, until: Time, step: Duration) -> Vec<(Time, SocketAddr)> {
     let mut opened = Vec::new();
+    let mut out = Outbox::default();
+    drain(c, &mut out);
     let mut now = from;
     while now <= until {
-        if c.poll_timeout().is_some_and(|t| t <= now) {
+        if out.timer.is_some_and(|t| t <= now) {
             c.handle_timeout(now);
+            drain(c, &mut out);
         }
-        while let Some(s) = c.poll_stream() {
+        for s in out.streams.drain(..) {
             if c.stream_connected(s.id).first() == Some(&(crate::wire::MessageType::PushPull as u8)) {
                 opened.push((now, s.to));
             }
         }
-        while c.poll_transmit().is_some() {}
+        out.transmits.clear();
+        out.effects.clear();
         now = now + step;
     }
     opened

@@ -1,7 +1,7 @@
 //! The network half of [`Core`] against Go's `state_test.go` probe and gossip
-//! scenarios, on virtual time: several cores in one test, their
-//! [`Transmit`]s moved by hand (instantly, in order), timers fired by
-//! advancing `now`. A node that Go's tests leave unstarted ("never gets
+//! scenarios, on virtual time: several cores in one test, drained with
+//! [`drain`](crate::swim::drain) after every input, their [`Transmit`]s moved
+//! by hand (instantly, in order), timers fired by advancing `now`. A node that Go's tests leave unstarted ("never gets
 //! started", "bogus address") is an address with no core behind it: packets
 //! to it vanish.
 
@@ -16,6 +16,7 @@ use super::*;
 use crate::config::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use crate::delegate::{Delegate, PingDelegate};
 use crate::swim::metrics;
+use crate::swim::{Outbox, drain};
 use crate::wire::message::{Ack, Ping};
 use crate::wire::{DecodeOptions, EncodeOptions, PacketDecoder, encode_packet};
 
@@ -44,6 +45,9 @@ fn config(i: usize) -> Config {
 /// Cores at `addr(i)`; `None` is a node that is down (or was never started).
 struct Cluster {
     cores: Vec<Option<Core<StdRng>>>,
+    /// What each core's last drains left to move (its effects go to
+    /// `effects`, its timer stays here).
+    outboxes: Vec<Outbox>,
     effects: Vec<Vec<Effect>>,
     now: Time,
     /// Datagrams moved so far.
@@ -78,6 +82,7 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster {
             cores,
+            outboxes: (0..n).map(|_| Outbox::default()).collect(),
             effects: vec![Vec::new(); n],
             now,
             sent: 0,
@@ -120,34 +125,51 @@ impl Cluster {
         }
     }
 
-    fn collect_effects(&mut self) {
-        for (i, core) in self.cores.iter_mut().enumerate() {
-            if let Some(c) = core {
-                self.effects[i].extend(c.drain_effects());
-            }
+    /// Drains core `i` (if it is up) into its outbox; its effects into
+    /// `effects`.
+    fn drain(&mut self, i: usize) {
+        if let Some(core) = self.cores[i].as_mut() {
+            drain(core, &mut self.outboxes[i]);
+            self.effects[i].append(&mut self.outboxes[i].effects);
         }
     }
 
-    /// Moves datagrams until none is left.
+    /// Drains every core: what commands and direct inputs left becomes
+    /// effects (and outputs to move).
+    fn collect_effects(&mut self) {
+        for i in 0..self.cores.len() {
+            self.drain(i);
+        }
+    }
+
+    /// Moves datagrams, then streams, until none is left; every core that
+    /// handled something is drained at once.
     fn deliver(&mut self) {
         loop {
             let mut moved = false;
             for i in 0..self.cores.len() {
-                while let Some(tx) = self.cores[i].as_mut().and_then(Core::poll_transmit) {
+                self.drain(i);
+                let transmits = std::mem::take(&mut self.outboxes[i].transmits);
+                for tx in transmits {
                     moved = true;
                     self.sent += 1;
                     std::hash::Hash::hash(&(i, tx.to, &tx.bytes), &mut self.digest);
                     let now = self.now;
                     let to = (0..self.cores.len())
                         .find(|&j| addr(j) == tx.to && !self.udp_blocked.contains(&j) && !self.cut.contains(&(i, j)));
-                    if let Some(core) = to.and_then(|j| self.cores[j].as_mut()) {
+                    if let Some(j) = to
+                        && let Some(core) = self.cores[j].as_mut()
+                    {
                         let mut bytes = tx.bytes;
                         core.handle_packet(addr(i), &mut bytes, now);
+                        self.drain(j);
                     }
                 }
             }
             for i in 0..self.cores.len() {
-                while let Some(req) = self.cores[i].as_mut().and_then(Core::poll_stream) {
+                self.drain(i);
+                while !self.outboxes[i].streams.is_empty() {
+                    let req = self.outboxes[i].streams.remove(0);
                     moved = true;
                     let now = self.now;
                     let to = (0..self.cores.len()).find(|&j| addr(j) == req.to);
@@ -155,8 +177,13 @@ impl Cluster {
                     let connected = to.is_some_and(|j| self.cores[j].is_some());
                     let mut bytes = if connected { self.core(i).stream_connected(req.id) } else { Vec::new() };
                     std::hash::Hash::hash(&(i, req.id, req.to, &bytes), &mut self.digest);
-                    let reply = match to.and_then(|j| self.cores[j].as_mut()) {
-                        Some(core) => core.handle_stream(addr(i), &mut bytes, now).ok_or(StreamError::Closed),
+                    let reply = match to.filter(|_| connected) {
+                        Some(j) => {
+                            let reply = self.core(j).handle_stream(addr(i), &mut bytes, now);
+                            self.core(j).stream_reply_done(addr(i));
+                            self.drain(j);
+                            reply.ok_or(StreamError::Closed)
+                        }
                         None if self.streams_time_out => {
                             self.timing_out.push((i, req.id, req.deadline));
                             continue;
@@ -164,6 +191,7 @@ impl Cluster {
                         None => Err(StreamError::Refused),
                     };
                     self.core(i).handle_stream_reply(req.id, reply, now);
+                    self.drain(i);
                 }
             }
             // Streams that time out, at their deadline.
@@ -174,9 +202,9 @@ impl Cluster {
                 moved = true;
                 if let Some(core) = self.cores[i].as_mut() {
                     core.handle_stream_reply(id, Err(StreamError::Timeout), now);
+                    self.drain(i);
                 }
             }
-            self.collect_effects();
             if !moved {
                 break;
             }
@@ -189,14 +217,19 @@ impl Cluster {
         for _ in 0..1_000_000 {
             self.deliver();
             let streams = self.timing_out.iter().map(|s| s.2);
-            let next = self.cores.iter().flatten().filter_map(Core::poll_timeout).chain(streams).min();
+            let timers =
+                (0..self.cores.len()).filter(|&i| self.cores[i].is_some()).filter_map(|i| self.outboxes[i].timer);
+            let next = timers.chain(streams).min();
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
                     let now = self.now;
-                    for c in self.cores.iter_mut().flatten() {
-                        if c.poll_timeout().is_some_and(|d| d <= now) {
+                    for i in 0..self.cores.len() {
+                        if self.outboxes[i].timer.is_some_and(|d| d <= now)
+                            && let Some(c) = self.cores[i].as_mut()
+                        {
                             c.handle_timeout(now);
+                            self.drain(i);
                         }
                     }
                 }
