@@ -63,10 +63,21 @@ fn other_seed_other_run() {
 }
 
 #[test]
+fn duplication_and_corruption_are_echoed_and_happen() {
+    let v = sim(&["--nodes", "8", "--duration", "30", "--duplicate", "0.2", "--corrupt", "0.05", "--json"]);
+    assert_eq!((v["duplicate"].as_f64(), v["corrupt"].as_f64()), (Some(0.2), Some(0.05)), "{v}");
+    assert!(v["packets_duplicated"].as_u64() > Some(0) && v["packets_corrupted"].as_u64() > Some(0), "{v}");
+    let clean = sim(&["--nodes", "8", "--duration", "30", "--json"]);
+    assert_eq!((clean["duplicate"].as_f64(), clean["packets_corrupted"].as_u64()), (Some(0.0), Some(0)));
+}
+
+#[test]
 fn bad_flags_fail() {
     for args in [
         &["--nodes", "10"][..],
         &["--nodes", "10", "--loss", "2", "--json"],
+        &["--nodes", "10", "--duplicate", "-0.1", "--json"],
+        &["--nodes", "10", "--corrupt", "1.5", "--json"],
         &["--nodes", "10", "--profile", "moon", "--json"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).arg("sim").args(args).output().expect("run ringswim");

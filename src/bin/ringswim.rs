@@ -4,7 +4,7 @@
 //!   one raw UDP packet (or TCP stream message) → one JSON object on stdout.
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
-//! - `ringswim sim --nodes N [--join-spread SECS] [--profile local|lan|wan] [--loss P] [--slow FRACTION]
+//! - `ringswim sim --nodes N [--join-spread SECS] [--profile local|lan|wan] [--loss P] [--duplicate P] [--corrupt P] [--slow FRACTION]
 //!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--window SECS] [--seed S]
 //!   [--churn PER_SEC] [--user-rate PER_SEC] [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--skip-wire] [--behaviour go|ringswim] [--progress auto|always|never] --json`: runs a cluster in the
 //!   deterministic simulator and prints one JSON object (see
@@ -85,9 +85,16 @@ struct SimArgs {
     /// memberlist defaults and network: local, lan or wan.
     #[arg(long, default_value = "local", value_parser = ["local", "lan", "wan"])]
     profile: String,
-    /// Datagram loss on every link, 0 to 1.
+    /// Datagram loss on every link, 0 to 1 (stream segments too: a lost
+    /// one is resent after 200 ms, doubling, so streams arrive late).
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     loss: f64,
+    /// Probability that a datagram is delivered twice, 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    duplicate: f64,
+    /// Probability that a datagram arrives with one byte changed, 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    corrupt: f64,
     /// Fraction of the nodes that turn slow (packets and streams handled
     /// --slow-delay late, in order, at any rate; see --slow-mode) after
     /// convergence, 0 to 1.
@@ -245,6 +252,8 @@ fn run(command: Command) -> Result<(), String> {
                 join_spread_s: args.join_spread,
                 profile: args.profile.parse::<Profile>()?,
                 loss: args.loss,
+                duplicate: args.duplicate,
+                corrupt: args.corrupt,
                 slow: args.slow,
                 slow_delay_s: args.slow_delay,
                 slow_mode: args.slow_mode.parse::<SlowMode>()?,

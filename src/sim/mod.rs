@@ -8,10 +8,11 @@
 //!   [`swim::drain`](crate::swim::drain).
 //! - [`World`]: the nodes, the event queue (a min-heap on
 //!   `(virtual time, sequence number)`, so ties replay in insertion order),
-//!   the [`Link`] model (loss, [`Delay`]), and the [`Fault`]s that can be
-//!   applied now or scheduled: partitions and heals, slow / paused nodes,
-//!   kill / restart, joins. [`World::observe`] shows an observer every node
-//!   after every input ([`Drained`]).
+//!   the [`Link`] model (loss, duplication, corruption, [`Delay`], for
+//!   datagrams and streams), and the [`Fault`]s that can be applied now or
+//!   scheduled: partitions and heals, slow / paused nodes, kill / restart,
+//!   joins. [`World::observe`] shows an observer every node after every
+//!   input ([`Drained`]).
 //! - Accounting: [`NodeStats`] per node, [`Totals`] for the world, and a
 //!   trace hash (FNV-1a over every input a node handled) that two runs with
 //!   the same seed must share.
@@ -29,7 +30,7 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-pub use net::{Delay, Jitter, Link};
+pub use net::{Delay, Jitter, Link, MAX_STREAM_RETRIES, STREAM_RTO, STREAM_SEGMENT};
 pub use protocol::{NodeCtx, Protocol, StreamBody, StreamError, StreamId, StreamRequest, Transmit};
 pub use swim_node::{Gossip, Log, SeededRng, SharedLog, SwimNode, node_name, parse_node_name};
 pub use world::{Drained, Fault, NodeId, NodeStats, Totals, World};

@@ -1,15 +1,51 @@
-//! The network model of one directed link: loss and delay.
+//! The network model of one directed link: loss, duplication, corruption
+//! and delay, for datagrams and for streams.
 
 use std::time::Duration;
 
 use rand::{Rng, RngExt};
 
-/// The behaviour of packets (and streams) from one node to another.
+/// Bytes per segment of a simulated stream (Ethernet's TCP MSS).
+pub const STREAM_SEGMENT: usize = 1460;
+/// How long a simulated stream waits before it resends a lost segment the
+/// first time (Linux's minimum RTO); each further loss of the same segment
+/// doubles it.
+pub const STREAM_RTO: Duration = Duration::from_millis(200);
+/// Losses of one segment after which a simulated stream gives up (the
+/// connection breaks: 200 ms × (2⁶ − 1) = 12.6 s of retries, past every
+/// stream deadline the core sets).
+pub const MAX_STREAM_RETRIES: u32 = 6;
+
+/// The behaviour of packets and streams from one node to another.
+///
+/// **Datagrams**: each is lost with probability `loss`; a datagram that
+/// gets through arrives twice with probability `duplicate` (each copy with
+/// its own delay, so the copy may come first), and each copy arrives with
+/// one byte changed with probability `corrupt` (a random byte XOR a random
+/// non-zero value). Probabilities of 0 draw nothing from the world's RNG,
+/// so adding these knobs changed no earlier trace.
+///
+/// **Streams** (TCP, one request and one reply): each direction is one
+/// handshake segment plus one segment per [`STREAM_SEGMENT`] bytes. Each
+/// segment is lost with probability `loss`, and every loss of it costs a
+/// retransmission timeout ([`STREAM_RTO`], doubling); after
+/// [`MAX_STREAM_RETRIES`] losses of one segment the connection breaks and
+/// nothing arrives. A direction's delay is one `delay` draw plus its
+/// retransmission timeouts, so loss makes a stream *late*, and the
+/// requester's deadline answers [`Timeout`](crate::swim::StreamError) when
+/// it is too late. Streams are neither duplicated nor corrupted (TCP's
+/// checksum and sequence numbers). Partitions and dead peers are the
+/// world's: a dial across a partition hangs until the deadline, a dial to a
+/// dead node is refused one round trip later.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Link {
-    /// Probability in `[0, 1]` that a datagram is lost. Streams are reliable
-    /// and ignore it.
+    /// Probability in `[0, 1]` that a datagram, or one segment of a
+    /// stream, is lost.
     pub loss: f64,
+    /// Probability in `[0, 1]` that a datagram is delivered twice.
+    pub duplicate: f64,
+    /// Probability in `[0, 1]` that a delivered datagram has a byte changed.
+    pub corrupt: f64,
     /// One-way delay of datagrams and of each stream message.
     pub delay: Delay,
 }
@@ -17,7 +53,7 @@ pub struct Link {
 impl Link {
     /// No loss, a fixed delay.
     pub const fn fixed(delay: Duration) -> Link {
-        Link { loss: 0.0, delay: Delay { base: delay, jitter: Jitter::None } }
+        Link { loss: 0.0, duplicate: 0.0, corrupt: 0.0, delay: Delay { base: delay, jitter: Jitter::None } }
     }
 
     /// `self` with `loss` (clamped to `[0, 1]`).
@@ -25,21 +61,77 @@ impl Link {
         Link { loss: loss.clamp(0.0, 1.0), ..self }
     }
 
+    /// `self` with `duplicate` (clamped to `[0, 1]`).
+    pub fn with_duplicate(self, duplicate: f64) -> Link {
+        Link { duplicate: duplicate.clamp(0.0, 1.0), ..self }
+    }
+
+    /// `self` with `corrupt` (clamped to `[0, 1]`).
+    pub fn with_corrupt(self, corrupt: f64) -> Link {
+        Link { corrupt: corrupt.clamp(0.0, 1.0), ..self }
+    }
+
     /// `self` with `jitter` added to the delay.
     pub fn with_jitter(self, jitter: Jitter) -> Link {
         Link { delay: Delay { jitter, ..self.delay }, ..self }
     }
 
-    /// Whether a datagram is lost. Draws from `rng` only when the outcome is
-    /// not certain.
+    /// Whether a datagram (or stream segment) is lost. Draws from `rng`
+    /// only when the outcome is not certain.
     pub(super) fn lose(&self, rng: &mut impl Rng) -> bool {
-        if self.loss <= 0.0 {
-            false
-        } else if self.loss >= 1.0 {
-            true
-        } else {
-            rng.random_bool(self.loss)
+        chance(self.loss, rng)
+    }
+
+    /// Whether a datagram that got through arrives twice.
+    pub(super) fn duplicates(&self, rng: &mut impl Rng) -> bool {
+        chance(self.duplicate, rng)
+    }
+
+    /// Changes one byte of `bytes` with probability `corrupt`; whether it
+    /// did.
+    pub(super) fn corrupt(&self, bytes: &mut [u8], rng: &mut impl Rng) -> bool {
+        if bytes.is_empty() || !chance(self.corrupt, rng) {
+            return false;
         }
+        let at = rng.random_range(0..bytes.len());
+        bytes[at] ^= rng.random_range(1..=u8::MAX);
+        true
+    }
+
+    /// How long one direction of a stream exchange carrying `bytes` takes
+    /// to arrive, retransmissions included; `None` if the connection breaks
+    /// (see [`Link`]).
+    pub(super) fn stream_delay(&self, bytes: usize, rng: &mut impl Rng) -> Option<Duration> {
+        let mut delay = self.delay.sample(rng);
+        if self.loss <= 0.0 {
+            return Some(delay);
+        }
+        let segments = 1 + bytes.div_ceil(STREAM_SEGMENT);
+        for _ in 0..segments {
+            let mut rto = STREAM_RTO;
+            let mut losses = 0;
+            while self.lose(rng) {
+                losses += 1;
+                if losses > MAX_STREAM_RETRIES {
+                    return None;
+                }
+                delay += rto;
+                rto *= 2;
+            }
+        }
+        Some(delay)
+    }
+}
+
+/// True with probability `p`; draws from `rng` only when `p` is strictly
+/// between 0 and 1.
+fn chance(p: f64, rng: &mut impl Rng) -> bool {
+    if p <= 0.0 {
+        false
+    } else if p >= 1.0 {
+        true
+    } else {
+        rng.random_bool(p)
     }
 }
 

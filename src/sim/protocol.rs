@@ -6,7 +6,8 @@
 //! In the world, `StreamError::Timeout` comes at exactly the request's
 //! deadline, `Refused` one link delay after the request when no node has the
 //! address (a round trip when the node is dead), and `Closed` when
-//! `handle_stream` returned `None`.
+//! `handle_stream` returned `None` (see [`Link`](super::Link) for how loss
+//! and delay reach streams).
 
 use std::net::SocketAddr;
 

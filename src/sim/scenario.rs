@@ -171,8 +171,13 @@ pub struct Scenario {
     pub join_spread_s: f64,
     /// Config and network.
     pub profile: Profile,
-    /// Datagram loss on every link, `[0, 1]`.
+    /// Datagram loss on every link, `[0, 1]` (streams lose segments at
+    /// the same rate: see [`Link`]).
     pub loss: f64,
+    /// Probability that a datagram is delivered twice, `[0, 1]`.
+    pub duplicate: f64,
+    /// Probability that a datagram arrives with one byte changed, `[0, 1]`.
+    pub corrupt: f64,
     /// Fraction of the nodes that turn slow after convergence, `[0, 1]`.
     pub slow: f64,
     /// How late a slow node handles each input ([`Fault::Lag`]), seconds;
@@ -235,6 +240,8 @@ impl Default for Scenario {
             join_spread_s: 0.0,
             profile: Profile::Local,
             loss: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
             slow: 0.0,
             slow_delay_s: SLOW_DELAY.as_secs_f64(),
             slow_mode: SlowMode::default(),
@@ -327,8 +334,14 @@ pub struct Report {
     pub packets_sent: u64,
     /// Datagrams lost to the link loss.
     pub packets_lost: u64,
+    /// Extra datagram copies delivered (`duplicate`).
+    pub packets_duplicated: u64,
+    /// Datagrams delivered with a byte changed (`corrupt`).
+    pub packets_corrupted: u64,
     /// Stream exchanges opened.
     pub streams_opened: u64,
+    /// Of those, how many failed (refused, closed, timed out).
+    pub streams_failed: u64,
     /// Events the world handled.
     pub events: u64,
     /// The world's trace hash.
@@ -424,6 +437,8 @@ impl Report {
             "seed": s.seed,
             "profile": s.profile.name(),
             "loss": s.loss,
+            "duplicate": s.duplicate,
+            "corrupt": s.corrupt,
             "slow": s.slow,
             "slow_delay_s": s.slow_delay_s,
             "slow_mode": s.slow_mode.name(),
@@ -467,7 +482,10 @@ impl Report {
             "packets_per_node_per_s": round3(self.packets_per_node_per_s),
             "packets_sent": self.packets_sent,
             "packets_lost": self.packets_lost,
+            "packets_duplicated": self.packets_duplicated,
+            "packets_corrupted": self.packets_corrupted,
             "streams_opened": self.streams_opened,
+            "streams_failed": self.streams_failed,
             "events": self.events,
             "trace_hash": format!("{:016x}", self.trace_hash),
             "virtual_s": self.virtual_s,
@@ -571,7 +589,8 @@ pub fn run_with_progress(s: &Scenario, progress: &mut dyn FnMut(&Progress)) -> R
     }
     let gossip = s.broadcasts > 0 || s.user_rate > 0.0;
     let skip_wire = s.skip_wire;
-    let mut world = World::new(s.seed, s.profile.link().with_loss(s.loss), move |ctx| {
+    let link = s.profile.link().with_loss(s.loss).with_duplicate(s.duplicate).with_corrupt(s.corrupt);
+    let mut world = World::new(s.seed, link, move |ctx| {
         let seeds = if ctx.id == 0 { vec![] } else { vec![node_addr(0)] };
         SwimNode::new(ctx, config.clone(), &seeds, gossip).with_skip_wire(skip_wire)
     });
@@ -806,7 +825,10 @@ pub fn run_with_progress(s: &Scenario, progress: &mut dyn FnMut(&Progress)) -> R
         packets_per_node_per_s: packets_rate,
         packets_sent: totals.packets_sent,
         packets_lost: totals.packets_lost,
+        packets_duplicated: totals.packets_duplicated,
+        packets_corrupted: totals.packets_corrupted,
         streams_opened: totals.streams_opened,
+        streams_failed: totals.streams_failed,
         events: totals.events,
         trace_hash: world.trace_hash(),
         virtual_s: world.now().since_epoch().as_secs_f64(),
@@ -1013,6 +1035,18 @@ mod tests {
         assert!(in_1s(&ours) >= 0.95, "{}", ours.to_json());
         assert!(in_1s(&go) < 0.8, "{}", go.to_json());
         assert_eq!(ours.false_deaths, 0, "leaves are not deaths: {}", ours.to_json());
+    }
+
+    #[test]
+    fn heavy_loss_reaches_streams_too() {
+        // Half the datagrams and half the stream segments lost: probes and
+        // their TCP fallback fail, so healthy members are suspected and
+        // refute. (While streams ignored the loss, the fallback always got
+        // through and nobody was ever suspected.)
+        let s = Scenario { nodes: 10, loss: 0.5, kill: 0, broadcasts: 0, duration_s: 60.0, ..small() };
+        let r = run(&s);
+        assert!(r.streams_failed > 0, "{}", r.to_json());
+        assert!(r.false_suspicions > 0, "{}", r.to_json());
     }
 
     #[test]

@@ -35,7 +35,7 @@ struct Beacon {
     connected: Vec<StreamId>,
     /// (from, tick number, sent at, received at)
     got: Vec<(SocketAddr, u64, Time, Time)>,
-    outcomes: Vec<(StreamId, Result<Vec<u8>, StreamError>, Time)>,
+    outcomes: Vec<Outcome>,
 }
 
 impl Beacon {
@@ -548,4 +548,97 @@ fn a_link_can_fail_one_way() {
     assert_eq!(got.len(), 100);
     assert!(got.iter().all(|g| g.3 - g.2 == Duration::from_millis(40)));
     assert_eq!(world.totals().packets_lost, 100);
+}
+
+/// What became of a stream a [`Beacon`] opened: id, reply, when.
+type Outcome = (StreamId, Result<Vec<u8>, StreamError>, Time);
+
+/// Node 0 opens 200 streams to node 1 (10 bytes each way, 2 s deadline)
+/// over a 1 ms link with `loss` both ways; their outcomes.
+fn streams_over(loss: f64) -> (World<Beacon>, Vec<Outcome>) {
+    let mut world = World::new(11, ONE_MS.with_loss(loss), |ctx| Beacon::new(ctx, None, Duration::from_secs(1), 0));
+    world.add_nodes(2);
+    for id in 0..200 {
+        let deadline = world.now() + Duration::from_secs(2);
+        world.with_node(0, |b, _| b.open(id, node_addr(1), b"0123456789", deadline));
+        world.run_until(world.now() + Duration::from_secs(3));
+    }
+    let outcomes = world.node(0).unwrap().outcomes.clone();
+    (world, outcomes)
+}
+
+#[test]
+fn lost_stream_segments_make_streams_late_or_time_out() {
+    // Lossless: every exchange takes one link delay each way.
+    let (_, clean) = streams_over(0.0);
+    assert_eq!(clean.len(), 200);
+    let started = |id: StreamId| ms(3_000 * id);
+    assert!(clean.iter().all(|(id, r, at)| r.is_ok() && *at == started(*id) + Duration::from_millis(2)));
+
+    // A link that loses everything: the dial hangs, the deadline answers.
+    let (world, dead) = streams_over(1.0);
+    assert!(
+        dead.iter().all(|(id, r, at)| *r == Err(StreamError::Timeout) && *at == started(*id) + Duration::from_secs(2))
+    );
+    assert_eq!(world.totals().streams_broken, 200);
+
+    // Half the segments lost: each loss costs 200 ms (doubling), so some
+    // replies come late, in whole retransmission timeouts, and some not in
+    // time at all.
+    let (_, lossy) = streams_over(0.5);
+    assert_eq!(lossy.len(), 200, "one outcome each");
+    let late: Vec<Duration> = lossy
+        .iter()
+        .filter(|(_, r, _)| r.is_ok())
+        .map(|(id, _, at)| at.saturating_since(started(*id)) - Duration::from_millis(2))
+        .collect();
+    let timed_out = lossy.iter().filter(|(_, r, _)| *r == Err(StreamError::Timeout)).count();
+    assert!(late.iter().all(|d| d.as_millis() % 200 == 0), "{late:?}");
+    assert!(late.iter().any(|d| !d.is_zero()), "some are late");
+    assert!(late.iter().any(Duration::is_zero), "with 4 segments, some get through clean");
+    assert!(timed_out > 20, "{timed_out} timed out");
+}
+
+#[test]
+fn duplicated_datagrams_arrive_twice_and_corrupted_ones_changed() {
+    let run = |link: Link| {
+        let mut world = World::new(12, link, |ctx| {
+            let target = (ctx.id == 0).then_some(1);
+            Beacon::new(ctx, target, Duration::from_millis(1), if ctx.id == 0 { 1_000 } else { 0 })
+        });
+        world.add_nodes(2);
+        assert!(world.run_until_idle(100_000));
+        world
+    };
+    let twice = run(ONE_MS.with_duplicate(1.0));
+    let got = &twice.node(1).unwrap().got;
+    assert_eq!(got.len(), 2_000);
+    assert_eq!(twice.totals().packets_duplicated, 1_000);
+    let mut ticks: Vec<u64> = got.iter().map(|g| g.1).collect();
+    ticks.sort_unstable();
+    assert!(ticks.chunks(2).enumerate().all(|(i, pair)| pair == [i as u64 + 1, i as u64 + 1]));
+
+    let some = run(ONE_MS.with_duplicate(0.3));
+    let copies = some.totals().packets_duplicated;
+    assert!((240..=360).contains(&copies), "{copies}");
+    assert_eq!(some.node(1).unwrap().got.len() as u64, 1_000 + copies);
+
+    // Every datagram changed in exactly one byte: the tick number or the
+    // send time read back differs from what was sent in one place.
+    let corrupted = run(ONE_MS.with_corrupt(1.0));
+    assert_eq!(corrupted.totals().packets_corrupted, 1_000);
+    let got = &corrupted.node(1).unwrap().got;
+    assert_eq!(got.len(), 1_000);
+    for (i, g) in got.iter().enumerate() {
+        let sent = ms(i as u64 + 1).since_epoch().as_nanos() as u64;
+        let diff = (g.1 ^ (i as u64 + 1))
+            .to_le_bytes()
+            .iter()
+            .chain(&(g.2.since_epoch().as_nanos() as u64 ^ sent).to_le_bytes())
+            .filter(|&&b| b != 0)
+            .count();
+        assert_eq!(diff, 1, "datagram {i}: tick {} sent {:?}", g.1, g.2);
+    }
+    // Off by default, and drawing nothing then: the same trace as before.
+    assert_eq!(run(ONE_MS).trace_hash(), run(ONE_MS.with_duplicate(0.0).with_corrupt(0.0)).trace_hash());
 }

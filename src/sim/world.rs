@@ -129,6 +129,11 @@ pub struct Totals {
     pub packets_delivered: u64,
     /// Datagrams lost to [`Link::loss`].
     pub packets_lost: u64,
+    /// Extra copies delivered ([`Link::duplicate`]).
+    pub packets_duplicated: u64,
+    /// Datagrams (copies included) delivered with a byte changed
+    /// ([`Link::corrupt`]).
+    pub packets_corrupted: u64,
     /// Datagrams dropped by a partition.
     pub packets_partitioned: u64,
     /// Datagrams to an address with no node, or to a dead node.
@@ -141,6 +146,10 @@ pub struct Totals {
     pub streams_ok: u64,
     /// Stream exchanges that failed.
     pub streams_failed: u64,
+    /// Stream requests and replies that [`Link::loss`] kept from arriving
+    /// (a segment lost [`MAX_STREAM_RETRIES`](super::MAX_STREAM_RETRIES)
+    /// times over): the requester's deadline answered.
+    pub streams_broken: u64,
     /// Timers and stream outcomes dropped because they were superseded or
     /// belonged to a dead incarnation.
     pub stale: u64,
@@ -617,8 +626,21 @@ impl<P: Protocol<Body: StreamBody>> World<P> {
             self.totals.packets_lost += 1;
             return;
         }
+        if link.duplicates(&mut self.rng) {
+            self.totals.packets_duplicated += 1;
+            self.deliver_copy(from, to, &link, t.bytes.clone());
+        }
+        self.deliver_copy(from, to, &link, t.bytes);
+    }
+
+    /// One copy of a datagram on its way over `link`: perhaps corrupted,
+    /// delayed.
+    fn deliver_copy(&mut self, from: NodeId, to: NodeId, link: &Link, mut bytes: Vec<u8>) {
+        if link.corrupt(&mut bytes, &mut self.rng) {
+            self.totals.packets_corrupted += 1;
+        }
         let at = self.now + link.delay.sample(&mut self.rng);
-        self.push_input(at, to, Input::Packet { from, bytes: t.bytes });
+        self.push_input(at, to, Input::Packet { from, bytes });
     }
 
     fn open_stream(&mut self, from: NodeId, s: StreamRequest) {
@@ -649,9 +671,13 @@ impl<P: Protocol<Body: StreamBody>> World<P> {
                 } else {
                     None
                 };
-                let at = self.now + self.link(from, to).delay.sample(&mut self.rng);
+                let len = body.as_ref().map_or(0, StreamBody::wire_len);
+                let Some(delay) = self.link(from, to).stream_delay(len, &mut self.rng) else {
+                    self.totals.streams_broken += 1;
+                    return; // the deadline answers
+                };
                 let input = Input::Stream { from, from_incarnation: incarnation, id: s.id, body };
-                self.push_input(at, to, input);
+                self.push_input(self.now + delay, to, input);
             }
         }
     }
@@ -668,8 +694,12 @@ impl<P: Protocol<Body: StreamBody>> World<P> {
         if !self.connected(responder, requester) {
             return;
         }
-        let at = self.now + self.link(responder, requester).delay.sample(&mut self.rng);
-        self.push_input(at, requester, Input::Outcome { incarnation, id, result });
+        let len = result.as_ref().map_or(0, StreamBody::wire_len);
+        let Some(delay) = self.link(responder, requester).stream_delay(len, &mut self.rng) else {
+            self.totals.streams_broken += 1;
+            return; // the deadline answers
+        };
+        self.push_input(self.now + delay, requester, Input::Outcome { incarnation, id, result });
     }
 
     fn deliver(&mut self, id: NodeId, ready: bool, input: Input<P::Body>) {
