@@ -13,6 +13,7 @@
 //!   scheduled: partitions and heals, slow / paused nodes, kill / restart,
 //!   joins. [`World::observe`] shows an observer every node after every
 //!   input ([`Drained`]).
+//! - [`check`]: invariant checkers that live outside the core.
 //! - Accounting: [`NodeStats`] per node, [`Totals`] for the world, and a
 //!   trace hash (FNV-1a over every input a node handled) that two runs with
 //!   the same seed must share.
@@ -21,6 +22,7 @@
 //! `HashMap`: the same seed gives the same trace, on every run and platform.
 #![forbid(unsafe_code)]
 
+pub mod check;
 mod net;
 mod protocol;
 pub mod scenario;
