@@ -136,3 +136,51 @@ fn progress_goes_to_stderr_only_when_asked_or_on_a_terminal() {
     assert!(first.ends_with(" wall s"), "{stderr}");
     assert_eq!(quiet["trace_hash"], shown["trace_hash"]);
 }
+
+/// `ringswim swarm` with `args`: its exit status and its JSON lines.
+fn swarm(args: &[&str]) -> (bool, Vec<Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).arg("swarm").args(args).output().expect("run ringswim");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let lines = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    (out.status.success(), lines)
+}
+
+/// The bounded swarm CI runs: a few small random worlds, every rule
+/// checked, each run replayable from its line.
+#[test]
+fn a_bounded_swarm_passes_and_each_run_replays() {
+    let (ok, lines) = swarm(&["--runs", "8", "--seed", "100", "--max-nodes", "16", "--json"]);
+    let (runs, summary) = lines.split_at(lines.len() - 1);
+    assert_eq!(summary, [serde_json::json!({"runs": 8, "failed": 0})], "{lines:?}");
+    assert!(ok, "exit 0 when every run passed");
+    for (i, run) in runs.iter().enumerate() {
+        for field in ["run", "seed", "nodes", "ok", "violation", "replay"] {
+            assert!(run.get(field).is_some(), "{field} missing: {run}");
+        }
+        assert_eq!((run["run"].as_u64(), run["seed"].as_u64()), (Some(i as u64), Some(100 + i as u64)));
+        assert_eq!((&run["ok"], &run["violation"]), (&Value::Bool(true), &Value::Null), "{run}");
+        assert!(run["nodes"].as_u64().is_some_and(|n| (3..=16).contains(&n)), "{run}");
+        assert!(run["converged_after_s"].as_f64().is_some_and(|s| s <= run["bound_s"].as_f64().unwrap()), "{run}");
+    }
+    // The replay command of run 2 reproduces it bit for bit.
+    let replay = runs[2]["replay"].as_str().expect("a command");
+    let words: Vec<&str> = replay.split_whitespace().collect();
+    assert_eq!(words[..2], ["ringswim", "swarm"]);
+    let (_, again) = swarm(&words[2..]);
+    let (mut a, mut b) = (runs[2].clone(), again[0].clone());
+    for v in [&mut a, &mut b] {
+        let obj = v.as_object_mut().expect("an object");
+        obj.remove("wall_s");
+        obj.remove("run");
+    }
+    assert_eq!(a, b);
+}
+
+#[test]
+fn swarm_flags_are_checked() {
+    for args in [&["--runs", "0", "--json"][..], &["--runs", "1"], &["--runs", "1", "--max-nodes", "2", "--json"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).arg("swarm").args(args).output().expect("run");
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -10,6 +10,11 @@
 //!   deterministic simulator and prints one JSON object (see
 //!   `ringswim::sim::scenario`). A size whose estimated memory exceeds what
 //!   the machine has available is refused (exit 2) before anything runs.
+//! - `ringswim swarm --runs R [--seed S] [--max-nodes N] [--jobs J] --json`: R random
+//!   worlds (run `i` from seed `S + i`) under the invariant checkers of
+//!   `ringswim::sim::check`; one JSON line per run (`run, seed, nodes, ok,
+//!   violation, replay`, …), then `{"runs":R,"failed":F}`; exit 1 if any
+//!   failed (see `ringswim::sim::swarm`).
 //!
 //! Bad input prints one line naming the problem on stderr and exits 1; nothing
 //! is written to stdout then.
@@ -22,6 +27,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringswim::inspect::{self, DecodeRequest, EncodeRequest};
 use ringswim::sim::scenario::{self, Profile, Scenario, SlowMode};
+use ringswim::sim::swarm;
 use ringswim::wire::{Compression, EncryptionVersion};
 
 #[derive(Parser)]
@@ -75,6 +81,30 @@ enum Command {
     /// Run a simulated cluster (virtual time, deterministic) and print one
     /// JSON object of measurements.
     Sim(SimArgs),
+    /// Run many random simulated worlds under invariant checkers: one JSON
+    /// line per run, then a summary; exit 1 if any run broke a rule.
+    Swarm(SwarmArgs),
+}
+
+#[derive(clap::Args)]
+struct SwarmArgs {
+    /// How many runs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    runs: u64,
+    /// Run i draws its world from seed S + i.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Most nodes a run's world has (joins included).
+    #[arg(long, value_name = "N", default_value_t = swarm::DEFAULT_MAX_NODES as u64,
+          value_parser = clap::value_parser!(u64).range(swarm::MIN_NODES as u64..=256))]
+    max_nodes: u64,
+    /// Runs at once (threads); the number of CPUs by default. Output is in
+    /// run order either way.
+    #[arg(long, value_name = "J", value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: Option<u64>,
+    /// Print JSON lines (the only output format).
+    #[arg(long, required = true)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -205,17 +235,39 @@ fn main() -> ExitCode {
         eprintln!("error: {msg}");
         return ExitCode::from(2);
     }
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
-        }
-    }
+    run(cli.command).unwrap_or_else(|msg| {
+        eprintln!("error: {msg}");
+        ExitCode::FAILURE
+    })
 }
 
-fn run(command: Command) -> Result<(), String> {
+/// `ringswim swarm`: the lines as runs finish (in run order), the summary,
+/// and exit 1 if any run failed.
+fn run_swarm(args: &SwarmArgs) -> Result<ExitCode, String> {
+    let _ = args.json;
+    let runs = usize::try_from(args.runs).map_err(|e| e.to_string())?;
+    let max_nodes = usize::try_from(args.max_nodes).map_err(|e| e.to_string())?;
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let jobs = args.jobs.map_or(Ok(cpus), usize::try_from).map_err(|e| e.to_string())?;
+    let mut written = Ok(());
+    let failed = swarm::swarm(runs, args.seed, max_nodes, jobs, |i, outcome| {
+        if written.is_ok() {
+            let mut line = outcome.to_json(i).to_string().into_bytes();
+            line.push(b'\n');
+            written = write_stdout(&line);
+        }
+    });
+    written?;
+    let mut line = serde_json::json!({ "runs": runs, "failed": failed }).to_string().into_bytes();
+    line.push(b'\n');
+    write_stdout(&line)?;
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Runs one command: its exit code, or the message for bad input.
+fn run(command: Command) -> Result<ExitCode, String> {
     match command {
+        Command::Swarm(args) => run_swarm(&args),
         Command::Decode { keys, label, stream, file } => {
             let bytes = match file {
                 Some(path) => std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -226,7 +278,7 @@ fn run(command: Command) -> Result<(), String> {
             // Written as one piece; a closed pipe is an error, not a panic.
             let mut line = json.to_string().into_bytes();
             line.push(b'\n');
-            write_stdout(&line)
+            write_stdout(&line).map(|()| ExitCode::SUCCESS)
         }
         Command::Encode { compress, compression, crc, keys, encryption_version, label, stream } => {
             let input = read_stdin()?;
@@ -243,7 +295,7 @@ fn run(command: Command) -> Result<(), String> {
                 stream,
             };
             let bytes = inspect::encode_from_json(&value, &req).map_err(|e| e.to_string())?;
-            write_stdout(&bytes)
+            write_stdout(&bytes).map(|()| ExitCode::SUCCESS)
         }
         Command::Sim(args) => {
             let _ = args.json;
@@ -279,7 +331,7 @@ fn run(command: Command) -> Result<(), String> {
             };
             let mut line = report.to_json().to_string().into_bytes();
             line.push(b'\n');
-            write_stdout(&line)
+            write_stdout(&line).map(|()| ExitCode::SUCCESS)
         }
     }
 }

@@ -13,7 +13,8 @@
 //!   scheduled: partitions and heals, slow / paused nodes, kill / restart,
 //!   joins. [`World::observe`] shows an observer every node after every
 //!   input ([`Drained`]).
-//! - [`check`]: invariant checkers that live outside the core.
+//! - [`swarm`]: random worlds under invariant checkers ([`check`]) that
+//!   live outside the core (`ringswim swarm`).
 //! - Accounting: [`NodeStats`] per node, [`Totals`] for the world, and a
 //!   trace hash (FNV-1a over every input a node handled) that two runs with
 //!   the same seed must share.
@@ -26,6 +27,7 @@ pub mod check;
 mod net;
 mod protocol;
 pub mod scenario;
+pub mod swarm;
 mod swim_node;
 mod world;
 
