@@ -483,9 +483,9 @@ pub struct Extensions {
     pub suspicion_per_incarnation: bool,
     /// A suspect or dead message about us at an incarnation we have
     /// already refuted is answered with our current alive, sent straight
-    /// back to its sender, at most
+    /// back to its sender: each sender once per probe interval, at most
     /// [`STALE_ANSWERS_PER_PROBE_INTERVAL`](crate::swim::STALE_ANSWERS_PER_PROBE_INTERVAL)
-    /// per probe interval. Whoever sends it still holds the suspicion our
+    /// senders per probe interval. Whoever sends it still holds the suspicion our
     /// refutation beat: a member probing us while it suspects us tacks the
     /// suspicion onto its ping, and a relay still gossiping it has not
     /// heard the refutation either. Go ignores a stale accusation, so a

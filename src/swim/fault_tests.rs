@@ -347,3 +347,34 @@ fn best_effort_messages_that_cannot_fit_are_refused() {
     assert!(limit < max_udp_payload(node.address()));
     assert!(matches!(big.send_best_effort(&node, &vec![0; 70_000]), Err(Error::MessageTooLarge { .. })));
 }
+
+/// Stale accusations are answered once per sender per probe interval, and
+/// to at most [`STALE_ANSWERS_PER_PROBE_INTERVAL`] senders: the relays of
+/// a suspicion in a large cluster and the members pinging us one last time
+/// all get their answer, a flood does not multiply.
+#[test]
+fn stale_accusations_are_answered_once_per_sender() {
+    let mut us = core(0);
+    knows(&mut us, &[1]);
+    let (me, from) = (name(0), name(1));
+    us.handle_suspect(&Accusation { incarnation: 1, node: &me, from: &from }, at(1));
+    while us.poll_transmit().is_some() {}
+    let stale = Message::Suspect(Accusation { incarnation: 1, node: &me, from: &from });
+    let sender = |i: usize| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32)), PORT);
+    let flood = STALE_ANSWERS_PER_PROBE_INTERVAL + 100;
+    for i in 0..flood {
+        us.handle_packet(sender(i), &mut datagram(&stale), at(2));
+        us.handle_packet(sender(i), &mut datagram(&stale), at(2));
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while let Some(tx) = us.poll_transmit() {
+        assert!(answered.insert(tx.to), "{} answered twice", tx.to);
+    }
+    assert_eq!(answered.len(), STALE_ANSWERS_PER_PROBE_INTERVAL);
+    let unanswered = us.metrics().get(crate::swim::metrics::PACKETS_REJECTED, "stale_accusation_unanswered");
+    assert_eq!(unanswered as usize, 2 * flood - STALE_ANSWERS_PER_PROBE_INTERVAL);
+
+    // The next probe interval, the same sender is answered again.
+    us.handle_packet(sender(0), &mut datagram(&stale), at(2) + us.config().probe_interval);
+    assert_eq!(us.poll_transmit().map(|tx| tx.to), Some(sender(0)));
+}

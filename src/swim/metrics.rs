@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// (an incarnation above [`MAX_INCARNATION`](super::MAX_INCARNATION) or an
 /// accusation above [`MAX_ACCUSED_INCARNATION`](super::MAX_ACCUSED_INCARNATION)),
 /// `incarnation_exhausted` (a refutation that cannot beat the accusation)
-/// and `stale_accusation_unanswered` (a stale accusation about us beyond
+/// and `stale_accusation_unanswered` (a stale accusation about us from a
+/// sender already answered in this probe interval, or beyond
 /// [`STALE_ANSWERS_PER_PROBE_INTERVAL`](super::STALE_ANSWERS_PER_PROBE_INTERVAL)).
 pub const PACKETS_REJECTED: &str = "ringswim.packets.rejected";
 
