@@ -1252,5 +1252,9 @@ mod extensions_tests;
 mod fault_tests;
 
 #[cfg(test)]
+#[path = "test_nodes.rs"]
+mod test_nodes;
+
+#[cfg(test)]
 #[path = "bounds_tests.rs"]
 mod bounds_tests;

@@ -3,7 +3,7 @@
 //! (convergence after a mass join, broadcasts at every node) is measured in
 //! `sim::scenario`'s tests and the README.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -14,19 +14,7 @@ use crate::config::Extensions;
 use crate::swim::Broadcast as _;
 use crate::swim::{Outbox, drain};
 
-const PORT: u16 = 7946;
-
-fn addr(i: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 1)), PORT)
-}
-
-fn name(i: u8) -> String {
-    format!("node{i}")
-}
-
-fn at(ms: u64) -> Time {
-    Time::from_epoch(Duration::from_secs(1_000) + Duration::from_millis(ms))
-}
+use super::test_nodes::{PORT, addr, at, name};
 
 fn core(i: u8, go: bool) -> Core<StdRng> {
     core_configured(i, go, |_| {})

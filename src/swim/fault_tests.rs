@@ -11,19 +11,7 @@ use rand::rngs::StdRng;
 use super::*;
 use crate::wire::message::MessageType;
 
-const PORT: u16 = 7946;
-
-fn addr(i: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 1)), PORT)
-}
-
-fn name(i: u8) -> String {
-    format!("node{i}")
-}
-
-fn at(ms: u64) -> Time {
-    Time::from_epoch(Duration::from_secs(1_000) + Duration::from_millis(ms))
-}
+use super::test_nodes::{PORT, addr, at, name};
 
 fn core_with(i: u8, config: Config) -> Core<StdRng> {
     let config = config.with_name(name(i)).with_enable_compression(false);
