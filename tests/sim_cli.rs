@@ -79,6 +79,11 @@ fn bad_flags_fail() {
         &["--nodes", "10", "--duplicate", "-0.1", "--json"],
         &["--nodes", "10", "--corrupt", "1.5", "--json"],
         &["--nodes", "10", "--profile", "moon", "--json"],
+        // Worlds that cannot be run as asked: more kills than nodes, no
+        // time at all, or longer than anyone waits for.
+        &["--nodes", "5", "--kill", "10", "--json"],
+        &["--nodes", "5", "--duration", "0", "--json"],
+        &["--nodes", "5", "--duration", "1e12", "--json"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ringswim")).arg("sim").args(args).output().expect("run ringswim");
         assert!(!out.status.success(), "{args:?} should fail");

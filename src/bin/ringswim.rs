@@ -147,8 +147,9 @@ struct SimArgs {
     /// Kill K random nodes (without leaving) after convergence.
     #[arg(long, value_name = "K", default_value_t = 0)]
     kill: usize,
-    /// Virtual seconds to run.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = non_negative)]
+    /// Virtual seconds to run, more than 0 and at most 1,000,000 (11.6
+    /// days of virtual time).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = run_duration)]
     duration: f64,
     /// Steady-state window (after convergence, once every queue is empty)
     /// that bytes/packets per node per second are measured over, seconds.
@@ -220,6 +221,18 @@ fn non_negative(s: &str) -> Result<f64, String> {
     if x.is_finite() && x >= 0.0 { Ok(x) } else { Err(format!("{x} is not a non-negative number")) }
 }
 
+/// The longest `--duration`, virtual seconds.
+const MAX_DURATION_S: f64 = 1_000_000.0;
+
+fn run_duration(s: &str) -> Result<f64, String> {
+    let x = non_negative(s)?;
+    if x > 0.0 && x <= MAX_DURATION_S {
+        Ok(x)
+    } else {
+        Err(format!("{x} is not a run length in (0, {MAX_DURATION_S}] virtual seconds"))
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Algo {
     Lzw,
@@ -229,7 +242,7 @@ enum Algo {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Sim(args) = &cli.command
-        && let Err(msg) = sim_fits_in_memory(args.nodes)
+        && let Err(msg) = sim_fits_in_memory(args.nodes).and_then(|()| sim_faults_fit(args))
     {
         // Exit 2, as for other arguments refused before anything runs.
         eprintln!("error: {msg}");
@@ -339,6 +352,14 @@ fn run(command: Command) -> Result<ExitCode, String> {
 /// Memory the simulator is assumed to have when `/proc/meminfo` cannot be
 /// read.
 const ASSUMED_MEMORY: u64 = 1 << 40;
+
+/// Refuses faults the world cannot apply: more nodes to kill than it has.
+fn sim_faults_fit(args: &SimArgs) -> Result<(), String> {
+    if u64::try_from(args.kill).unwrap_or(u64::MAX) > args.nodes {
+        return Err(format!("--kill {} is more than the {} nodes of the world", args.kill, args.nodes));
+    }
+    Ok(())
+}
 
 /// Refuses a simulation whose estimated peak memory
 /// ([`scenario::estimated_peak_bytes`]) exceeds the memory available.
