@@ -132,7 +132,7 @@ pub struct Totals {
     /// Extra copies delivered ([`Link::duplicate`]).
     pub packets_duplicated: u64,
     /// Datagrams (copies included) delivered with a byte changed
-    /// ([`Link::corrupt`]).
+    /// (the link's corruption probability).
     pub packets_corrupted: u64,
     /// Datagrams dropped by a partition.
     pub packets_partitioned: u64,

@@ -617,12 +617,6 @@ impl<R> Core<R> {
         name == self.config.name
     }
 
-    /// Whether the membership queue holds a storm of news
-    /// ([`Extensions::storm_queue_len`](crate::config::Extensions)).
-    fn in_storm(&self) -> bool {
-        self.config.extensions.storm_queue_len.is_some_and(|len| self.broadcasts.num_queued() > len)
-    }
-
     fn queue(&mut self, name: &str, msg: &Message<'_>, notify: Option<Arc<AtomicBool>>) {
         if self.merge_budget.is_some() && self.in_storm() {
             // In a storm the push/pulls carry what a merge teaches: only
@@ -761,23 +755,6 @@ impl<R: Rng> Core<R> {
             self.note_news(now);
         }
         debug_assert!(self.invariants());
-    }
-
-    /// Alive news heard again by gossip during a storm
-    /// ([`Extensions::repeats_retire_news`](crate::config::Extensions)):
-    /// counts part of its sends.
-    fn note_repeat(&mut self, a: &Alive<'_>) {
-        let repeats = self.config.extensions.repeats_retire_news;
-        if repeats == 0 || !self.in_storm() || self.is_local(a.node) {
-            return;
-        }
-        let known =
-            self.member(a.node).is_some_and(|m| m.state() == NodeState::Alive && m.incarnation == a.incarnation);
-        if known {
-            let n = self.members.len();
-            let share = retransmit_limit(self.broadcasts.retransmit_mult, n).div_ceil(repeats);
-            self.broadcasts.add_transmits(a.node, share, n);
-        }
     }
 
     /// A suspect message from the network (Go `suspectNode`).
@@ -1223,6 +1200,8 @@ impl<R: Rng> Core<R> {
 
 #[path = "datagram.rs"]
 mod datagram;
+#[path = "extensions.rs"]
+mod extensions;
 #[path = "net.rs"]
 mod net;
 #[path = "streams.rs"]

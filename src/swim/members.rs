@@ -352,7 +352,7 @@ pub enum VersionError {
 /// against it, whatever its state, remote ones first, as Go does. A remote
 /// entry without versions counts as all zeros and does not narrow the range.
 /// Go panics on a `Vsn` of 1 to 5 bytes; here it counts as missing.
-/// [`Core::merge_remote_state`](super::Core::merge_remote_state) leaves out
+/// The core's `merge_remote_state` leaves out
 /// entries whose versions are not [`vsn_well_formed`] before calling it.
 pub fn verify_protocol<'a>(
     local: impl Iterator<Item = &'a Node> + Clone,

@@ -212,7 +212,7 @@ impl<R> Core<R> {
         self.net.probe.as_ref().map(|p| (p.seq_no, p.node.name.as_str()))
     }
 
-    fn next_seq_no(&mut self) -> u32 {
+    pub(super) fn next_seq_no(&mut self) -> u32 {
         // Go: atomic.AddUint32, which wraps.
         self.net.seq_no = self.net.seq_no.wrapping_add(1);
         self.net.seq_no
@@ -344,7 +344,7 @@ impl<R> Core<R> {
 impl<R: Rng> Core<R> {
     /// Go `sendMsg`: `msg` with as many broadcasts piggybacked as fit in
     /// `udp_buffer_size`.
-    fn send_msg(&mut self, to: SocketAddr, msg: &Message<'_>) {
+    pub(super) fn send_msg(&mut self, to: SocketAddr, msg: &Message<'_>) {
         let crc = self.crc_by_host(to);
         self.send_msg_crc(to, msg, crc);
     }
@@ -364,7 +364,7 @@ impl<R: Rng> Core<R> {
     }
 
     /// Go `rawSendMsgPacket` for encoded messages: one packet of `parts`.
-    fn raw_send<M: AsRef<[u8]>>(&mut self, to: SocketAddr, parts: &[M], crc: bool) {
+    pub(super) fn raw_send<M: AsRef<[u8]>>(&mut self, to: SocketAddr, parts: &[M], crc: bool) {
         self.queue_packet(to, crc, parts.iter().map(AsRef::as_ref));
     }
 
@@ -525,35 +525,6 @@ impl<R: Rng> Core<R> {
                 self.reject(WireError::UnexpectedMessageType(msg.message_type() as u8).reason());
             }
         }
-    }
-
-    /// [`Extensions::answer_stale_accusations`]: an accusation about us at
-    /// an incarnation we already beat gets our current alive, straight back
-    /// to its sender.
-    ///
-    /// [`Extensions::answer_stale_accusations`]: crate::config::Extensions::answer_stale_accusations
-    fn answer_stale_accusation(&mut self, from: SocketAddr, accusation: &Accusation<'_>, now: Time) {
-        if !self.config.extensions.answer_stale_accusations
-            || self.left
-            || !self.is_local(accusation.node)
-            || accusation.incarnation >= self.local().incarnation
-        {
-            return;
-        }
-        // A bound on what forged accusations can make us send: each sender
-        // once per probe interval, and so many senders at most.
-        let (start, answered) = &mut self.net.stale_answers;
-        if start.is_none_or(|start| now.saturating_since(start) >= self.config.probe_interval) {
-            *start = Some(now);
-            answered.clear();
-        }
-        if answered.len() >= STALE_ANSWERS_PER_PROBE_INTERVAL || answered.contains(&from) {
-            self.reject("stale_accusation_unanswered");
-            return;
-        }
-        answered.push(from);
-        let (name, alive) = self.local_alive();
-        self.send_msg(from, &Message::Alive(alive.as_alive(&name)));
     }
 
     /// Where to answer a ping or indirect ping: its source fields when both
@@ -756,24 +727,6 @@ impl<R: Rng> Core<R> {
         self.net.pings.insert(seq_no, (name.to_owned(), now));
         self.timers.set(Timer::Ping(seq_no), now + self.config.probe_interval);
         seq_no
-    }
-
-    /// The last-chance ping of a suspicion that ran out
-    /// ([`Extensions::last_chance_ping`]): a ping under a sequence number
-    /// nobody waits for, after our suspicion of `name` at `incarnation`.
-    ///
-    /// [`Extensions::last_chance_ping`]: crate::config::Extensions::last_chance_ping
-    pub(super) fn send_last_chance_ping(&mut self, name: &str, to: SocketAddr, incarnation: u32) {
-        let seq_no = self.next_seq_no();
-        let (addr, source_port) = self.local_source();
-        let me = self.config.name.clone();
-        let ping = Message::Ping(Ping { seq_no, node: name, source_addr: &addr, source_port, source_node: &me });
-        let suspect = Message::Suspect(Accusation { incarnation, node: name, from: &me });
-        let crc = self.member(name).is_some_and(|m| m.node.pmax >= 5);
-        // The suspicion first: the member (Go or ringswim) handles the parts
-        // in order, so its refutation is queued when it acks the ping, and
-        // rides back to us on the ack.
-        self.raw_send(to, &[suspect.to_vec(), ping.to_vec()], crc);
     }
 
     /// Probes the member called `name` now (Go `probeNodeByAddr`, which

@@ -36,7 +36,7 @@ use super::datagram::draw_nonce;
 use crate::delegate::NodeState;
 use crate::swim::metrics::{DROPPED, STREAMS_IGNORED, STREAMS_REFUSED, STREAMS_TIMED_OUT};
 use crate::swim::timers::Timer;
-use crate::swim::{PushState, Time, k_random_nodes, push_pull_scale, random_offset};
+use crate::swim::{PushState, Time, k_random_nodes, push_pull_scale};
 use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull, PushPullHeader};
 use crate::wire::{Compression, EncodeOptions, Encryption, StreamDecoder, encode_stream};
 
@@ -203,8 +203,8 @@ pub(super) struct Streams {
     /// Outgoing streams waiting for their outcome, each with its
     /// `Timer::Stream` (at most [`MAX_PENDING_STREAMS`]).
     pub(super) pending: BTreeMap<StreamId, PendingStream>,
-    next_id: StreamId,
-    next_join: u64,
+    pub(super) next_id: StreamId,
+    pub(super) next_join: u64,
     /// Joins waiting for their push/pulls (each waits on at least one
     /// pending stream).
     pub(super) joins: BTreeMap<u64, JoinState>,
@@ -212,31 +212,31 @@ pub(super) struct Streams {
     /// place number and peer, each with its `Timer::InboundPushPull` (at
     /// most [`MAX_PUSH_PULL_REQUESTS`] - 1, as Go).
     pub(super) inbound: VecDeque<(u64, SocketAddr)>,
-    next_inbound: u64,
+    pub(super) next_inbound: u64,
     /// Whether the start's stagger is over (the first tick only re-arms).
     pub(super) push_pull_staggered: bool,
     /// When the last news push/pull
     /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions),
     /// `Timer::NewsPushPull`) ran.
-    last_news_push_pull: Option<Time>,
+    pub(super) last_news_push_pull: Option<Time>,
     /// Whether the pending news push/pull is the settling one: no news has
     /// come since the last ran, and none follows it.
-    settling: bool,
+    pub(super) settling: bool,
     /// Whether the pending settling push/pull is the late one
     /// ([`Extensions::late_settle_delay`](crate::config::Extensions)).
-    settling_late: bool,
+    pub(super) settling_late: bool,
     /// Members learned (joined, or back from dead) since the last settling
     /// push/pull, in one stretch: a pause longer than the longest news gap
     /// starts the count again
     /// ([`Extensions::late_settle_learned`](crate::config::Extensions)).
-    learned: usize,
+    pub(super) learned: usize,
     /// When the last was learned.
-    last_learned: Option<Time>,
+    pub(super) last_learned: Option<Time>,
     /// Longest wait for quiet before the next news push/pull, in news
     /// delays: doubles with each while news keeps coming.
-    news_gap: u32,
+    pub(super) news_gap: u32,
     /// When the last news came (at most `news_push_pull_burst` of them).
-    recent_news: std::collections::VecDeque<Time>,
+    pub(super) recent_news: std::collections::VecDeque<Time>,
     /// Reconnect candidates: members we declared dead, by name, with their
     /// address and when ([`Extensions::reconnect_interval`]). At most
     /// [`MAX_RECONNECT_CANDIDATES`], oldest dropped first.
@@ -267,19 +267,6 @@ pub const MAX_PUSH_PULL_REQUESTS: usize = 128;
 /// The error reply to a push/pull beyond [`MAX_PUSH_PULL_REQUESTS`] (Go's
 /// log line).
 const TOO_MANY_PUSH_PULLS: &str = "too many pending push/pull requests";
-
-/// News counts as a burst when `news_push_pull_burst` items come within
-/// this many news delays.
-const NEWS_WINDOW_FACTOR: u32 = 4;
-
-/// The settling push/pull runs this many news delays after the last news.
-const SETTLE_FACTOR: u32 = 2;
-
-/// While news keeps coming (a join storm over seconds), the gap between news
-/// push/pulls doubles from [`SETTLE_FACTOR`] up to this many news delays:
-/// each carries the whole member table (N entries), so one every delay from
-/// every member would cost N² per delay.
-const MAX_GAP_FACTOR: u32 = 32;
 
 impl<R> Core<R> {
     /// Members this node declared dead that it still tries to reconnect to
@@ -496,7 +483,7 @@ impl<R: Rng> Core<R> {
     }
 
     /// A (non-join) push/pull with `to`: our state out, theirs merged.
-    fn push_pull_with(&mut self, to: SocketAddr, now: Time) {
+    pub(super) fn push_pull_with(&mut self, to: SocketAddr, now: Time) {
         let deadline = now + self.config.tcp_timeout;
         self.open_stream(to, StreamKind::PushPull { join: None }, Payload::PushPull { join: false }, deadline);
     }
@@ -513,137 +500,6 @@ impl<R: Rng> Core<R> {
         if std::mem::replace(&mut self.net.streams.push_pull_staggered, true) {
             self.push_pull(now);
         }
-    }
-
-    /// The news push/pull is due
-    /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions)).
-    pub(super) fn news_push_pull_tick(&mut self, now: Time) {
-        let s = &mut self.net.streams;
-        s.last_news_push_pull = Some(now);
-        // One more exchange once the burst has quietened (news pushes it
-        // back): this one ran while rumours were still spreading, so the
-        // peer may have missed some too.
-        let (late, big) = (self.config.extensions.late_settle_delay, self.config.extensions.late_settle_learned);
-        let next = if std::mem::replace(&mut s.settling, true) {
-            let learned = std::mem::take(&mut s.learned);
-            if big > 0 && learned >= big && !late.is_zero() && !s.settling_late {
-                // After a big storm, once more when the rest of the
-                // cluster has settled too (still a settling one).
-                s.settling_late = true;
-                Some(now + late)
-            } else {
-                s.settling = false;
-                s.settling_late = false;
-                s.news_gap = 1;
-                None
-            }
-        } else {
-            s.news_gap = (s.news_gap * 2).clamp(1, MAX_GAP_FACTOR);
-            Some(now + SETTLE_FACTOR * self.config.extensions.news_push_pull_delay)
-        };
-        // (A delay set to zero since stops it.)
-        self.timers.set_or_cancel(Timer::NewsPushPull, next.filter(|&t| t > now));
-        self.push_pull(now);
-    }
-
-    /// The reconnect tick ([`Extensions::reconnect_interval`]): forget
-    /// candidates older than the timeout, then push/pull with a random one.
-    ///
-    /// [`Extensions::reconnect_interval`]: crate::config::Extensions::reconnect_interval
-    pub(super) fn reconnect_tick(&mut self, now: Time) {
-        let ext = &self.config.extensions;
-        let (interval, timeout) = (ext.reconnect_interval, ext.reconnect_timeout);
-        self.timers.set_or_cancel(Timer::Reconnect, (!interval.is_zero()).then(|| now + interval));
-        let failed = &mut self.net.streams.failed;
-        failed.retain(|_, (_, since)| now.saturating_since(*since) <= timeout);
-        if failed.is_empty() {
-            return;
-        }
-        let pick = random_offset(failed.len(), &mut self.rng);
-        let Some(&(to, _)) = failed.values().nth(pick) else { return };
-        self.push_pull_with(to, now);
-    }
-
-    /// Remembers `name` at `addr`, declared dead at `now`, as a reconnect
-    /// candidate (when reconnecting is on); the oldest goes if full.
-    pub(super) fn note_failed(&mut self, name: &str, addr: SocketAddr, now: Time) {
-        if self.config.extensions.reconnect_interval.is_zero() {
-            return;
-        }
-        let failed = &mut self.net.streams.failed;
-        if failed.len() >= MAX_RECONNECT_CANDIDATES && !failed.contains_key(name) {
-            let oldest = failed.iter().min_by_key(|(_, (_, since))| *since).map(|(n, _)| n.clone());
-            if let Some(oldest) = oldest {
-                failed.remove(&oldest);
-                self.metrics.count(DROPPED, "reconnect_candidate_evicted");
-            }
-        }
-        failed.insert(name.to_owned(), (addr, now));
-    }
-
-    /// A member joined our table or came back from dead: counted towards
-    /// the late settle ([`Extensions::late_settle_learned`]); a pause longer
-    /// than the longest news gap ([`MAX_GAP_FACTOR`] delays) starts a new
-    /// count, so a heal hours after a mass join is not added to it.
-    ///
-    /// [`Extensions::late_settle_learned`]: crate::config::Extensions::late_settle_learned
-    pub(super) fn note_learned(&mut self, now: Time) {
-        let quiet = MAX_GAP_FACTOR * self.config.extensions.news_push_pull_delay;
-        let s = &mut self.net.streams;
-        if s.last_learned.is_some_and(|t| now.saturating_since(t) > quiet) {
-            s.learned = 0;
-        }
-        s.learned = s.learned.saturating_add(1);
-        s.last_learned = Some(now);
-    }
-
-    /// Gossip brought news of a member: if it is the
-    /// [`Extensions::news_push_pull_burst`]th within four delays, schedule
-    /// the extra push/pull of [`Extensions::news_push_pull_delay`]. A rumour
-    /// that reached us may have died out before reaching others (and
-    /// others' before reaching us): one full exchange with a random member
-    /// repairs both sides far sooner than the periodic push/pull.
-    ///
-    /// The first comes a delay after the burst starts; while news keeps
-    /// coming, the next waits until it has been quiet for
-    /// [`SETTLE_FACTOR`] delays, but at most a gap after the last that
-    /// doubles each time (2, 4, 8 … [`MAX_GAP_FACTOR`] delays); a settling
-    /// one follows the last news.
-    ///
-    /// [`Extensions::news_push_pull_delay`]: crate::config::Extensions::news_push_pull_delay
-    /// [`Extensions::news_push_pull_burst`]: crate::config::Extensions::news_push_pull_burst
-    pub(super) fn note_news(&mut self, now: Time) {
-        let delay = self.config.extensions.news_push_pull_delay;
-        let burst = self.config.extensions.news_push_pull_burst.max(1);
-        let s = &mut self.net.streams;
-        if delay.is_zero() || self.timers.get(&Timer::PushPull).is_none() {
-            return;
-        }
-        // Only a burst of news (a mass join, a healed partition) is worth a
-        // full exchange: a lone join's rumour reaches everyone on its own,
-        // and steady churn must not turn into steady push/pulls.
-        let window = NEWS_WINDOW_FACTOR * delay;
-        s.recent_news.retain(|&t| now.saturating_since(t) <= window);
-        s.recent_news.push_back(now);
-        while s.recent_news.len() > burst {
-            s.recent_news.pop_front();
-        }
-        if s.recent_news.len() < burst {
-            return;
-        }
-        let gap = s.news_gap.max(1);
-        let trailing = (now + SETTLE_FACTOR * delay).min(s.last_news_push_pull.map_or(now, |l| l + gap * delay));
-        let due = match self.timers.get(&Timer::NewsPushPull) {
-            // The first of a burst.
-            None => s.last_news_push_pull.map_or(now, |l| l + delay).max(now + delay),
-            // More news while one waits: it waits for quiet (never sooner),
-            // except that a late settle gives way to the news' own.
-            Some(_) if s.settling_late => trailing,
-            Some(due) => trailing.max(due),
-        };
-        self.timers.set(Timer::NewsPushPull, due);
-        s.settling = false;
-        s.settling_late = false;
     }
 
     /// The reply to (or failure of) a stream from [`Core::poll_stream`].
