@@ -1,10 +1,8 @@
 //! `Core::handle_timeout` allocates nothing of its own in the steady state:
 //! the timers live in one table that keeps its nodes, and firing one does
-//! not collect the due ones into a fresh `Vec` (issue 9). Counted with a
-//! counting global allocator, on this thread only.
+//! not collect the due ones into a fresh `Vec` (issue 9). Counted with dhat's
+//! counting allocator; one test, since dhat allows one profiler per process.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,35 +12,13 @@ use ringswim::config::Config;
 use ringswim::swim::{Core, Time};
 use ringswim::wire::{Accusation, Alive};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// The same counting allocator as `tests/allocations.rs` (dhat's, in testing
+// mode): no `unsafe` of our own outside the engine.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: dhat::Alloc = dhat::Alloc;
 
 fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
+    dhat::HeapStats::get().total_blocks
 }
 
 fn t(ms: u64) -> Time {
@@ -70,9 +46,15 @@ fn allocations_in_handle_timeout(c: &mut Core<StdRng>, calls: usize) -> u64 {
     counted
 }
 
+#[test]
+fn steady_timers_allocate_nothing() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    a_lone_nodes_tickers_allocate_nothing();
+    timers_firing_among_a_thousand_suspicions_allocate_nothing();
+}
+
 /// A node alone: its probe, gossip, push/pull and reconnect tickers run
 /// for ever, and none of their firings allocates.
-#[test]
 fn a_lone_nodes_tickers_allocate_nothing() {
     let config = Config::default_lan().with_name("alone");
     let mut c = Core::new(config, addr(0), t(0), StdRng::seed_from_u64(1)).unwrap();
@@ -84,7 +66,6 @@ fn a_lone_nodes_tickers_allocate_nothing() {
 
 /// A thousand suspicions running and a few hundred pings timing out one by
 /// one: firing the pings allocates nothing, whatever else the table holds.
-#[test]
 fn timers_firing_among_a_thousand_suspicions_allocate_nothing() {
     let mut config = Config::default_lan().with_name("local");
     // No probe, gossip or push/pull in the window: those send datagrams.
