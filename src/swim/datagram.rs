@@ -220,14 +220,14 @@ impl Opener {
 /// one buffer, reused from packet to packet, so queueing one allocates
 /// nothing once warm.
 #[derive(Debug, Default)]
-pub(super) struct Outbox {
+pub(super) struct PacketQueue {
     bodies: Vec<u8>,
     /// Start of the oldest body not yet polled.
     head: usize,
     packets: VecDeque<(OutgoingPacket, usize)>,
 }
 
-impl Outbox {
+impl PacketQueue {
     /// Queues a packet whose body `write` appends; a body it fails to write
     /// is not queued.
     pub(super) fn push(

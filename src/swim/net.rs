@@ -42,7 +42,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::Core;
-use super::datagram::{InboundRules, Outbox, OutgoingPacket};
+use super::datagram::{InboundRules, OutgoingPacket, PacketQueue};
 use crate::delegate::{Node, NodeState};
 use crate::swim::members::{ip_from_wire, ip_to_wire};
 use crate::swim::metrics::{DROPPED, PACKETS_REJECTED};
@@ -155,7 +155,7 @@ pub(super) struct Net {
     /// The node's keyring, shared with its openers and sealers.
     pub(super) keyring: SharedKeyring,
     /// Packet bodies waiting to be sealed and sent.
-    pub(super) outbox: Outbox,
+    pub(super) outbox: PacketQueue,
     /// The message a packet starts with, encoded (reused).
     pub(super) first_part: Vec<u8>,
     /// The broadcasts piggybacked on a packet (reused).
