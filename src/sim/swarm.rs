@@ -13,11 +13,18 @@
 //! half the shortest suspicion timeout, leaves it healthy), paused nodes
 //! (resumed), kills (some restarted), a
 //! crash-restart, and churn (joins, graceful leaves). Node 0 is never
-//! killed or left, so that joins and restarts have a seed. Key rotation is
-//! not drawn yet. Corruption is not drawn either: without encryption (and
-//! with CRC only for peers named by their IP, as in Go) a changed byte is a
-//! valid message about someone else, and the rules below would blame the
-//! protocol for it.
+//! killed or left, so that joins and restarts have a seed.
+//!
+//! Half the runs are encrypted ([`Keys`]). Those may rotate their key
+//! during the faults as an operator does it (serf's `keys` command): every
+//! node installs the new key, then every node makes it primary, then every
+//! node removes the old one, each node at its own random time within its
+//! step's window, the windows in order; a node (re)started during the
+//! rotation gets the keyring an operator would give it then. Encrypted runs
+//! may also corrupt datagrams: AES-GCM turns a changed byte into a refused
+//! packet (a loss). Unencrypted runs never corrupt: with CRC only for peers
+//! named by their IP (as in Go) a changed byte can be a valid message about
+//! someone else, and the rules below would blame the protocol for it.
 //!
 //! Every action ends by the end of the fault phase; then the network is
 //! clean again and every node that was not killed or left runs normally.
@@ -75,6 +82,55 @@ pub enum Action {
     /// The node leaves gracefully ([`Core::leave`](crate::swim::Core::leave));
     /// its process ends 1 s later (a [`Fault::Kill`] in the plan).
     Leave(NodeId),
+    /// A step of the key rotation on one node, through its
+    /// [`Core::keyring`](crate::swim::Core::keyring).
+    Key(NodeId, KeyStep),
+}
+
+/// A step of a key rotation, in the order an operator takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyStep {
+    /// Add the new key to the keyring (Go `Keyring.AddKey`).
+    Install,
+    /// Make the new key primary: packets are sealed with it (Go `UseKey`).
+    Use,
+    /// Drop the old key (Go `RemoveKey`).
+    Remove,
+}
+
+/// The encryption of an encrypted run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Keys {
+    /// The key every node starts with.
+    pub initial: Vec<u8>,
+    /// The rotation drawn in the faults, if any.
+    pub rotation: Option<Rotation>,
+}
+
+/// A key rotation: each [`KeyStep`] runs on every node within its window,
+/// and the windows follow one another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rotation {
+    /// The key rotated to.
+    pub next: Vec<u8>,
+    /// When each step's window opens: install, use, remove.
+    pub opens: [Time; 3],
+}
+
+impl Keys {
+    /// The keyring an operator gives a node (re)started at `now`: the new
+    /// key once its installation has begun, primary once its use has begun,
+    /// alone once removal has begun (by then every node seals with it).
+    pub fn keyring_at(&self, now: Time) -> crate::wire::Keyring {
+        let step = |s: KeyStep| self.rotation.as_ref().filter(|r| now >= r.opens[s as usize]);
+        let keyring = match (step(KeyStep::Install), step(KeyStep::Use), step(KeyStep::Remove)) {
+            (Some(r), _, Some(_)) => crate::wire::Keyring::new(&[], Some(&r.next)),
+            (Some(r), Some(_), None) => crate::wire::Keyring::new(&[&self.initial, &r.next], Some(&r.next)),
+            (Some(r), None, None) => crate::wire::Keyring::new(&[&self.initial, &r.next], Some(&self.initial)),
+            _ => crate::wire::Keyring::new(&[], Some(&self.initial)),
+        };
+        keyring.expect("drawn keys are 16, 24 or 32 bytes")
+    }
 }
 
 /// How many of each fault a plan holds.
@@ -96,6 +152,8 @@ pub struct FaultCounts {
     pub joins: usize,
     /// Nodes leaving gracefully.
     pub leaves: usize,
+    /// Key rotations (0 or 1).
+    pub rotations: usize,
 }
 
 /// One run's world, drawn from its seed.
@@ -111,10 +169,12 @@ pub struct Plan {
     pub profile: Profile,
     /// LZW on.
     pub compression: bool,
+    /// Encryption, if the run is encrypted.
+    pub keys: Option<Keys>,
     /// The link outside the fault phase: delay only.
     pub link: Link,
-    /// The link during the fault phase: the same delay, with loss and
-    /// duplication.
+    /// The link during the fault phase: the same delay, with loss,
+    /// duplication and (encrypted runs only) corruption.
     pub fault_link: Link,
     /// Start of the fault phase.
     pub faults_from: Time,
@@ -203,6 +263,30 @@ impl Draft {
     fn disturb(&mut self, node: NodeId, from: Time, to: Time) {
         self.disturbed[node].push((from, to));
     }
+    /// A key rotation of `nodes` nodes (joiners included) over
+    /// `[from, until)`: three windows of equal length, one per [`KeyStep`],
+    /// each node's step at its own time in its window. A node that is not
+    /// running at its step's time gets the keyring of its (re)start time
+    /// instead ([`Keys::keyring_at`]).
+    fn rotate(&mut self, rng: &mut Xoshiro256PlusPlus, nodes: usize, from: Time, until: Time) -> Rotation {
+        let next = draw_key(rng);
+        let span = (until - from) / 3;
+        let opens = [from, from + span, from + span * 2];
+        for (open, step) in opens.into_iter().zip([KeyStep::Install, KeyStep::Use, KeyStep::Remove]) {
+            let close = open + (span - Duration::from_millis(1));
+            for node in 0..nodes {
+                self.act(between(rng, open, close), Action::Key(node, step));
+            }
+        }
+        self.counts.rotations += 1;
+        Rotation { next, opens }
+    }
+}
+
+/// A random AES key of 16, 24 or 32 bytes.
+fn draw_key(rng: &mut impl Rng) -> Vec<u8> {
+    let len = [16, 24, 32][rng.random_range(0..3)];
+    (0..len).map(|_| rng.random::<u8>()).collect()
 }
 
 impl Plan {
@@ -229,7 +313,9 @@ impl Plan {
             _ => rng.random_range(REACHABLE_LOSS..0.25),
         };
         let duplicate = if rng.random_bool(0.5) { rng.random_range(0.0..0.1) } else { 0.0 };
-        let fault_link = link.with_loss(loss).with_duplicate(duplicate);
+        let keys = rng.random_bool(0.5).then(|| Keys { initial: draw_key(&mut rng), rotation: None });
+        let corrupt = if keys.is_some() && rng.random_bool(0.5) { rng.random_range(0.0..0.05) } else { 0.0 };
+        let fault_link = link.with_loss(loss).with_duplicate(duplicate).with_corrupt(corrupt);
 
         let from = at(FAULTS_FROM);
         let until = from + millis(&mut rng, 15_000, 60_000);
@@ -251,7 +337,8 @@ impl Plan {
         if fault_link != link {
             d.act(from, Action::Apply(Fault::SetDefaultLink(fault_link)));
             d.act(until, Action::Apply(Fault::SetDefaultLink(link)));
-            if loss > REACHABLE_LOSS {
+            // A corrupted datagram is refused by AES-GCM: one more lost.
+            if loss + corrupt > REACHABLE_LOSS {
                 d.unreachable.push((from, until));
             }
         }
@@ -357,6 +444,11 @@ impl Plan {
             }
         }
 
+        let keys = keys.map(|keys| Keys {
+            rotation: rng.random_bool(0.6).then(|| d.rotate(&mut rng, nodes + d.counts.joins, from, until)),
+            ..keys
+        });
+
         // Stable: ties keep the order they were drawn in.
         d.actions.sort_by_key(|(t, _)| *t);
         d.disturbed.truncate(nodes + d.counts.joins);
@@ -371,6 +463,7 @@ impl Plan {
             nodes,
             profile,
             compression,
+            keys,
             link,
             fault_link,
             faults_from: from,
@@ -402,6 +495,8 @@ pub struct Outcome {
     pub drains: u64,
     /// Deaths declared (each judged by the false-death rule).
     pub deaths: u64,
+    /// Joins that reached nobody and were tried again ([`JOIN_RETRY`]).
+    pub join_retries: u64,
     /// Events the world handled.
     pub events: u64,
     /// The world's trace hash (equal on a replay).
@@ -428,6 +523,9 @@ impl Outcome {
             "replay": p.replay(),
             "profile": p.profile.name(),
             "compression": p.compression,
+            "encrypted": p.keys.is_some(),
+            "key_rotations": c.rotations,
+            "corrupt": p.fault_link.corrupt,
             "delay_ms": p.link.delay.base.as_secs_f64() * 1e3,
             "loss": p.fault_link.loss,
             "duplicate": p.fault_link.duplicate,
@@ -445,6 +543,7 @@ impl Outcome {
             "converged_after_s": self.converged_after.map(|d| d.as_secs_f64()),
             "drains": self.drains,
             "deaths": self.deaths,
+            "join_retries": self.join_retries,
             "events": self.events,
             "trace_hash": format!("{:016x}", self.trace_hash),
             "virtual_s": self.virtual_time.as_secs_f64(),
@@ -464,6 +563,7 @@ pub fn run(seed: u64, max_nodes: usize) -> Outcome {
         converged_after: None,
         drains: 0,
         deaths: 0,
+        join_retries: 0,
         events: 0,
         trace_hash: 0,
         virtual_time: Duration::ZERO,
@@ -491,8 +591,11 @@ fn seeds_of(id: NodeId, restarted: bool) -> Vec<std::net::SocketAddr> {
 
 fn execute(plan: &Plan, outcome: &mut Outcome) {
     let config = plan.profile.config().with_enable_compression(plan.compression);
+    let keys = plan.keys.clone();
     let mut world = World::new(plan.seed, plan.link, move |ctx| {
-        SwimNode::new(ctx, config.clone(), &seeds_of(ctx.id, ctx.incarnation > 0), false)
+        let mut config = config.clone();
+        config.keyring = keys.as_ref().map(|k| k.keyring_at(ctx.now));
+        SwimNode::new(ctx, config, &seeds_of(ctx.id, ctx.incarnation > 0), false)
     });
     let checks = Rc::new(RefCell::new(Checks::standard(plan.facts.clone())));
     // Nodes whose join reached nobody (all seeds down or cut off), and when
@@ -536,6 +639,23 @@ fn execute(plan: &Plan, outcome: &mut Outcome) {
                     world.with_node(*id, |node, now| node.core_mut().leave(now));
                     left.push(*id);
                 }
+                Action::Key(id, step) => {
+                    let Some(Keys { initial, rotation: Some(r) }) = &plan.keys else { unreachable!("drawn with keys") };
+                    // A node dead or not started yet misses its step; it
+                    // (re)starts with the keyring of that time.
+                    if *id >= world.len() {
+                        continue;
+                    }
+                    world.with_node(*id, |node, _| {
+                        let keyring = node.core().keyring();
+                        match step {
+                            KeyStep::Install => keyring.add_key(&r.next),
+                            KeyStep::Use => keyring.use_key(&r.next),
+                            KeyStep::Remove => keyring.remove_key(initial),
+                        }
+                        .expect("a rotation's steps in order")
+                    });
+                }
             }
         }
         let due: Vec<NodeId> = {
@@ -545,6 +665,7 @@ fn execute(plan: &Plan, outcome: &mut Outcome) {
             due
         };
         for id in due.into_iter().filter(|id| !left.contains(id)) {
+            outcome.join_retries += 1;
             world.with_node(id, |node, now| node.core_mut().join(&seeds_of(id, true), now));
         }
         if checks.borrow().violation.is_some() {
@@ -653,6 +774,9 @@ mod tests {
             ("restarts", sum(|c| c.restarts)),
             ("leaves", sum(|c| c.leaves)),
             ("joins", sum(|c| c.joins)),
+            ("rotations", sum(|c| c.rotations)),
+            ("encrypted", others.iter().filter(|p| p.keys.is_some()).count()),
+            ("corrupting", others.iter().filter(|p| p.fault_link.corrupt > 0.0).count()),
         ] {
             assert!(n > 0, "no {kind} in 32 plans");
         }
@@ -660,14 +784,29 @@ mod tests {
 
     #[test]
     fn a_node_whose_join_reached_nobody_joins_again() {
-        // Seed 11's world (up to 32 nodes): node 14 starts while a partition
-        // cuts it off from its seeds (nodes 0-2); its join fails. Retried
-        // after the heal, it becomes a member; without the retry nobody
-        // ever hears of it ("node-0 holds node-14 unknown").
-        let o = run(11, 32);
+        // Seed 36's world (up to 32 nodes): nodes start while a partition
+        // cuts them off from their seeds (nodes 0-2); their joins fail.
+        // Retried after the heal, they become members; without the retry
+        // nobody would ever hear of them.
+        let o = run(36, 32);
         assert_eq!((o.plan.counts.partitions, o.plan.counts.joins), (1, 2));
+        assert!(o.join_retries > 0, "no join reached nobody: pick another seed");
         assert_eq!(o.violation, None);
         assert!(o.converged_after.is_some_and(|d| d < o.plan.bound));
+    }
+
+    #[test]
+    fn a_key_rotation_loses_no_member() {
+        // Encrypted worlds that rotate their key mid-faults (some also
+        // corrupting datagrams) pass every rule: no member is lost to a
+        // keyring that cannot read its peers.
+        let rotating: Vec<u64> = (1..200).filter(|&s| Plan::draw(s, 16).counts.rotations > 0).take(6).collect();
+        assert_eq!(rotating.len(), 6);
+        for seed in rotating {
+            let o = run(seed, 16);
+            assert_eq!(o.violation, None, "seed {seed}");
+            assert!(o.converged_after.is_some(), "seed {seed}");
+        }
     }
 
     #[test]
