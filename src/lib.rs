@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod delegate;
+pub mod engine;
 #[cfg(feature = "cli")]
 pub mod inspect;
 pub mod name;

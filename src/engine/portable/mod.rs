@@ -1,0 +1,322 @@
+//! The portable backend: epoll through `mio`, for kernels and sandboxes
+//! where io_uring is refused. One thread per shard; every socket
+//! non-blocking and edge-triggered; the [`Shard`] decides, this file only
+//! moves bytes.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError, channel};
+use std::thread::JoinHandle;
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::api::{Command, Hosted};
+use super::conn::Want;
+use super::runtime::{Clock, ShardLink, Wake};
+use super::shard::{ConnId, Io, NodeId, Shard};
+
+/// Largest datagram read (a UDP datagram cannot be larger).
+const RECV_BUFFER: usize = 65_536;
+/// Datagrams handled from one socket before the turn's sends go out, so a
+/// flood on one socket neither starves the others nor grows the send queue
+/// without bound.
+const RECV_BATCH: usize = 64;
+
+/// Token kinds in the low two bits.
+const KIND_UDP: usize = 0;
+const KIND_LISTENER: usize = 1;
+const KIND_CONN: usize = 2;
+const WAKER: Token = Token(usize::MAX);
+
+fn token(kind: usize, index: usize) -> Token {
+    Token(index << 2 | kind)
+}
+
+impl Wake for Waker {
+    fn wake(&self) {
+        // Fails only if the poller is gone: the thread has ended.
+        let _ = Waker::wake(self);
+    }
+}
+
+/// Starts a portable shard thread (pinned to CPU `pin` if given).
+pub(crate) fn spawn(clock: Clock, pin: Option<usize>, index: usize) -> std::io::Result<(ShardLink, JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = channel();
+    let link = ShardLink { tx, waker: waker.clone() };
+    let thread = std::thread::Builder::new().name(format!("ringswim-portable-{index}")).spawn(move || {
+        if let Some(cpu) = pin {
+            super::pin_to_cpu(cpu);
+        }
+        Worker::new(poll, clock).run(&rx);
+    })?;
+    Ok((link, thread))
+}
+
+/// A node's sockets.
+struct NodeSockets {
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
+struct Worker {
+    poll: Poll,
+    clock: Clock,
+    shard: Shard,
+    nodes: Vec<Option<NodeSockets>>,
+    /// Connections by slot (the token's index); the id checks the generation.
+    conns: HashMap<u32, (ConnId, TcpStream)>,
+    recv: Vec<u8>,
+    /// UDP datagrams the kernel refused to queue (send buffer full).
+    send_dropped: u64,
+}
+
+impl Worker {
+    fn new(poll: Poll, clock: Clock) -> Worker {
+        Worker {
+            poll,
+            clock,
+            shard: Shard::new(),
+            nodes: Vec::new(),
+            conns: HashMap::new(),
+            recv: vec![0; RECV_BUFFER],
+            send_dropped: 0,
+        }
+    }
+
+    fn run(mut self, commands: &Receiver<Command>) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at));
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing_error("poll", &e);
+                return;
+            }
+            for event in &events {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let (kind, index) = (event.token().0 & 3, event.token().0 >> 2);
+                match kind {
+                    KIND_UDP => self.receive(index),
+                    KIND_LISTENER => self.accept(index),
+                    KIND_CONN => self.drive_slot(index as u32),
+                    _ => {}
+                }
+                self.flush();
+            }
+            // Commands (the waker may have folded several into one event).
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                    Ok(command) => self.command(command),
+                    Err(TryRecvError::Empty) => break,
+                }
+                self.flush();
+            }
+            self.shard.run_timers(self.clock.now());
+            self.flush();
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Host { config, udp, tcp, advertise, events, reply } => {
+                let result = self.shard.host(*config, advertise, events, now).and_then(|node| {
+                    let mut sockets = NodeSockets { udp: UdpSocket::from_std(udp), tcp: TcpListener::from_std(tcp) };
+                    let registry = self.poll.registry();
+                    let registered =
+                        registry.register(&mut sockets.udp, token(KIND_UDP, node), Interest::READABLE).and_then(|()| {
+                            registry.register(&mut sockets.tcp, token(KIND_LISTENER, node), Interest::READABLE)
+                        });
+                    if let Err(source) = registered {
+                        self.shard.unhost(node);
+                        return Err(super::Error::Io { what: format!("registering node {advertise}"), source });
+                    }
+                    if self.nodes.len() <= node {
+                        self.nodes.resize_with(node + 1, || None);
+                    }
+                    self.nodes[node] = Some(sockets);
+                    let local = self.shard.local_node(node).expect("just hosted");
+                    let keyring = self.shard.keyring(node).expect("just hosted");
+                    Ok(Hosted { node, local, keyring })
+                });
+                reply.send(result);
+            }
+            Command::Node { node, op } => self.shard.command(node, op, now),
+            Command::Stop => {}
+        }
+    }
+
+    /// Reads node `node`'s datagrams until the socket would block, sending
+    /// what they produce every [`RECV_BATCH`].
+    fn receive(&mut self, node: NodeId) {
+        loop {
+            for _ in 0..RECV_BATCH {
+                let Some(Some(s)) = self.nodes.get(node) else { return };
+                match s.udp.recv_from(&mut self.recv) {
+                    Ok((n, from)) => {
+                        let now = self.clock.now();
+                        self.shard.datagram(node, from, &mut self.recv[..n], now);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    // ICMP errors surface here (port unreachable): nothing
+                    // to do with them, as in Go.
+                    Err(_) => {}
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn accept(&mut self, node: NodeId) {
+        loop {
+            let Some(Some(s)) = self.nodes.get(node) else { return };
+            match s.tcp.accept() {
+                Ok((mut stream, from)) => {
+                    let now = self.clock.now();
+                    let Some(c) = self.shard.accepted(node, from, now) else { return };
+                    let registered = self.poll.registry().register(
+                        &mut stream,
+                        token(KIND_CONN, c.slot as usize),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    if registered.is_err() {
+                        self.shard.conn_failed(c, now);
+                        self.shard.conn_closed(c);
+                        continue;
+                    }
+                    self.conns.insert(c.slot, (c, stream));
+                    self.drive(c);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // Out of file descriptors and the like: try again at the
+                // next readiness event.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn drive_slot(&mut self, slot: u32) {
+        if let Some(&(c, _)) = self.conns.get(&slot) {
+            self.drive(c);
+        }
+    }
+
+    /// Does what the shard wants on `c` until the socket would block.
+    fn drive(&mut self, c: ConnId) {
+        loop {
+            let now = self.clock.now();
+            let Some((_, stream)) = self.conns.get_mut(&c.slot) else { return };
+            match self.shard.want(c) {
+                Want::Connect => {
+                    if let Ok(Some(_)) | Err(_) = stream.take_error() {
+                        self.shard.conn_failed(c, now);
+                        continue;
+                    }
+                    match stream.peer_addr() {
+                        Ok(_) => self.shard.connected(c, now),
+                        Err(e) if e.kind() == ErrorKind::NotConnected => return,
+                        Err(_) => self.shard.conn_failed(c, now),
+                    }
+                }
+                Want::Write => match stream.write(self.shard.unwritten(c)) {
+                    Ok(n) => self.shard.wrote(c, n, now),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => self.shard.conn_failed(c, now),
+                },
+                Want::Read => match stream.read(self.shard.read_room(c)) {
+                    Ok(n) => self.shard.read(c, n, now),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => self.shard.conn_failed(c, now),
+                },
+                Want::Close => {
+                    self.close(c);
+                    self.shard.conn_closed(c);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, c: ConnId) {
+        if let Some((_, mut stream)) = self.conns.remove(&c.slot) {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+    }
+
+    /// Sends the turn's datagrams and carries out its other I/O, until
+    /// neither is left (a dial that fails at once produces more).
+    fn flush(&mut self) {
+        loop {
+            for (node, to, bytes) in self.shard.sends().iter() {
+                let Some(Some(s)) = self.nodes.get(node) else { continue };
+                if s.udp.send_to(bytes, to).is_err() {
+                    // Full send buffer or an unreachable address: the
+                    // datagram is lost, as UDP allows.
+                    self.send_dropped += 1;
+                }
+            }
+            self.shard.sends().clear();
+            let io: Vec<Io> = self.shard.take_io().collect();
+            if io.is_empty() {
+                return;
+            }
+            for io in io {
+                match io {
+                    Io::Dial { conn, to } => self.dial(conn, to),
+                    Io::Abort { conn } => self.close(conn),
+                    Io::Unhost { node } => {
+                        if let Some(Some(mut s)) = self.nodes.get_mut(node).map(Option::take) {
+                            let _ = self.poll.registry().deregister(&mut s.udp);
+                            let _ = self.poll.registry().deregister(&mut s.tcp);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn dial(&mut self, c: ConnId, to: SocketAddr) {
+        let now = self.clock.now();
+        let mut stream = match TcpStream::connect(to) {
+            Ok(stream) => stream,
+            Err(_) => {
+                self.shard.conn_failed(c, now);
+                return self.drive_gone(c);
+            }
+        };
+        let registered = self.poll.registry().register(
+            &mut stream,
+            token(KIND_CONN, c.slot as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if registered.is_err() {
+            self.shard.conn_failed(c, now);
+            return self.drive_gone(c);
+        }
+        self.conns.insert(c.slot, (c, stream));
+    }
+
+    /// A connection that never got a socket: the shard still wants it
+    /// closed.
+    fn drive_gone(&mut self, c: ConnId) {
+        if self.shard.want(c) == Want::Close {
+            self.shard.conn_closed(c);
+        }
+    }
+}
+
+fn tracing_error(what: &str, e: &std::io::Error) {
+    eprintln!("ringswim portable backend: {what}: {e}");
+}

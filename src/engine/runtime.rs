@@ -1,0 +1,248 @@
+//! The [`Runtime`]: engine threads, one [`Shard`](super::shard::Shard) each,
+//! and the nodes spread over them.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
+
+use super::api::{Command, Error, Memberlist, Reply};
+use super::shard::EVENT_CHANNEL_BOUND;
+use crate::config::Config;
+use crate::swim::Time;
+
+/// Which I/O backend runs the engine's threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// io_uring (`src/engine/uring/`): Linux 5.19 or later with io_uring
+    /// allowed.
+    Uring,
+    /// epoll through `mio` (`src/engine/portable/`): anywhere.
+    Portable,
+}
+
+impl Backend {
+    /// `uring` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Uring => "uring",
+            Backend::Portable => "portable",
+        }
+    }
+}
+
+/// Which backend to ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendChoice {
+    /// io_uring where the kernel allows it, the portable one otherwise (or
+    /// what the `RINGSWIM_BACKEND` environment variable says: `uring` or
+    /// `portable`).
+    #[default]
+    Auto,
+    /// Exactly this one; [`Error::BackendUnavailable`] if it cannot run.
+    Only(Backend),
+}
+
+/// How a [`Runtime`] runs.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Engine threads (each hosts a share of the nodes). At least 1.
+    pub threads: usize,
+    /// The backend.
+    pub backend: BackendChoice,
+    /// Pin thread `i` to CPU `i` (modulo the CPUs this process may use).
+    pub pin: bool,
+}
+
+impl Default for RuntimeOptions {
+    /// One thread per CPU this process may use, unpinned, the backend by
+    /// [`BackendChoice::Auto`].
+    fn default() -> RuntimeOptions {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        RuntimeOptions { threads, backend: BackendChoice::Auto, pin: false }
+    }
+}
+
+/// The engine's clock: [`Time`] since the runtime started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock { epoch: Instant::now() }
+    }
+    pub fn now(&self) -> Time {
+        Time::from_epoch(self.epoch.elapsed())
+    }
+    /// How long from now until `at` (zero if past).
+    pub fn until(&self, at: Time) -> std::time::Duration {
+        at.since_epoch().saturating_sub(self.epoch.elapsed())
+    }
+}
+
+/// Wakes a shard thread blocked in its poll (a command is waiting).
+pub(crate) trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+/// How to reach a shard thread.
+#[derive(Clone)]
+pub(crate) struct ShardLink {
+    pub tx: Sender<Command>,
+    pub waker: Arc<dyn Wake>,
+}
+
+impl ShardLink {
+    pub fn send(&self, command: Command) -> Result<(), Error> {
+        self.tx.send(command).map_err(|_| Error::Shutdown)?;
+        self.waker.wake();
+        Ok(())
+    }
+}
+
+struct Inner {
+    shards: Vec<ShardLink>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    next: AtomicUsize,
+    backend: Backend,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for link in &self.shards {
+            let _ = link.send(Command::Stop);
+        }
+        if let Ok(mut threads) = self.threads.lock() {
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Engine threads hosting any number of nodes (Go has one `Memberlist` per
+/// process; a runtime hosts thousands, each on its own port). Cloning
+/// shares it; it stops when the last clone and the last [`Memberlist`] it
+/// hosts are dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("threads", &self.threads()).field("backend", &self.backend()).finish()
+    }
+}
+
+impl Runtime {
+    /// Starts `options.threads` engine threads on the chosen backend.
+    ///
+    /// # Errors
+    /// [`Error::BackendUnavailable`] when the backend asked for cannot run;
+    /// [`Error::Io`] when a thread's poller cannot be made.
+    pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
+        let backend = choose_backend(options.backend)?;
+        let clock = Clock::new();
+        let mut shards = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..options.threads.max(1) {
+            let pin = options.pin.then_some(i);
+            let (link, thread) = match backend {
+                Backend::Portable => super::portable::spawn(clock, pin, i),
+                Backend::Uring => {
+                    return Err(Error::BackendUnavailable { backend: "uring", why: "not built yet".into() });
+                }
+            }
+            .map_err(|source| Error::Io { what: format!("starting engine thread {i}"), source })?;
+            shards.push(link);
+            threads.push(thread);
+        }
+        tracing_backend(backend);
+        Ok(Runtime {
+            inner: Arc::new(Inner { shards, threads: Mutex::new(threads), next: AtomicUsize::new(0), backend }),
+        })
+    }
+
+    /// The backend its threads run.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Its engine threads.
+    pub fn threads(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Starts a node on the next thread (round robin): binds
+    /// `bind_addr:bind_port` for UDP and TCP (port 0: the kernel picks one
+    /// free for both) and starts the protocol. It joins nobody yet.
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::Io`] (bind), [`Error::Shutdown`].
+    pub fn host(&self, config: Config) -> Result<Memberlist, Error> {
+        config.validate()?;
+        let (udp, tcp, bound) = bind(config.bind_addr, config.bind_port)?;
+        let advertise = config.advertise_address(bound, || None)?;
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.shards.len();
+        let link = self.inner.shards[i].clone();
+        let (events_tx, events_rx) = sync_channel(EVENT_CHANNEL_BOUND);
+        let (reply, rx) = Reply::new();
+        link.send(Command::Host { config: Box::new(config), udp, tcp, advertise, events: events_tx, reply })?;
+        let hosted = rx.recv().map_err(|_| Error::Shutdown)??;
+        let mut member = Memberlist::new(link, hosted, events_rx);
+        member.keep_runtime(self.clone());
+        Ok(member)
+    }
+}
+
+/// Go's `udpRecvBufSize`: a receive buffer that holds bursts.
+const UDP_RECV_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Binds TCP, then UDP on the same port (Go `NewNetTransport`: with port 0,
+/// the TCP listener's port is used for UDP too).
+fn bind(ip: std::net::IpAddr, port: u16) -> Result<(UdpSocket, TcpListener, SocketAddr), Error> {
+    let io = |what: String| move |source| Error::Io { what, source };
+    let addr = SocketAddr::new(ip, port);
+    let domain = Domain::for_address(addr);
+    let tcp = Socket::new(domain, Type::STREAM, Some(IpProtocol::TCP)).map_err(io(format!("tcp socket for {addr}")))?;
+    tcp.set_reuse_address(true).map_err(io(format!("SO_REUSEADDR on {addr}")))?;
+    tcp.bind(&addr.into()).map_err(io(format!("binding tcp {addr}")))?;
+    tcp.listen(1024).map_err(io(format!("listening on tcp {addr}")))?;
+    tcp.set_nonblocking(true).map_err(io(format!("nonblocking tcp {addr}")))?;
+    let tcp: TcpListener = tcp.into();
+    let bound = tcp.local_addr().map_err(io(format!("tcp {addr}")))?;
+    let udp = Socket::new(domain, Type::DGRAM, Some(IpProtocol::UDP)).map_err(io(format!("udp socket for {bound}")))?;
+    // Best effort, as in Go (it tries smaller sizes down to 0 and goes on).
+    let _ = udp.set_recv_buffer_size(UDP_RECV_BUFFER);
+    udp.bind(&bound.into()).map_err(io(format!("binding udp {bound}")))?;
+    udp.set_nonblocking(true).map_err(io(format!("nonblocking udp {bound}")))?;
+    Ok((udp.into(), tcp, bound))
+}
+
+/// The backend to run: `choice`, or with `Auto` the environment's
+/// `RINGSWIM_BACKEND`, or the best this machine allows.
+fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
+    let wanted = match choice {
+        BackendChoice::Only(b) => Some(b),
+        BackendChoice::Auto => match std::env::var("RINGSWIM_BACKEND").ok().as_deref() {
+            Some("uring") => Some(Backend::Uring),
+            Some("portable") => Some(Backend::Portable),
+            _ => None,
+        },
+    };
+    match wanted {
+        Some(Backend::Uring) => {
+            Err(Error::BackendUnavailable { backend: "uring", why: "the io_uring backend is not built yet".into() })
+        }
+        Some(Backend::Portable) | None => Ok(Backend::Portable),
+    }
+}
+
+fn tracing_backend(_backend: Backend) {}

@@ -1,0 +1,611 @@
+//! A shard: the nodes one engine thread hosts, and everything about them
+//! that is not a system call. Each backend's worker owns one [`Shard`] and
+//! does only the I/O it asks for; the shard runs the driver contract
+//! ([`swim::driver`](crate::swim::driver)) for every node it holds.
+//!
+//! # What the backend does
+//! - A datagram arrived on node `n`'s UDP socket: [`Shard::datagram`].
+//! - A connection was accepted on node `n`'s listener: [`Shard::accepted`]
+//!   gives a [`ConnId`]; the backend keeps the socket under that id.
+//! - For every connection, after any event on it: loop on
+//!   [`Shard::want`] — [`Want::Connect`] (wait), [`Want::Write`] (write
+//!   [`Shard::unwritten`], report [`Shard::wrote`]), [`Want::Read`] (read
+//!   into [`Shard::read_room`], report [`Shard::read`]), [`Want::Close`]
+//!   (close the socket, report [`Shard::conn_closed`]) — until it would
+//!   block. Connection failures: [`Shard::conn_failed`].
+//! - [`Shard::next_deadline`] says how long it may block;
+//!   [`Shard::run_timers`] when that time comes.
+//! - After each turn, send every datagram of [`Shard::sends`] (then
+//!   [`SendQueue::clear`]) and carry out every [`Io`] of
+//!   [`Shard::take_io`] (open a dial, drop a node's sockets).
+//! - A command from an API handle: [`Shard::command`] (and
+//!   [`Shard::host`] for a new node, whose sockets the backend registers).
+//!
+//! # Why the packets bypass `poll_transmit`
+//! After each input the shard takes the node's packets with
+//! [`Core::poll_packet`] and seals them with the node's [`Sealer`] straight
+//! into the shard's send buffer (no allocation per datagram), then runs the
+//! one [`drain`] for streams, effects and the timer; `drain` finds no
+//! datagram left.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::mpsc::{SyncSender, TrySendError};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::api::{Error as EngineError, MemberInfo, NodeOp, Reply};
+use super::conn::{Conn, DialOutcome, Phase, Role, Want};
+use crate::config::Config;
+use crate::delegate::{Node, NodeEvent};
+use crate::swim::{Core, Effect, Sealer, Sink, StreamError, StreamRequest, Time, Transmit, drain};
+use crate::wire::Framing;
+
+/// Index of a hosted node in its shard.
+pub(crate) type NodeId = usize;
+
+/// A connection's handle: its slot and the slot's generation, so that a
+/// completion for a connection already gone is recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ConnId {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// I/O the shard asks of its backend, besides datagrams.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// Dial `to` for connection `conn` (then report through [`Shard::want`]
+    /// or [`Shard::conn_failed`]).
+    Dial { conn: ConnId, to: SocketAddr },
+    /// The shard ended `conn` (its deadline passed, or its node shut down):
+    /// close its socket without reporting back.
+    Abort { conn: ConnId },
+    /// Node `node` is shut down: close its UDP socket and listener.
+    Unhost { node: NodeId },
+}
+
+/// The datagrams a turn produced, sealed, in one buffer.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    bytes: Vec<u8>,
+    datagrams: Vec<(NodeId, SocketAddr, Range<usize>)>,
+}
+
+impl SendQueue {
+    /// Each datagram: from which node's socket, to where, the bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, SocketAddr, &[u8])> {
+        self.datagrams.iter().map(|(node, to, r)| (*node, *to, &self.bytes[r.clone()]))
+    }
+    /// Forget them (sent, or dropped by the backend), keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.datagrams.clear();
+    }
+}
+
+/// Membership events kept for an API handle that does not read them.
+pub const EVENT_CHANNEL_BOUND: usize = 65_536;
+
+/// A node on this shard.
+struct Hosted {
+    core: Core<StdRng>,
+    sealer: Sealer<StdRng>,
+    /// Reused packet body.
+    body: Vec<u8>,
+    /// The core's timer as last drained.
+    timer: Option<Time>,
+    /// Membership events for the API handle.
+    events: SyncSender<NodeEvent>,
+    /// Joins in flight, by the number [`Core::join`] gave.
+    joins: HashMap<u64, Reply<Result<usize, EngineError>>>,
+    /// Callers of `leave` and `update_node`, waiting for the broadcast.
+    leave_waiters: Vec<Reply<()>>,
+    update_waiters: Vec<Reply<Result<(), EngineError>>>,
+    /// Connections of this node (to abort them when it goes).
+    conns: Vec<ConnId>,
+}
+
+/// Something due at a time in the shard's timer heap (stale entries are
+/// skipped when popped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Node(NodeId),
+    Conn(ConnId),
+}
+
+/// The nodes of one engine thread. See the [module docs](self).
+pub(crate) struct Shard {
+    nodes: Vec<Option<Hosted>>,
+    conns: Vec<(u32, Option<Conn>)>,
+    free_conns: Vec<u32>,
+    timers: BinaryHeap<Reverse<(Time, Due)>>,
+    sends: SendQueue,
+    io: Vec<Io>,
+    /// Events dropped because the handle's channel was full.
+    pub events_dropped: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard::new()
+    }
+}
+
+impl Shard {
+    /// An empty shard.
+    pub fn new() -> Shard {
+        Shard {
+            nodes: Vec::new(),
+            conns: Vec::new(),
+            free_conns: Vec::new(),
+            timers: BinaryHeap::new(),
+            sends: SendQueue::default(),
+            io: Vec::new(),
+            events_dropped: 0,
+        }
+    }
+
+    /// Starts a node: its core, advertised at `advertise`; `events` gets its
+    /// membership events. The backend then registers its sockets under the
+    /// returned id.
+    pub fn host(
+        &mut self,
+        config: Config,
+        advertise: SocketAddr,
+        events: SyncSender<NodeEvent>,
+        now: Time,
+    ) -> Result<NodeId, EngineError> {
+        let mut os = rand::rng();
+        let core = Core::new(config, advertise, now, StdRng::from_rng(&mut os)).map_err(EngineError::Core)?;
+        let sealer = Sealer::new(core.config(), core.keyring().clone(), StdRng::from_rng(&mut os));
+        let hosted = Hosted {
+            core,
+            sealer,
+            body: Vec::new(),
+            timer: None,
+            events,
+            joins: HashMap::new(),
+            leave_waiters: Vec::new(),
+            update_waiters: Vec::new(),
+            conns: Vec::new(),
+        };
+        let id = match self.nodes.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                self.nodes.push(None);
+                self.nodes.len() - 1
+            }
+        };
+        self.nodes[id] = Some(hosted);
+        let h = self.nodes[id].as_mut().expect("just put");
+        h.core.start(now);
+        self.after_input(id);
+        Ok(id)
+    }
+
+    /// The keyring of node `id`, for its API handle.
+    pub fn keyring(&self, id: NodeId) -> Option<crate::wire::SharedKeyring> {
+        self.nodes.get(id)?.as_ref().map(|h| h.core.keyring().clone())
+    }
+
+    /// The local node of `id`.
+    pub fn local_node(&self, id: NodeId) -> Option<Node> {
+        self.nodes.get(id)?.as_ref().map(|h| h.core.local_node().clone())
+    }
+
+    /// A datagram for node `id` arrived from `from`.
+    pub fn datagram(&mut self, id: NodeId, from: SocketAddr, bytes: &mut [u8], now: Time) {
+        let Some(Some(h)) = self.nodes.get_mut(id) else { return };
+        h.core.handle_packet(from, bytes, now);
+        self.after_input(id);
+    }
+
+    /// The earliest time anything on the shard is due.
+    pub fn next_deadline(&mut self) -> Option<Time> {
+        while let Some(Reverse((at, due))) = self.timers.peek().copied() {
+            if self.is_current(at, due) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    fn is_current(&self, at: Time, due: Due) -> bool {
+        match due {
+            Due::Node(id) => self.nodes.get(id).and_then(Option::as_ref).is_some_and(|h| h.timer == Some(at)),
+            Due::Conn(c) => self.conn(c).is_some_and(|conn| conn.deadline == at && conn.phase != Phase::Done),
+        }
+    }
+
+    /// Runs everything due at `now`.
+    pub fn run_timers(&mut self, now: Time) {
+        while let Some(Reverse((at, due))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.is_current(at, due) {
+                continue;
+            }
+            match due {
+                Due::Node(id) => {
+                    if let Some(Some(h)) = self.nodes.get_mut(id) {
+                        h.timer = None;
+                        h.core.handle_timeout(now);
+                        self.after_input(id);
+                    }
+                }
+                // The core ends a dial at its deadline itself (its own
+                // timer); an accepted stream that never finished is given
+                // back. Either way the socket goes.
+                Due::Conn(c) => self.abort(c),
+            }
+        }
+    }
+
+    /// The datagrams this turn produced.
+    pub fn sends(&mut self) -> &mut SendQueue {
+        &mut self.sends
+    }
+
+    /// The other I/O this turn produced.
+    pub fn take_io(&mut self) -> std::vec::Drain<'_, Io> {
+        self.io.drain(..)
+    }
+
+    // ----- connections -----
+
+    fn conn(&self, c: ConnId) -> Option<&Conn> {
+        match self.conns.get(c.slot as usize) {
+            Some((generation, Some(conn))) if *generation == c.generation => Some(conn),
+            _ => None,
+        }
+    }
+
+    fn conn_mut(&mut self, c: ConnId) -> Option<&mut Conn> {
+        match self.conns.get_mut(c.slot as usize) {
+            Some((generation, Some(conn))) if *generation == c.generation => Some(conn),
+            _ => None,
+        }
+    }
+
+    fn insert_conn(&mut self, conn: Conn) -> ConnId {
+        let (node, deadline) = (conn.node, conn.deadline);
+        let slot = match self.free_conns.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push((0, None));
+                u32::try_from(self.conns.len() - 1).expect("fewer than 2^32 connections")
+            }
+        };
+        let entry = &mut self.conns[slot as usize];
+        entry.1 = Some(conn);
+        let id = ConnId { slot, generation: entry.0 };
+        self.timers.push(Reverse((deadline, Due::Conn(id))));
+        if let Some(Some(h)) = self.nodes.get_mut(node) {
+            h.conns.push(id);
+        }
+        id
+    }
+
+    fn remove_conn(&mut self, c: ConnId) -> Option<Conn> {
+        let entry = self.conns.get_mut(c.slot as usize)?;
+        if entry.0 != c.generation {
+            return None;
+        }
+        let conn = entry.1.take()?;
+        entry.0 = entry.0.wrapping_add(1);
+        self.free_conns.push(c.slot);
+        if let Some(Some(h)) = self.nodes.get_mut(conn.node) {
+            h.conns.retain(|&x| x != c);
+        }
+        Some(conn)
+    }
+
+    /// A peer connected to node `id`'s listener from `from`.
+    pub fn accepted(&mut self, id: NodeId, from: SocketAddr, now: Time) -> Option<ConnId> {
+        let h = self.nodes.get(id)?.as_ref()?;
+        let deadline = now + h.core.config().tcp_timeout;
+        Some(self.insert_conn(Conn::serve(id, from, deadline)))
+    }
+
+    /// What the backend does next on `c` (`Close` for a connection the
+    /// shard no longer knows).
+    pub fn want(&self, c: ConnId) -> Want {
+        self.conn(c).map_or(Want::Close, Conn::want)
+    }
+
+    /// The bytes to write on `c`.
+    pub fn unwritten(&self, c: ConnId) -> &[u8] {
+        self.conn(c).map_or(&[], Conn::unwritten)
+    }
+
+    /// Room to read into on `c`.
+    pub fn read_room(&mut self, c: ConnId) -> &mut [u8] {
+        match self.conn_mut(c) {
+            Some(conn) => conn.read_room(),
+            None => &mut [],
+        }
+    }
+
+    /// A dial of `c` connected: the core writes its request.
+    pub fn connected(&mut self, c: ConnId, _now: Time) {
+        let Some(conn) = self.conn(c) else { return };
+        let (node, Role::Dial { id, .. }) = (conn.node, conn.role) else { return };
+        let Some(Some(h)) = self.nodes.get_mut(node) else { return self.abort(c) };
+        let bytes = h.core.stream_connected(id);
+        self.after_input(node);
+        if let Some(conn) = self.conn_mut(c) {
+            conn.start_write(bytes);
+        }
+    }
+
+    /// `n` bytes of [`Shard::unwritten`] were written on `c`.
+    pub fn wrote(&mut self, c: ConnId, n: usize, now: Time) {
+        let Some(conn) = self.conn_mut(c) else { return };
+        if !conn.wrote(n) {
+            return;
+        }
+        match conn.role {
+            Role::Dial { kind, .. } if kind.expects_reply() => conn.start_read(),
+            Role::Dial { .. } => self.end_dial(c, DialOutcome::Reply(Vec::new()), now),
+            Role::Serve { .. } => self.end_serve(c),
+        }
+    }
+
+    /// `n` bytes were read into [`Shard::read_room`] on `c`; 0 is the end
+    /// of the stream.
+    pub fn read(&mut self, c: ConnId, n: usize, now: Time) {
+        let Some(conn) = self.conn_mut(c) else { return };
+        if n == 0 {
+            return self.conn_failed(c, now);
+        }
+        match conn.read(n) {
+            Ok(Framing::Incomplete { .. }) => {}
+            Ok(Framing::Complete { len }) => {
+                let msg = conn.take_message(len);
+                match conn.role {
+                    Role::Dial { .. } => self.end_dial(c, DialOutcome::Reply(msg), now),
+                    Role::Serve { from } => self.serve(c, from, msg, now),
+                }
+            }
+            // No stream message: the exchange ends here (the core counts
+            // nothing it never saw; the peer gets no reply).
+            Err(_) => self.conn_failed(c, now),
+        }
+    }
+
+    /// `c` failed: its dial was refused, the peer closed early or reset.
+    pub fn conn_failed(&mut self, c: ConnId, now: Time) {
+        let Some(conn) = self.conn(c) else { return };
+        match conn.role {
+            Role::Dial { .. } => {
+                let outcome = if conn.phase == Phase::Connecting { DialOutcome::Refused } else { DialOutcome::Closed };
+                self.end_dial(c, outcome, now);
+            }
+            Role::Serve { .. } => self.end_serve(c),
+        }
+    }
+
+    /// The backend closed `c`'s socket after [`Want::Close`].
+    pub fn conn_closed(&mut self, c: ConnId) {
+        self.remove_conn(c);
+    }
+
+    fn serve(&mut self, c: ConnId, from: SocketAddr, mut msg: Vec<u8>, now: Time) {
+        let node = match self.conn(c) {
+            Some(conn) => conn.node,
+            None => return,
+        };
+        let Some(Some(h)) = self.nodes.get_mut(node) else { return self.abort(c) };
+        let reply = h.core.handle_stream(from, &mut msg, now);
+        self.after_input(node);
+        if let Some(conn) = self.conn_mut(c) {
+            conn.start_write(reply.unwrap_or_default());
+            if conn.phase == Phase::Done {
+                self.end_serve(c);
+            }
+        }
+    }
+
+    fn end_serve(&mut self, c: ConnId) {
+        let Some(conn) = self.conn_mut(c) else { return };
+        conn.finish();
+        let (node, role) = (conn.node, conn.role);
+        if let (Role::Serve { from }, Some(Some(h))) = (role, self.nodes.get_mut(node)) {
+            h.core.stream_reply_done(from);
+        }
+    }
+
+    fn end_dial(&mut self, c: ConnId, outcome: DialOutcome, now: Time) {
+        let Some(conn) = self.conn_mut(c) else { return };
+        conn.finish();
+        let (node, role) = (conn.node, conn.role);
+        let Role::Dial { id, .. } = role else { return };
+        let Some(Some(h)) = self.nodes.get_mut(node) else { return };
+        let reply = match outcome {
+            DialOutcome::Reply(bytes) => Ok(bytes),
+            DialOutcome::Refused => Err(StreamError::Refused),
+            DialOutcome::Closed => Err(StreamError::Closed),
+        };
+        h.core.handle_stream_reply(id, reply, now);
+        self.after_input(node);
+    }
+
+    /// Ends `c` from the shard's side: the backend closes its socket.
+    fn abort(&mut self, c: ConnId) {
+        let Some(conn) = self.remove_conn(c) else { return };
+        if let (Role::Serve { from }, Some(Some(h))) = (conn.role, self.nodes.get_mut(conn.node)) {
+            h.core.stream_reply_done(from);
+        }
+        self.io.push(Io::Abort { conn: c });
+    }
+
+    // ----- commands -----
+
+    /// A command from an API handle (not [`Command::Host`], which the
+    /// backend takes, nor [`Command::Stop`]).
+    pub fn command(&mut self, node: NodeId, op: NodeOp, now: Time) {
+        let Some(Some(h)) = self.nodes.get_mut(node) else {
+            op.refuse();
+            return;
+        };
+        match op {
+            NodeOp::Join { seeds, reply } => {
+                if seeds.is_empty() {
+                    reply.send(Err(EngineError::NoSeeds));
+                    return;
+                }
+                let join = h.core.join(&seeds, now);
+                h.joins.insert(join, reply);
+            }
+            NodeOp::Members { reply } => reply.send(
+                h.core
+                    .members()
+                    .iter()
+                    .map(|m| MemberInfo { node: m.node.clone(), incarnation: m.incarnation })
+                    .collect(),
+            ),
+            NodeOp::LocalNode { reply } => reply.send(h.core.local_node().clone()),
+            NodeOp::HealthScore { reply } => reply.send(h.core.health_score()),
+            NodeOp::SendBestEffort { to, msg, reply } => {
+                let node = h.core.members().iter().find(|m| m.node.address() == to).map(|m| m.node.clone());
+                let result = match node {
+                    Some(node) => h.core.send_best_effort(&node, &msg).map_err(EngineError::Core),
+                    None => Err(EngineError::UnknownMember(to)),
+                };
+                reply.send(result);
+            }
+            NodeOp::SendReliable { to, msg, reply } => {
+                let node = h.core.members().iter().find(|m| m.node.address() == to).map(|m| m.node.clone());
+                let result = match node {
+                    Some(node) => {
+                        h.core.send_reliable(&node, &msg, now);
+                        Ok(())
+                    }
+                    None => Err(EngineError::UnknownMember(to)),
+                };
+                reply.send(result);
+            }
+            NodeOp::UpdateNode { reply } => match h.core.update_node(now) {
+                Ok(()) => h.update_waiters.push(reply),
+                Err(e) => reply.send(Err(EngineError::Core(e))),
+            },
+            NodeOp::Leave { reply } => {
+                h.core.leave(now);
+                h.leave_waiters.push(reply);
+            }
+            NodeOp::Shutdown { reply } => {
+                self.unhost(node);
+                reply.send(());
+                return;
+            }
+        }
+        self.after_input(node);
+    }
+
+    /// Removes node `id`: its connections are aborted and the backend drops
+    /// its sockets. Waiters get their answer now.
+    pub fn unhost(&mut self, id: NodeId) {
+        let Some(Some(h)) = self.nodes.get_mut(id) else { return };
+        h.core.stop();
+        let conns = std::mem::take(&mut h.conns);
+        for c in conns {
+            self.abort(c);
+        }
+        let Some(h) = self.nodes[id].take() else { return };
+        for (_, reply) in h.joins {
+            reply.send(Err(EngineError::Shutdown));
+        }
+        for reply in h.leave_waiters {
+            reply.send(());
+        }
+        for reply in h.update_waiters {
+            reply.send(Err(EngineError::Shutdown));
+        }
+        self.io.push(Io::Unhost { node: id });
+    }
+
+    /// After every input of node `id`: seal its packets into the send
+    /// queue, drain the rest, answer waiters.
+    fn after_input(&mut self, id: NodeId) {
+        let Shard { nodes, sends, timers, events_dropped, .. } = self;
+        let Some(Some(h)) = nodes.get_mut(id) else { return };
+        while let Some(packet) = h.core.poll_packet(&mut h.body) {
+            let start = sends.bytes.len();
+            // A packet the sealer refuses (no key while encryption is on,
+            // a label the config check lets through) is dropped, as Go
+            // drops what it cannot encrypt.
+            if h.sealer.seal(&packet, &h.body, &mut sends.bytes).is_ok() {
+                sends.datagrams.push((id, packet.to, start..sends.bytes.len()));
+            } else {
+                sends.bytes.truncate(start);
+            }
+        }
+        let mut sink =
+            NodeSink { id, h_events: &h.events, joins: &mut h.joins, dials: Vec::new(), timer: None, events_dropped };
+        drain(&mut h.core, &mut sink);
+        let (dials, timer) = (std::mem::take(&mut sink.dials), sink.timer);
+        if timer != h.timer {
+            h.timer = timer;
+            if let Some(at) = timer {
+                timers.push(Reverse((at, Due::Node(id))));
+            }
+        }
+        if !h.leave_waiters.is_empty() && (h.core.leave_broadcast_sent() || !h.core.any_alive()) {
+            for reply in h.leave_waiters.drain(..) {
+                reply.send(());
+            }
+        }
+        if !h.update_waiters.is_empty() && (h.core.update_broadcast_sent() || !h.core.any_alive()) {
+            for reply in h.update_waiters.drain(..) {
+                reply.send(Ok(()));
+            }
+        }
+        for request in dials {
+            let conn = self.insert_conn(Conn::dial(id, request.id, request.kind, request.deadline));
+            self.io.push(Io::Dial { conn, to: request.to });
+        }
+    }
+}
+
+/// The [`Sink`] of one node's drain.
+struct NodeSink<'a> {
+    id: NodeId,
+    h_events: &'a SyncSender<NodeEvent>,
+    joins: &'a mut HashMap<u64, Reply<Result<usize, EngineError>>>,
+    dials: Vec<StreamRequest>,
+    timer: Option<Time>,
+    events_dropped: &'a mut u64,
+}
+
+impl Sink for NodeSink<'_> {
+    fn transmit(&mut self, _: Transmit) {
+        unreachable!("node {}: packets are taken with poll_packet before the drain", self.id)
+    }
+    fn open_stream(&mut self, request: StreamRequest) {
+        self.dials.push(request);
+    }
+    fn effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Event(event) => match self.h_events.try_send(event) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(_)) => *self.events_dropped += 1,
+            },
+            Effect::JoinCompleted { join, contacted, errors } => {
+                if let Some(reply) = self.joins.remove(&join) {
+                    reply.send(if contacted > 0 { Ok(contacted) } else { Err(EngineError::JoinFailed(errors)) });
+                }
+            }
+            Effect::Conflict { .. } | Effect::UserMessage(_) | Effect::PingCompleted { .. } => {}
+        }
+    }
+    fn timer(&mut self, at: Option<Time>) {
+        self.timer = at;
+    }
+}
