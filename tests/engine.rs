@@ -1,80 +1,320 @@
-//! The engine on real loopback sockets: nodes hosted by one runtime find
-//! each other, spread what they are told, and see deaths and leaves.
-//! Every wait is on an event with a bounded deadline.
+//! The engine on real loopback sockets, each test on every backend this
+//! machine runs: nodes hosted by one runtime find each other, spread user
+//! broadcasts, deliver reliable messages, see leaves and deaths, survive a
+//! key rotation and a peer that never answers. Every wait is on a
+//! condition with a bounded deadline; every node is shut down at the end
+//! (dropping a `Memberlist` shuts it down).
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::mpsc::Receiver;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use ringswim::config::Config;
-use ringswim::delegate::{NodeEvent, NodeEventKind};
-use ringswim::engine::{Backend, BackendChoice, Memberlist, Runtime, RuntimeOptions};
+use ringswim::delegate::{ChannelEventDelegate, Delegate, NodeEvent, NodeEventKind, NodeState};
+use ringswim::engine::{Backend, BackendChoice, Error, Memberlist, Runtime, RuntimeOptions};
+use ringswim::sim::Gossip;
+use ringswim::wire::{Alive, Message};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Long enough for anything below on a loaded 2-core machine; a test that
+/// hits it fails.
+const DEADLINE: Duration = Duration::from_secs(60);
 
-fn config(name: &str) -> Config {
+/// The backends to run each test on.
+fn backends() -> Vec<Backend> {
+    vec![Backend::Portable]
+}
+
+/// A node under test: its handle, its events, its user-broadcast delegate.
+struct TestNode {
+    member: Memberlist,
+    events: Receiver<NodeEvent>,
+    gossip: Arc<Gossip>,
+}
+
+struct Cluster {
+    runtime: Runtime,
+    nodes: Vec<TestNode>,
+    /// Applied to every node's config.
+    tune: fn(Config) -> Config,
+}
+
+fn base_config(name: &str) -> Config {
     let mut c = Config::default_local().with_name(name);
     c.bind_addr = LOOPBACK;
     c.bind_port = 0;
     c
 }
 
-fn address(m: &Memberlist) -> SocketAddr {
-    m.local_node().expect("running").address()
-}
+impl Cluster {
+    fn new(backend: Backend, tune: fn(Config) -> Config) -> Cluster {
+        let runtime = Runtime::new(RuntimeOptions { threads: 2, backend: BackendChoice::Only(backend), pin: false })
+            .expect("runtime starts");
+        Cluster { runtime, nodes: Vec::new(), tune }
+    }
 
-/// Waits until `events` has told of every name in `want` joining (and
-/// none of them since leaving), or `deadline` passes. The names still
-/// missing.
-fn await_joins(events: &Receiver<NodeEvent>, want: &HashSet<String>, deadline: Instant) -> HashSet<String> {
-    let mut seen = HashSet::new();
-    while seen.len() < want.len() {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-        match events.recv_timeout(left) {
-            Ok(e) if e.kind == NodeEventKind::Join => {
-                seen.insert(e.node.name.to_string());
+    /// Hosts node `node-{i}` (the next index) and joins it to node 0.
+    fn add(&mut self) -> usize {
+        let i = self.nodes.len();
+        let (tx, events) = channel();
+        let gossip = Arc::new(Gossip::new(4));
+        let config = (self.tune)(base_config(&format!("node-{i}")))
+            .with_events(Arc::new(ChannelEventDelegate::new(tx)))
+            .with_delegate(Arc::clone(&gossip) as Arc<dyn Delegate>);
+        let member = self.runtime.host(config).expect("hosted");
+        if i > 0 {
+            let seed = self.addr(0);
+            assert!(member.join(&[seed]).expect("join node 0") >= 1);
+        }
+        self.nodes.push(TestNode { member, events, gossip });
+        i
+    }
+
+    fn start(backend: Backend, n: usize, tune: fn(Config) -> Config) -> Cluster {
+        let mut c = Cluster::new(backend, tune);
+        for _ in 0..n {
+            c.add();
+        }
+        c
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].member.local_node().expect("running").address()
+    }
+
+    /// Waits until every node in `observers` has heard (by events) of every
+    /// name in `names` joining; panics with who is missing whom.
+    fn await_joined(&self, observers: &[usize], names: &HashSet<String>) {
+        let deadline = Instant::now() + DEADLINE;
+        for &i in observers {
+            let mut seen: HashSet<String> = HashSet::new();
+            while !names.is_subset(&seen) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.nodes[i].events.recv_timeout(left) {
+                    Ok(e) if e.kind == NodeEventKind::Join => {
+                        seen.insert(e.node.name.to_string());
+                    }
+                    Ok(e) if e.kind == NodeEventKind::Leave => {
+                        seen.remove(e.node.name.as_str());
+                    }
+                    Ok(_) => {}
+                    Err(_) => panic!("node-{i} never heard of {:?}", names.difference(&seen).collect::<Vec<_>>()),
+                }
             }
-            Ok(e) if e.kind == NodeEventKind::Leave => {
-                seen.remove(e.node.name.as_str());
-            }
-            Ok(_) => {}
-            Err(_) => break,
         }
     }
-    want.difference(&seen).cloned().collect()
+
+    fn all_names(&self) -> HashSet<String> {
+        (0..self.nodes.len()).map(|i| format!("node-{i}")).collect()
+    }
+
+    fn converge(&self) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.await_joined(&all, &self.all_names());
+    }
+
+    /// Waits for a leave event about `subject` at `observer`; the state it
+    /// carries. Panics if another member leaves first.
+    fn await_leave(&self, observer: usize, subject: &str) -> NodeState {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.nodes[observer].events.recv_timeout(left) {
+                Ok(e) if e.kind == NodeEventKind::Leave => {
+                    assert_eq!(e.node.name.as_str(), subject, "node-{observer} lost a healthy member");
+                    return e.node.state;
+                }
+                Ok(_) => {}
+                Err(_) => panic!("node-{observer} never saw {subject} go"),
+            }
+        }
+    }
 }
 
-fn runtime(backend: Backend) -> Runtime {
-    Runtime::new(RuntimeOptions { threads: 2, backend: BackendChoice::Only(backend), pin: false })
-        .expect("runtime starts")
+/// Polls `done` every 10 ms until it holds or [`DEADLINE`] passes.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
-fn converge(backend: Backend, n: usize) {
-    let rt = runtime(backend);
-    let members: Vec<Memberlist> = (0..n).map(|i| rt.host(config(&format!("node-{i}"))).expect("hosted")).collect();
-    let events: Vec<Receiver<NodeEvent>> = members.iter().map(|m| m.events().expect("first take")).collect();
-    let seed = address(&members[0]);
-    for m in &members[1..] {
-        assert!(m.join(&[seed]).expect("join node 0") >= 1);
-    }
-    let names: HashSet<String> = (0..n).map(|i| format!("node-{i}")).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (i, ev) in events.iter().enumerate() {
-        let missing = await_joins(ev, &names, deadline);
-        assert!(missing.is_empty(), "node-{i} never heard of {missing:?}");
-    }
-    for m in &members {
-        assert_eq!(m.num_members(), n, "{}", m.name());
+fn plain(c: Config) -> Config {
+    c
+}
+
+#[test]
+fn three_nodes_converge() {
+    for backend in backends() {
+        let c = Cluster::start(backend, 3, plain);
+        c.converge();
+        for n in &c.nodes {
+            assert_eq!(n.member.num_members(), 3, "{backend:?} {}", n.member.name());
+        }
     }
 }
 
 #[test]
-fn portable_three_nodes_converge() {
-    converge(Backend::Portable, 3);
+fn sixty_four_nodes_converge_and_broadcasts_reach_all() {
+    for backend in backends() {
+        let c = Cluster::start(backend, 64, plain);
+        c.converge();
+        for k in 0..5u32 {
+            let mut msg = k.to_be_bytes().to_vec();
+            msg.extend_from_slice(b"hello");
+            assert!(c.nodes[0].gossip.offer(&msg));
+        }
+        eventually("5 broadcasts at all 64 nodes", || c.nodes.iter().all(|n| n.gossip.num_seen() == 5));
+        for n in &c.nodes {
+            assert_eq!(n.member.num_members(), 64, "{backend:?} {}", n.member.name());
+        }
+    }
 }
 
 #[test]
-fn portable_64_nodes_converge() {
-    converge(Backend::Portable, 64);
+fn user_messages_best_effort_and_reliable() {
+    for backend in backends() {
+        let c = Cluster::start(backend, 2, plain);
+        c.converge();
+        let to = c.addr(1);
+        c.nodes[0].member.send_best_effort(to, &7u32.to_be_bytes()).expect("fits a datagram");
+        c.nodes[0].member.send_reliable(to, &8u32.to_be_bytes()).expect("member");
+        eventually("both user messages at node-1", || c.nodes[1].gossip.has_seen(7) && c.nodes[1].gossip.has_seen(8));
+        // Over the datagram limit: a typed error, nothing sent.
+        let big = vec![0u8; 70_000];
+        assert!(matches!(
+            c.nodes[0].member.send_best_effort(to, &big),
+            Err(Error::Core(ringswim::swim::Error::MessageTooLarge { .. }))
+        ));
+        // A reliable message has no such limit below Go's 20 MiB.
+        let mut large = 9u32.to_be_bytes().to_vec();
+        large.resize(200_000, 1);
+        c.nodes[0].member.send_reliable(to, &large).expect("member");
+        eventually("the large reliable message", || c.nodes[1].gossip.has_seen(9));
+        let nobody: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        assert!(matches!(c.nodes[0].member.send_reliable(nobody, b"x"), Err(Error::UnknownMember(_))));
+    }
+}
+
+#[test]
+fn a_leave_is_seen_as_left_and_a_killed_node_as_dead() {
+    for backend in backends() {
+        let c = Cluster::start(backend, 5, plain);
+        c.converge();
+        c.nodes[4].member.leave(Duration::from_secs(5)).expect("leave broadcast goes out");
+        for i in 0..4 {
+            assert_eq!(c.await_leave(i, "node-4"), NodeState::Left, "{backend:?} node-{i}");
+        }
+        c.nodes[3].member.shutdown().expect("running");
+        for i in 0..3 {
+            assert_eq!(c.await_leave(i, "node-3"), NodeState::Dead, "{backend:?} node-{i}");
+        }
+        for i in 0..3 {
+            assert_eq!(c.nodes[i].member.num_members(), 3, "{backend:?} node-{i}");
+        }
+    }
+}
+
+fn encrypted(c: Config) -> Config {
+    c.with_secret_key(b"0123456789abcdef".to_vec())
+}
+
+#[test]
+fn a_key_rotation_loses_no_member() {
+    const NEXT: &[u8] = b"fedcba9876543210fedcba9876543210";
+    for backend in backends() {
+        let mut c = Cluster::start(backend, 8, encrypted);
+        c.converge();
+        for step in 0..3 {
+            for n in &c.nodes {
+                let k = n.member.keyring();
+                match step {
+                    0 => k.add_key(NEXT),
+                    1 => k.use_key(NEXT),
+                    _ => k.remove_key(b"0123456789abcdef"),
+                }
+                .expect("rotation step");
+            }
+        }
+        // A node that knows only the new key joins, and everyone sees it.
+        c.tune = |cfg| cfg.with_secret_key(NEXT.to_vec());
+        let newcomer = c.add();
+        let all: Vec<usize> = (0..c.nodes.len()).collect();
+        c.await_joined(&all[..newcomer], &HashSet::from([format!("node-{newcomer}")]));
+        c.await_joined(&[newcomer], &c.all_names());
+        // Nobody was lost on the way: no leave event anywhere.
+        for (i, n) in c.nodes.iter().enumerate() {
+            while let Ok(e) = n.events.try_recv() {
+                assert_ne!(e.kind, NodeEventKind::Leave, "{backend:?} node-{i} lost {}", e.node.name);
+            }
+        }
+    }
+}
+
+fn uncompressed(c: Config) -> Config {
+    c.with_enable_compression(false)
+}
+
+#[test]
+fn compression_off_and_on_mixed() {
+    for backend in backends() {
+        let mut c = Cluster::start(backend, 3, uncompressed);
+        c.tune = plain;
+        c.add();
+        c.add();
+        c.converge();
+        assert!(c.nodes.iter().all(|n| n.member.num_members() == 5));
+    }
+}
+
+#[test]
+fn a_peer_that_accepts_and_never_answers_costs_one_probe() {
+    for backend in backends() {
+        let c = Cluster::start(backend, 3, plain);
+        c.converge();
+        // The ghost: a UDP socket that never answers and a TCP listener that
+        // accepts (the kernel's backlog) and never replies.
+        let udp = UdpSocket::bind((LOOPBACK, 0)).expect("bind");
+        let ghost = udp.local_addr().expect("addr");
+        let _tcp = TcpListener::bind(ghost).expect("same port for tcp");
+        // A join through it fails by the TCP timeout instead of hanging.
+        let err = c.nodes[1].member.join(&[ghost]).expect_err("nobody answers");
+        assert!(matches!(err, Error::JoinFailed(_)), "{err}");
+        // Told of the ghost as a member, the cluster probes it, falls back to
+        // TCP, gives up at the deadline, and declares it dead, and only it.
+        let ip = [127, 0, 0, 1];
+        let vsn = [1, 5, 2, 2, 5, 4];
+        let alive = Alive { incarnation: 1, node: "ghost", addr: &ip, port: ghost.port(), meta: &[], vsn: &vsn };
+        let packet = Message::Alive(alive).to_vec();
+        udp.send_to(&packet, c.addr(0)).expect("send");
+        for i in 0..3 {
+            assert_eq!(c.await_leave(i, "ghost"), NodeState::Dead, "{backend:?} node-{i}");
+        }
+        for n in &c.nodes {
+            assert_eq!(n.member.num_members(), 3, "{backend:?}");
+        }
+        // And the probe loop goes on: a member killed now is found too.
+        c.nodes[2].member.shutdown().expect("running");
+        for i in 0..2 {
+            assert_eq!(c.await_leave(i, "node-2"), NodeState::Dead, "{backend:?} node-{i}");
+        }
+    }
+}
+
+#[test]
+fn rejoin_after_leave_on_the_same_handle() {
+    for backend in backends() {
+        let c = Cluster::start(backend, 3, plain);
+        c.converge();
+        c.nodes[2].member.leave(Duration::from_secs(5)).expect("leave");
+        for i in 0..2 {
+            assert_eq!(c.await_leave(i, "node-2"), NodeState::Left);
+        }
+        assert!(c.nodes[2].member.join(&[c.addr(0)]).expect("rejoin") >= 1);
+        c.await_joined(&[0, 1], &HashSet::from(["node-2".to_owned()]));
+        eventually("node-2 back at every member", || c.nodes.iter().all(|n| n.member.num_members() == 3));
+    }
 }

@@ -5,14 +5,14 @@
 //! timeouts (a join's push/pulls end by `tcp_timeout`).
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use super::runtime::{Runtime, RuntimeOptions, ShardLink};
 use super::shard::NodeId;
 use crate::config::{Config, ConfigError};
-use crate::delegate::{Node, NodeEvent, NodeState};
+use crate::delegate::{Node, NodeState};
+use crate::swim::Metrics;
 use crate::wire::{KeyError, SharedKeyring};
 
 /// Errors of the engine and its API.
@@ -97,7 +97,6 @@ pub(crate) enum Command {
         udp: std::net::UdpSocket,
         tcp: std::net::TcpListener,
         advertise: SocketAddr,
-        events: SyncSender<NodeEvent>,
         reply: Reply<Result<Hosted, Error>>,
     },
     /// A command for one node.
@@ -111,6 +110,7 @@ pub(crate) struct Hosted {
     pub node: NodeId,
     pub local: Node,
     pub keyring: SharedKeyring,
+    pub metrics: Metrics,
 }
 
 /// A command for one hosted node.
@@ -151,7 +151,7 @@ pub struct Memberlist {
     node: NodeId,
     keyring: SharedKeyring,
     name: String,
-    events: Mutex<Option<Receiver<NodeEvent>>>,
+    metrics: Metrics,
     /// The runtime hosting it, kept alive with the node.
     _runtime: Option<Runtime>,
 }
@@ -179,13 +179,13 @@ impl Memberlist {
         self._runtime = Some(runtime);
     }
 
-    pub(crate) fn new(link: ShardLink, hosted: Hosted, events: Receiver<NodeEvent>) -> Memberlist {
+    pub(crate) fn new(link: ShardLink, hosted: Hosted) -> Memberlist {
         Memberlist {
             link,
             node: hosted.node,
             keyring: hosted.keyring,
             name: hosted.local.name.to_string(),
-            events: Mutex::new(Some(events)),
+            metrics: hosted.metrics,
             _runtime: None,
         }
     }
@@ -316,13 +316,10 @@ impl Memberlist {
         &self.keyring
     }
 
-    /// The membership events (join, leave, update) as a channel, taken
-    /// once (`None` after). Delegates in the `Config` get them as well. An
-    /// unread channel keeps the newest
-    /// [`EVENT_CHANNEL_BOUND`](super::EVENT_CHANNEL_BOUND) events' worth
-    /// of room; events beyond it are dropped and counted.
-    pub fn events(&self) -> Option<Receiver<NodeEvent>> {
-        self.events.lock().ok()?.take()
+    /// The node's counters: packets rejected, entries dropped, streams
+    /// refused or timed out, by reason ([`crate::swim::metrics`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

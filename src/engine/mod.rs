@@ -20,7 +20,6 @@ mod shard;
 
 pub use api::{Error, MemberInfo, Memberlist};
 pub use runtime::{Backend, BackendChoice, Runtime, RuntimeOptions};
-pub use shard::EVENT_CHANNEL_BOUND;
 
 /// Pins the calling thread to CPU `index` (modulo the CPUs this process may
 /// use); a refusal is not fatal (the thread runs unpinned).

@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, sync_channel};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -11,7 +11,6 @@ use std::time::Instant;
 use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
 use super::api::{Command, Error, Memberlist, Reply};
-use super::shard::EVENT_CHANNEL_BOUND;
 use crate::config::Config;
 use crate::swim::Time;
 
@@ -192,11 +191,10 @@ impl Runtime {
         let advertise = config.advertise_address(bound, || None)?;
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.shards.len();
         let link = self.inner.shards[i].clone();
-        let (events_tx, events_rx) = sync_channel(EVENT_CHANNEL_BOUND);
         let (reply, rx) = Reply::new();
-        link.send(Command::Host { config: Box::new(config), udp, tcp, advertise, events: events_tx, reply })?;
+        link.send(Command::Host { config: Box::new(config), udp, tcp, advertise, reply })?;
         let hosted = rx.recv().map_err(|_| Error::Shutdown)??;
-        let mut member = Memberlist::new(link, hosted, events_rx);
+        let mut member = Memberlist::new(link, hosted);
         member.keep_runtime(self.clone());
         Ok(member)
     }

@@ -32,7 +32,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::mpsc::{SyncSender, TrySendError};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -40,7 +39,7 @@ use rand::rngs::StdRng;
 use super::api::{Error as EngineError, MemberInfo, NodeOp, Reply};
 use super::conn::{Conn, DialOutcome, Phase, Role, Want};
 use crate::config::Config;
-use crate::delegate::{Node, NodeEvent};
+use crate::delegate::Node;
 use crate::swim::{Core, Effect, Sealer, Sink, StreamError, StreamRequest, Time, Transmit, drain};
 use crate::wire::Framing;
 
@@ -87,9 +86,6 @@ impl SendQueue {
     }
 }
 
-/// Membership events kept for an API handle that does not read them.
-pub const EVENT_CHANNEL_BOUND: usize = 65_536;
-
 /// A node on this shard.
 struct Hosted {
     core: Core<StdRng>,
@@ -98,8 +94,6 @@ struct Hosted {
     body: Vec<u8>,
     /// The core's timer as last drained.
     timer: Option<Time>,
-    /// Membership events for the API handle.
-    events: SyncSender<NodeEvent>,
     /// Joins in flight, by the number [`Core::join`] gave.
     joins: HashMap<u64, Reply<Result<usize, EngineError>>>,
     /// Callers of `leave` and `update_node`, waiting for the broadcast.
@@ -125,8 +119,6 @@ pub(crate) struct Shard {
     timers: BinaryHeap<Reverse<(Time, Due)>>,
     sends: SendQueue,
     io: Vec<Io>,
-    /// Events dropped because the handle's channel was full.
-    pub events_dropped: u64,
 }
 
 impl Default for Shard {
@@ -145,20 +137,13 @@ impl Shard {
             timers: BinaryHeap::new(),
             sends: SendQueue::default(),
             io: Vec::new(),
-            events_dropped: 0,
         }
     }
 
     /// Starts a node: its core, advertised at `advertise`; `events` gets its
     /// membership events. The backend then registers its sockets under the
     /// returned id.
-    pub fn host(
-        &mut self,
-        config: Config,
-        advertise: SocketAddr,
-        events: SyncSender<NodeEvent>,
-        now: Time,
-    ) -> Result<NodeId, EngineError> {
+    pub fn host(&mut self, config: Config, advertise: SocketAddr, now: Time) -> Result<NodeId, EngineError> {
         let mut os = rand::rng();
         let core = Core::new(config, advertise, now, StdRng::from_rng(&mut os)).map_err(EngineError::Core)?;
         let sealer = Sealer::new(core.config(), core.keyring().clone(), StdRng::from_rng(&mut os));
@@ -167,7 +152,6 @@ impl Shard {
             sealer,
             body: Vec::new(),
             timer: None,
-            events,
             joins: HashMap::new(),
             leave_waiters: Vec::new(),
             update_waiters: Vec::new(),
@@ -190,6 +174,11 @@ impl Shard {
     /// The keyring of node `id`, for its API handle.
     pub fn keyring(&self, id: NodeId) -> Option<crate::wire::SharedKeyring> {
         self.nodes.get(id)?.as_ref().map(|h| h.core.keyring().clone())
+    }
+
+    /// The counters of node `id`, for its API handle.
+    pub fn metrics(&self, id: NodeId) -> Option<crate::swim::Metrics> {
+        self.nodes.get(id)?.as_ref().map(|h| h.core.metrics().clone())
     }
 
     /// The local node of `id`.
@@ -534,7 +523,7 @@ impl Shard {
     /// After every input of node `id`: seal its packets into the send
     /// queue, drain the rest, answer waiters.
     fn after_input(&mut self, id: NodeId) {
-        let Shard { nodes, sends, timers, events_dropped, .. } = self;
+        let Shard { nodes, sends, timers, .. } = self;
         let Some(Some(h)) = nodes.get_mut(id) else { return };
         while let Some(packet) = h.core.poll_packet(&mut h.body) {
             let start = sends.bytes.len();
@@ -547,8 +536,7 @@ impl Shard {
                 sends.bytes.truncate(start);
             }
         }
-        let mut sink =
-            NodeSink { id, h_events: &h.events, joins: &mut h.joins, dials: Vec::new(), timer: None, events_dropped };
+        let mut sink = NodeSink { id, joins: &mut h.joins, dials: Vec::new(), timer: None };
         drain(&mut h.core, &mut sink);
         let (dials, timer) = (std::mem::take(&mut sink.dials), sink.timer);
         if timer != h.timer {
@@ -577,11 +565,9 @@ impl Shard {
 /// The [`Sink`] of one node's drain.
 struct NodeSink<'a> {
     id: NodeId,
-    h_events: &'a SyncSender<NodeEvent>,
     joins: &'a mut HashMap<u64, Reply<Result<usize, EngineError>>>,
     dials: Vec<StreamRequest>,
     timer: Option<Time>,
-    events_dropped: &'a mut u64,
 }
 
 impl Sink for NodeSink<'_> {
@@ -593,16 +579,13 @@ impl Sink for NodeSink<'_> {
     }
     fn effect(&mut self, effect: Effect) {
         match effect {
-            Effect::Event(event) => match self.h_events.try_send(event) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(_)) => *self.events_dropped += 1,
-            },
             Effect::JoinCompleted { join, contacted, errors } => {
                 if let Some(reply) = self.joins.remove(&join) {
                     reply.send(if contacted > 0 { Ok(contacted) } else { Err(EngineError::JoinFailed(errors)) });
                 }
             }
-            Effect::Conflict { .. } | Effect::UserMessage(_) | Effect::PingCompleted { .. } => {}
+            // The delegates have had them (drain).
+            Effect::Event(_) | Effect::Conflict { .. } | Effect::UserMessage(_) | Effect::PingCompleted { .. } => {}
         }
     }
     fn timer(&mut self, at: Option<Time>) {

@@ -957,6 +957,14 @@ impl<R: Rng> Core<R> {
         debug_assert!(self.invariants());
     }
 
+    /// Undoes [`Core::leave`] for a join: alive again at the next
+    /// incarnation (announced as [`Core::update_node`] does).
+    pub(super) fn come_back(&mut self, now: Time) {
+        self.left = false;
+        // Failing only on over-long meta, which `Core::new` already refused.
+        let _ = self.update_node(now);
+    }
+
     // ----- Go's state rules -----
 
     /// Whether an accusation at `incarnation` about member `idx` would raise

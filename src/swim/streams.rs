@@ -439,7 +439,15 @@ impl<R: Rng> Core<R> {
     /// With [`Config::require_node_names`](crate::config::Config::require_node_names)
     /// every address fails at once with Go's error: an address alone names
     /// no node.
+    ///
+    /// After [`Core::leave`], a join first takes the node back: it is alive
+    /// again under a new incarnation, above the one its leave was announced
+    /// at, so every member takes the news over the left state. Go cannot
+    /// rejoin after `Leave` (hashicorp/memberlist #140, #217).
     pub fn join(&mut self, addrs: &[SocketAddr], now: Time) -> u64 {
+        if self.has_left() {
+            self.come_back(now);
+        }
         let s = &mut self.net.streams;
         s.next_join += 1;
         let join = s.next_join;

@@ -128,8 +128,8 @@ impl Worker {
     fn command(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
-            Command::Host { config, udp, tcp, advertise, events, reply } => {
-                let result = self.shard.host(*config, advertise, events, now).and_then(|node| {
+            Command::Host { config, udp, tcp, advertise, reply } => {
+                let result = self.shard.host(*config, advertise, now).and_then(|node| {
                     let mut sockets = NodeSockets { udp: UdpSocket::from_std(udp), tcp: TcpListener::from_std(tcp) };
                     let registry = self.poll.registry();
                     let registered =
@@ -146,7 +146,8 @@ impl Worker {
                     self.nodes[node] = Some(sockets);
                     let local = self.shard.local_node(node).expect("just hosted");
                     let keyring = self.shard.keyring(node).expect("just hosted");
-                    Ok(Hosted { node, local, keyring })
+                    let metrics = self.shard.metrics(node).expect("just hosted");
+                    Ok(Hosted { node, local, keyring, metrics })
                 });
                 reply.send(result);
             }
