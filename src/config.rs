@@ -495,7 +495,9 @@ pub struct Extensions {
     pub answer_stale_accusations: bool,
     /// When a suspicion runs out, ping the member once more, with the
     /// suspicion tacked on as Go does for suspect members it probes, and
-    /// wait one `probe_timeout` for its refutation (or, with
+    /// wait one `probe_interval` plus one `probe_timeout`, scaled by our
+    /// Lifeguard health score as probes are (a node that handles its input
+    /// late hears the answer late), for its refutation (or, with
     /// [`Extensions::answer_stale_accusations`], its answer to an
     /// accusation it already beat) before declaring it dead. Go probes a
     /// suspect only when its round-robin turn comes, once per N probe

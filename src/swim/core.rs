@@ -871,7 +871,10 @@ impl<R: Rng> Core<R> {
         let Some(idx) = self.position(name) else { return };
         let m = &self.members[idx];
         let current = m.state() == NodeState::Suspect && m.state_change == timer.change_time;
-        let wait = self.config.probe_interval + self.config.probe_timeout;
+        // Scaled by our own health, as Lifeguard scales our probes: a node
+        // whose probes keep failing (it handles its input late) hears the
+        // answer late too, and two such nodes need twice their lag.
+        let wait = self.awareness.scale_timeout(self.config.probe_interval + self.config.probe_timeout);
         if current && self.config.extensions.last_chance_ping && !timer.last_chance && !wait.is_zero() {
             // Ask the member itself before declaring it dead: the ping
             // carries our suspicion, which it refutes or, if it already
