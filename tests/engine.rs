@@ -162,6 +162,9 @@ fn sixty_four_nodes_converge_and_broadcasts_reach_all() {
     for backend in backends() {
         let c = Cluster::start(backend, 64, plain);
         c.converge();
+        for n in &c.nodes {
+            n.gossip.set_num_nodes(64);
+        }
         for k in 0..5u32 {
             let mut msg = k.to_be_bytes().to_vec();
             msg.extend_from_slice(b"hello");

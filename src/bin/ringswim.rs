@@ -4,6 +4,7 @@
 //!   one raw UDP packet (or TCP stream message) → one JSON object on stdout.
 //! - `ringswim encode [--compress] [--crc] [--key BASE64 [--encryption-version 0|1]]
 //!   [--label TEXT] [--stream]`: `{"messages":[...]}` on stdin → bytes on stdout.
+//! - `ringswim cluster --nodes N [--profile local|lan|wan] [--backend uring|portable] [--cores C] [--duration SECS] [--kill K] [--broadcasts M] [--key BASE64] --json`
 //! - `ringswim sim --nodes N [--join-spread SECS] [--profile local|lan|wan] [--loss P] [--duplicate P] [--corrupt P] [--slow FRACTION]
 //!   [--slow-delay SECS] [--slow-mode inbound|all] [--partition SECS] [--kill K] [--duration SECS] [--window SECS] [--seed S]
 //!   [--churn PER_SEC] [--user-rate PER_SEC] [--broadcasts M] [--broadcast-bytes B] [--retransmit-mult R] [--no-lifeguard] [--no-compression] [--skip-wire] [--behaviour go|ringswim] [--progress auto|always|never] --json`: runs a cluster in the
@@ -84,6 +85,98 @@ enum Command {
     /// Run many random simulated worlds under invariant checkers: one JSON
     /// line per run, then a summary; exit 1 if any run broke a rule.
     Swarm(SwarmArgs),
+    /// Run N real members in this process on 127.0.0.1 (each its own UDP
+    /// and TCP port, all joining node 0) and print one JSON line of
+    /// measurements.
+    Cluster(ClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Members.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    nodes: u64,
+    /// memberlist defaults: local, lan or wan.
+    #[arg(long, default_value = "local", value_parser = ["local", "lan", "wan"])]
+    profile: String,
+    /// The I/O backend (by default io_uring where the kernel allows it, or
+    /// what RINGSWIM_BACKEND says).
+    #[arg(long, value_parser = ["uring", "portable"])]
+    backend: Option<String>,
+    /// Engine threads (the CPUs this process may use, by default).
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    cores: Option<u64>,
+    /// The longest the run may take, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0, value_parser = positive_seconds)]
+    duration: f64,
+    /// Members stopped without leaving after the broadcasts.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    kill: u64,
+    /// User broadcasts node 0 sends after convergence.
+    #[arg(long, value_name = "M", default_value_t = 3)]
+    broadcasts: u64,
+    /// Encrypt with this key (base64 of 16, 24 or 32 bytes).
+    #[arg(long, value_name = "BASE64")]
+    key: Option<String>,
+    /// The steady window, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_seconds)]
+    window: f64,
+    /// Progress on stderr: auto shows it when stderr is a terminal.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    progress: String,
+    /// Print the result as one JSON object (the only output format).
+    #[arg(long, required = true)]
+    json: bool,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if x > 0.0 && x <= 1e6 { Ok(x) } else { Err(format!("{x} is not a number of seconds in (0, 1000000]")) }
+}
+
+fn run_cluster(args: &ClusterArgs) -> Result<ExitCode, String> {
+    use ringswim::engine::{Backend, BackendChoice, cluster};
+    let _ = args.json;
+    if args.kill >= args.nodes {
+        return Err(format!("--kill {} leaves no member of {}", args.kill, args.nodes));
+    }
+    let key = args
+        .key
+        .as_deref()
+        .map(|k| base64::engine::general_purpose::STANDARD.decode(k).map_err(|e| format!("--key: {e}")))
+        .transpose()?;
+    if let Some(k) = &key
+        && ![16, 24, 32].contains(&k.len())
+    {
+        return Err(format!("--key: {} bytes; AES needs 16, 24 or 32", k.len()));
+    }
+    let options = cluster::ClusterOptions {
+        nodes: usize::try_from(args.nodes).map_err(|e| e.to_string())?,
+        profile: args.profile.parse::<Profile>()?,
+        backend: match args.backend.as_deref() {
+            Some("uring") => BackendChoice::Only(Backend::Uring),
+            Some("portable") => BackendChoice::Only(Backend::Portable),
+            _ => BackendChoice::Auto,
+        },
+        cores: args
+            .cores
+            .map_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get), |c| c as usize),
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        kill: args.kill as usize,
+        broadcasts: args.broadcasts as usize,
+        key,
+        window: std::time::Duration::from_secs_f64(args.window),
+        progress: match args.progress.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => std::io::stderr().is_terminal(),
+        },
+    };
+    let report = cluster::run(&options).map_err(|e| e.to_string())?;
+    let mut line = report.to_json().to_string().into_bytes();
+    line.push(b'\n');
+    write_stdout(&line)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -281,6 +374,7 @@ fn run_swarm(args: &SwarmArgs) -> Result<ExitCode, String> {
 fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Swarm(args) => run_swarm(&args),
+        Command::Cluster(args) => run_cluster(&args),
         Command::Decode { keys, label, stream, file } => {
             let bytes = match file {
                 Some(path) => std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,

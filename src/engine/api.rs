@@ -119,6 +119,7 @@ pub(crate) enum NodeOp {
     Members { reply: Reply<Vec<MemberInfo>> },
     LocalNode { reply: Reply<Node> },
     HealthScore { reply: Reply<usize> },
+    QueuedBroadcasts { reply: Reply<usize> },
     SendBestEffort { to: SocketAddr, msg: Vec<u8>, reply: Reply<Result<(), Error>> },
     SendReliable { to: SocketAddr, msg: Vec<u8>, reply: Reply<Result<(), Error>> },
     UpdateNode { reply: Reply<Result<(), Error>> },
@@ -135,7 +136,7 @@ impl NodeOp {
             | NodeOp::SendReliable { reply, .. }
             | NodeOp::UpdateNode { reply } => reply.send(Err(Error::Shutdown)),
             NodeOp::Members { reply } => reply.send(Vec::new()),
-            NodeOp::HealthScore { reply } => reply.send(0),
+            NodeOp::HealthScore { reply } | NodeOp::QueuedBroadcasts { reply } => reply.send(0),
             NodeOp::LocalNode { .. } => {}
             NodeOp::Leave { reply } | NodeOp::Shutdown { reply } => reply.send(()),
         }
@@ -246,6 +247,13 @@ impl Memberlist {
     /// `awareness_max_multiplier - 1` (Go `GetHealthScore`).
     pub fn health_score(&self) -> usize {
         self.ask(|reply| NodeOp::HealthScore { reply }).unwrap_or(0)
+    }
+
+    /// Membership broadcasts waiting to be gossiped (Go
+    /// `memberlist.queue.broadcasts`): 0 once news has had its
+    /// retransmit budget.
+    pub fn queued_broadcasts(&self) -> usize {
+        self.ask(|reply| NodeOp::QueuedBroadcasts { reply }).unwrap_or(0)
     }
 
     /// Sends `msg` to the member at `to` in one datagram (Go

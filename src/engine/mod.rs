@@ -13,13 +13,21 @@
 //!   Both are driven by the same shard.
 
 mod api;
+pub mod cluster;
 mod conn;
 mod portable;
 mod runtime;
 mod shard;
 
 pub use api::{Error, MemberInfo, Memberlist};
-pub use runtime::{Backend, BackendChoice, Runtime, RuntimeOptions};
+pub use runtime::{Backend, BackendChoice, EngineStats, Runtime, RuntimeOptions};
+
+/// How late a timer may run so that timers close together run in one
+/// wake-up of the thread (a node's gossip and probe timers, over thousands
+/// of nodes, otherwise wake it thousands of times a second). Packets and
+/// commands are handled at once; only timers wait. Go's own timers are
+/// no finer (its runtime's timer granularity is about a millisecond).
+pub(crate) const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Pins the calling thread to CPU `index` (modulo the CPUs this process may
 /// use); a refusal is not fatal (the thread runs unpinned).

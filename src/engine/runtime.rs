@@ -2,7 +2,7 @@
 //! and the nodes spread over them.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -90,11 +90,59 @@ pub(crate) trait Wake: Send + Sync {
     fn wake(&self);
 }
 
+/// What a shard thread moved, counted by the thread itself (one cache line
+/// per thread, no sharing on the hot path).
+#[derive(Debug, Default)]
+pub(crate) struct ShardCounters {
+    pub udp_packets_sent: AtomicU64,
+    pub udp_bytes_sent: AtomicU64,
+    pub udp_packets_received: AtomicU64,
+    pub udp_bytes_received: AtomicU64,
+    /// Datagrams the kernel would not queue (send buffer full) or route.
+    pub udp_send_failed: AtomicU64,
+    pub tcp_bytes_sent: AtomicU64,
+    pub tcp_bytes_received: AtomicU64,
+    pub tcp_connects: AtomicU64,
+    pub tcp_accepts: AtomicU64,
+}
+
+impl ShardCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What a [`Runtime`]'s threads moved since it started, summed over them
+/// ([`Runtime::stats`]). Bytes are as they go on the wire (labels,
+/// encryption, compression included; no IP/UDP/TCP headers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Datagrams sent (Go `memberlist.udp.sent` counts their bytes).
+    pub udp_packets_sent: u64,
+    /// Bytes of those datagrams.
+    pub udp_bytes_sent: u64,
+    /// Datagrams received.
+    pub udp_packets_received: u64,
+    /// Bytes of those (Go `memberlist.udp.received`).
+    pub udp_bytes_received: u64,
+    /// Datagrams the kernel refused to send (full buffer, unroutable).
+    pub udp_send_failed: u64,
+    /// Bytes written on TCP streams (Go `memberlist.tcp.sent`).
+    pub tcp_bytes_sent: u64,
+    /// Bytes read from TCP streams.
+    pub tcp_bytes_received: u64,
+    /// Streams dialled (Go `memberlist.tcp.connect`).
+    pub tcp_connects: u64,
+    /// Streams accepted (Go `memberlist.tcp.accept`).
+    pub tcp_accepts: u64,
+}
+
 /// How to reach a shard thread.
 #[derive(Clone)]
 pub(crate) struct ShardLink {
     pub tx: Sender<Command>,
     pub waker: Arc<dyn Wake>,
+    pub counters: Arc<ShardCounters>,
 }
 
 impl ShardLink {
@@ -172,6 +220,25 @@ impl Runtime {
     /// The backend its threads run.
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    /// What its threads sent and received so far.
+    pub fn stats(&self) -> EngineStats {
+        let mut t = EngineStats::default();
+        for link in &self.inner.shards {
+            let c = &link.counters;
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            t.udp_packets_sent += get(&c.udp_packets_sent);
+            t.udp_bytes_sent += get(&c.udp_bytes_sent);
+            t.udp_packets_received += get(&c.udp_packets_received);
+            t.udp_bytes_received += get(&c.udp_bytes_received);
+            t.udp_send_failed += get(&c.udp_send_failed);
+            t.tcp_bytes_sent += get(&c.tcp_bytes_sent);
+            t.tcp_bytes_received += get(&c.tcp_bytes_received);
+            t.tcp_connects += get(&c.tcp_connects);
+            t.tcp_accepts += get(&c.tcp_accepts);
+        }
+        t
     }
 
     /// Its engine threads.

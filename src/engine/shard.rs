@@ -462,6 +462,7 @@ impl Shard {
             ),
             NodeOp::LocalNode { reply } => reply.send(h.core.local_node().clone()),
             NodeOp::HealthScore { reply } => reply.send(h.core.health_score()),
+            NodeOp::QueuedBroadcasts { reply } => reply.send(h.core.broadcasts().num_queued()),
             NodeOp::SendBestEffort { to, msg, reply } => {
                 let node = h.core.members().iter().find(|m| m.node.address() == to).map(|m| m.node.clone());
                 let result = match node {

@@ -140,6 +140,12 @@ impl Gossip {
         })
     }
 
+    /// Sets the cluster size the retransmit limit is computed for (the
+    /// simulator sets it after every input; another driver when it knows).
+    pub fn set_num_nodes(&self, n: usize) {
+        self.with(|s| s.num_nodes = n.max(1));
+    }
+
     /// How many messages this node has seen.
     pub fn num_seen(&self) -> usize {
         self.with(|s| s.seen.len())

@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::api::{Command, Hosted};
 use super::conn::Want;
-use super::runtime::{Clock, ShardLink, Wake};
+use super::runtime::{Clock, ShardCounters, ShardLink, Wake};
 use super::shard::{ConnId, Io, NodeId, Shard};
 
 /// Largest datagram read (a UDP datagram cannot be larger).
@@ -47,12 +47,13 @@ pub(crate) fn spawn(clock: Clock, pin: Option<usize>, index: usize) -> std::io::
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = channel();
-    let link = ShardLink { tx, waker: waker.clone() };
+    let counters = Arc::new(ShardCounters::default());
+    let link = ShardLink { tx, waker: waker.clone(), counters: Arc::clone(&counters) };
     let thread = std::thread::Builder::new().name(format!("ringswim-portable-{index}")).spawn(move || {
         if let Some(cpu) = pin {
             super::pin_to_cpu(cpu);
         }
-        Worker::new(poll, clock).run(&rx);
+        Worker::new(poll, clock, counters).run(&rx);
     })?;
     Ok((link, thread))
 }
@@ -71,12 +72,11 @@ struct Worker {
     /// Connections by slot (the token's index); the id checks the generation.
     conns: HashMap<u32, (ConnId, TcpStream)>,
     recv: Vec<u8>,
-    /// UDP datagrams the kernel refused to queue (send buffer full).
-    send_dropped: u64,
+    counters: Arc<ShardCounters>,
 }
 
 impl Worker {
-    fn new(poll: Poll, clock: Clock) -> Worker {
+    fn new(poll: Poll, clock: Clock, counters: Arc<ShardCounters>) -> Worker {
         Worker {
             poll,
             clock,
@@ -84,22 +84,26 @@ impl Worker {
             nodes: Vec::new(),
             conns: HashMap::new(),
             recv: vec![0; RECV_BUFFER],
-            send_dropped: 0,
+            counters,
         }
     }
 
     fn run(mut self, commands: &Receiver<Command>) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at));
+            // Woken up to TIMER_SLACK after the earliest timer, everything
+            // due by then runs in one turn.
+            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + super::TIMER_SLACK);
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing_error("poll", &e);
                 return;
             }
+            let mut woken = false;
             for event in &events {
                 if event.token() == WAKER {
+                    woken = true;
                     continue;
                 }
                 let (kind, index) = (event.token().0 & 3, event.token().0 >> 2);
@@ -112,13 +116,15 @@ impl Worker {
                 self.flush();
             }
             // Commands (the waker may have folded several into one event).
-            loop {
-                match commands.try_recv() {
-                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
-                    Ok(command) => self.command(command),
-                    Err(TryRecvError::Empty) => break,
+            if woken {
+                loop {
+                    match commands.try_recv() {
+                        Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                        Ok(command) => self.command(command),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                    self.flush();
                 }
-                self.flush();
             }
             self.shard.run_timers(self.clock.now());
             self.flush();
@@ -164,6 +170,8 @@ impl Worker {
                 let Some(Some(s)) = self.nodes.get(node) else { return };
                 match s.udp.recv_from(&mut self.recv) {
                     Ok((n, from)) => {
+                        ShardCounters::add(&self.counters.udp_packets_received, 1);
+                        ShardCounters::add(&self.counters.udp_bytes_received, n as u64);
                         let now = self.clock.now();
                         self.shard.datagram(node, from, &mut self.recv[..n], now);
                     }
@@ -183,6 +191,7 @@ impl Worker {
             let Some(Some(s)) = self.nodes.get(node) else { return };
             match s.tcp.accept() {
                 Ok((mut stream, from)) => {
+                    ShardCounters::add(&self.counters.tcp_accepts, 1);
                     let now = self.clock.now();
                     let Some(c) = self.shard.accepted(node, from, now) else { return };
                     let registered = self.poll.registry().register(
@@ -230,13 +239,19 @@ impl Worker {
                     }
                 }
                 Want::Write => match stream.write(self.shard.unwritten(c)) {
-                    Ok(n) => self.shard.wrote(c, n, now),
+                    Ok(n) => {
+                        ShardCounters::add(&self.counters.tcp_bytes_sent, n as u64);
+                        self.shard.wrote(c, n, now);
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => self.shard.conn_failed(c, now),
                 },
                 Want::Read => match stream.read(self.shard.read_room(c)) {
-                    Ok(n) => self.shard.read(c, n, now),
+                    Ok(n) => {
+                        ShardCounters::add(&self.counters.tcp_bytes_received, n as u64);
+                        self.shard.read(c, n, now);
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => self.shard.conn_failed(c, now),
@@ -262,10 +277,14 @@ impl Worker {
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
-                if s.udp.send_to(bytes, to).is_err() {
+                match s.udp.send_to(bytes, to) {
+                    Ok(n) => {
+                        ShardCounters::add(&self.counters.udp_packets_sent, 1);
+                        ShardCounters::add(&self.counters.udp_bytes_sent, n as u64);
+                    }
                     // Full send buffer or an unreachable address: the
                     // datagram is lost, as UDP allows.
-                    self.send_dropped += 1;
+                    Err(_) => ShardCounters::add(&self.counters.udp_send_failed, 1),
                 }
             }
             self.shard.sends().clear();
@@ -289,6 +308,7 @@ impl Worker {
     }
 
     fn dial(&mut self, c: ConnId, to: SocketAddr) {
+        ShardCounters::add(&self.counters.tcp_connects, 1);
         let now = self.clock.now();
         let mut stream = match TcpStream::connect(to) {
             Ok(stream) => stream,
