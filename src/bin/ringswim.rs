@@ -89,6 +89,109 @@ enum Command {
     /// and TCP port, all joining node 0) and print one JSON line of
     /// measurements.
     Cluster(ClusterArgs),
+    /// Benchmarks: `ringswim bench engine`.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The packet path on loopback, per backend, then the ping -> ack round
+    /// trip between two processes: one JSON line each.
+    Engine(BenchEngineArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchEngineArgs {
+    /// Which backend(s) to measure.
+    #[arg(long, default_value = "all", value_parser = ["uring", "portable", "all"])]
+    backend: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
+    seconds: f64,
+    /// Serve the round-trip benchmark's node: print its address, run until
+    /// stdin closes (what the benchmark starts in a second process).
+    #[arg(long, hide = true)]
+    serve_rtt: bool,
+    /// Print JSON lines (the only output format).
+    #[arg(long, required_unless_present = "serve_rtt")]
+    json: bool,
+}
+
+fn run_bench_engine(args: &BenchEngineArgs) -> Result<ExitCode, String> {
+    use ringswim::engine::{Backend, bench};
+    let backends: Vec<Backend> = match args.backend.as_str() {
+        "uring" => vec![Backend::Uring],
+        "portable" => vec![Backend::Portable],
+        _ => vec![Backend::Uring, Backend::Portable],
+    };
+    let line = |v: serde_json::Value| {
+        let mut l = v.to_string().into_bytes();
+        l.push(b'\n');
+        write_stdout(&l)
+    };
+    if args.serve_rtt {
+        let (_rt, node) = bench::bench_node(backends[0]).map_err(|e| e.to_string())?;
+        let addr = node.local_node().map_err(|e| e.to_string())?.address();
+        line(serde_json::json!({ "addr": addr.to_string() }))?;
+        // Until the parent closes our stdin (or dies).
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for &backend in &backends {
+        match bench::packet_path(backend, args.seconds) {
+            Ok(r) => line(serde_json::json!({
+                "backend": r.backend,
+                "packets_per_s_per_core": r.packets_per_s_per_core.round(),
+                "cpu_ns_per_packet": r.cpu_ns_per_packet.round(),
+                "packets": r.packets,
+                "seconds": (r.seconds * 1e3).round() / 1e3,
+            }))?,
+            Err(e) => line(serde_json::json!({ "backend": backend.name(), "error": e.to_string() }))?,
+        }
+    }
+    let rtt_backend = backends
+        .iter()
+        .copied()
+        .find(|&b| b == Backend::Uring && args.backend != "portable")
+        .unwrap_or(backends[backends.len() - 1]);
+    let rtt = rtt_between_processes(rtt_backend, args.seconds)?;
+    line(serde_json::json!({
+        "backend": rtt_backend.name(),
+        "rtt_p50_us": (rtt.p50_us * 10.0).round() / 10.0,
+        "rtt_p99_us": (rtt.p99_us * 10.0).round() / 10.0,
+        "rtt_p999_us": (rtt.p999_us * 10.0).round() / 10.0,
+        "samples": rtt.samples,
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `ringswim bench engine --serve-rtt` as a second process and pings
+/// its node.
+fn rtt_between_processes(
+    backend: ringswim::engine::Backend,
+    seconds: f64,
+) -> Result<ringswim::engine::bench::RoundTrip, String> {
+    use std::io::BufRead;
+    use std::process::{Command as Process, Stdio};
+    let exe = std::env::current_exe().map_err(|e| format!("finding ringswim: {e}"))?;
+    let mut child = Process::new(exe)
+        .args(["bench", "engine", "--serve-rtt", "--backend", backend.name()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the round-trip node: {e}"))?;
+    let mut first = String::new();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    std::io::BufReader::new(stdout).read_line(&mut first).map_err(|e| e.to_string())?;
+    let result = serde_json::from_str::<serde_json::Value>(&first)
+        .ok()
+        .and_then(|v| v["addr"].as_str().and_then(|a| a.parse().ok()))
+        .ok_or_else(|| format!("the round-trip node said {first:?}"))
+        .and_then(|addr| ringswim::engine::bench::round_trip(addr, seconds).map_err(|e| e.to_string()));
+    drop(child.stdin.take());
+    let _ = child.wait();
+    result
 }
 
 #[derive(clap::Args)]
@@ -375,6 +478,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Swarm(args) => run_swarm(&args),
         Command::Cluster(args) => run_cluster(&args),
+        Command::Bench(BenchCommand::Engine(args)) => run_bench_engine(&args),
         Command::Decode { keys, label, stream, file } => {
             let bytes = match file {
                 Some(path) => std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,

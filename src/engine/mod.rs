@@ -13,6 +13,8 @@
 //!   Both are driven by the same shard.
 
 mod api;
+#[cfg(feature = "cli")]
+pub mod bench;
 pub mod cluster;
 mod conn;
 mod portable;

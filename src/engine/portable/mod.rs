@@ -49,7 +49,7 @@ pub(crate) fn spawn(clock: Clock, pin: Option<usize>, index: usize) -> std::io::
     let (tx, rx) = channel();
     let counters = Arc::new(ShardCounters::default());
     let link = ShardLink { tx, waker: waker.clone(), counters: Arc::clone(&counters) };
-    let thread = std::thread::Builder::new().name(format!("ringswim-portable-{index}")).spawn(move || {
+    let thread = std::thread::Builder::new().name(format!("rs-portable-{index}")).spawn(move || {
         if let Some(cpu) = pin {
             super::pin_to_cpu(cpu);
         }

@@ -1,0 +1,215 @@
+//! `ringswim bench engine`: the packet path on loopback, per backend.
+//!
+//! - **Throughput** ([`packet_path`]): one node on a one-thread runtime; a
+//!   load generator on another thread sends it typical gossip packets (a
+//!   ping and five alive messages about members it already holds, the
+//!   shape of steady-state gossip in a compound) and keeps a fixed number
+//!   unanswered. The node receives, decodes, handles and answers each
+//!   ping with an ack (encoded, sealed, sent). Figures are per CPU second
+//!   of the engine thread (`/proc/self/task/*/stat`), so they do not
+//!   depend on how busy the generator's core is.
+//! - **Round trip** ([`round_trip`]): a node in another process on idle
+//!   loopback, pinged one ping at a time; percentiles of ping → ack.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::{Backend, BackendChoice, Error, Memberlist, Runtime, RuntimeOptions};
+use crate::config::Config;
+use crate::wire::{Alive, EncodeOptions, Message, MessageType, Ping, encode_packet};
+
+/// One backend's throughput.
+#[derive(Clone, Debug)]
+pub struct PacketPath {
+    /// `uring`, `portable` or `echo`.
+    pub backend: &'static str,
+    /// Packets handled per CPU second of the engine thread.
+    pub packets_per_s_per_core: f64,
+    /// CPU nanoseconds of the engine thread per packet.
+    pub cpu_ns_per_packet: f64,
+    /// Packets handled (acks received by the generator).
+    pub packets: u64,
+    /// Wall seconds measured.
+    pub seconds: f64,
+}
+
+/// Ping → ack round trips.
+#[derive(Clone, Debug)]
+pub struct RoundTrip {
+    /// Median, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// 99.9th percentile, microseconds.
+    pub p999_us: f64,
+    /// Pings answered.
+    pub samples: u64,
+}
+
+/// The node's name in the benchmarks.
+pub const BENCH_NODE: &str = "bench-node";
+/// Pings kept unanswered by the generator.
+const IN_FLIGHT: u64 = 64;
+
+fn loopback_config() -> Config {
+    let mut c = Config::default_local().with_name(BENCH_NODE);
+    c.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    c.bind_port = 0;
+    c
+}
+
+/// Hosts the benchmark node on a one-thread runtime of `backend`.
+pub fn bench_node(backend: Backend) -> Result<(Runtime, Memberlist), Error> {
+    let rt = Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(backend), pin: true })?;
+    let node = rt.host(loopback_config())?;
+    Ok((rt, node))
+}
+
+/// A typical gossip packet to the node at `to` from `from`: ping `seq` and
+/// five alive messages about members `m0`..`m4` at `from`'s address.
+pub fn gossip_packet(seq: u32, from: SocketAddr, out: &mut Vec<u8>) {
+    let IpAddr::V4(ip) = from.ip() else { unreachable!("loopback v4") };
+    let ip = ip.octets();
+    let vsn = [1, 5, 2, 2, 5, 4];
+    let names = ["m0", "m1", "m2", "m3", "m4"];
+    let mut msgs = vec![
+        Message::Ping(Ping {
+            seq_no: seq,
+            node: BENCH_NODE,
+            source_addr: &ip,
+            source_port: from.port(),
+            source_node: "gen",
+        })
+        .to_vec(),
+    ];
+    for name in names {
+        msgs.push(
+            Message::Alive(Alive { incarnation: 1, node: name, addr: &ip, port: from.port(), meta: &[], vsn: &vsn })
+                .to_vec(),
+        );
+    }
+    out.clear();
+    encode_packet(&msgs, &EncodeOptions::default(), out).expect("a small compound");
+}
+
+/// CPU seconds so far of this process's thread named `name` (user +
+/// system, `/proc/self/task/*/stat`, USER_HZ = 100 ticks a second).
+pub fn thread_cpu_s(name: &str) -> Option<f64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            return Some(ticks as f64 / 100.0);
+        }
+    }
+    None
+}
+
+/// The engine thread's name for `backend` (thread 0 of a runtime; Linux
+/// keeps 15 bytes of a thread name).
+pub fn engine_thread(backend: Backend) -> String {
+    format!("rs-{}-0", backend.name())
+}
+
+/// Runs the throughput benchmark on `backend` for `seconds`.
+///
+/// # Errors
+/// The backend cannot start, a socket cannot be bound.
+pub fn packet_path(backend: Backend, seconds: f64) -> Result<PacketPath, Error> {
+    let (_rt, node) = bench_node(backend)?;
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Io { what, source }
+    };
+    let to = node.local_node()?.address();
+    let generator = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("binding the generator"))?;
+    let from = generator.local_addr().map_err(io("generator address"))?;
+    generator.set_read_timeout(Some(Duration::from_millis(200))).map_err(io("generator timeout"))?;
+    let mut packet = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    let (mut sent, mut acked) = (0u64, 0u64);
+    let mut run = |until: Instant, sent: &mut u64, acked: &mut u64| {
+        while Instant::now() < until {
+            while *sent - *acked < IN_FLIGHT {
+                gossip_packet(*sent as u32, from, &mut packet);
+                if generator.send_to(&packet, to).is_err() {
+                    break;
+                }
+                *sent += 1;
+            }
+            match generator.recv(&mut buf) {
+                Ok(n) if n > 0 && buf[0] == MessageType::Ack as u8 => *acked += 1,
+                Ok(_) => {}
+                // A lost ping or ack: give its place back.
+                Err(_) => *acked = *sent,
+            }
+        }
+    };
+    // Warm up (the node learns the five members), then measure.
+    run(Instant::now() + Duration::from_millis(500), &mut sent, &mut acked);
+    let thread = engine_thread(backend);
+    let (cpu0, acked0, t0) = (thread_cpu_s(&thread).unwrap_or(0.0), acked, Instant::now());
+    run(t0 + Duration::from_secs_f64(seconds), &mut sent, &mut acked);
+    let (cpu1, secs) = (thread_cpu_s(&thread).unwrap_or(0.0), t0.elapsed().as_secs_f64());
+    let packets = acked - acked0;
+    let cpu = cpu1 - cpu0;
+    if cpu <= 0.0 {
+        return Err(Error::Io {
+            what: format!("reading the CPU time of thread {thread} from /proc/self/task"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    Ok(PacketPath {
+        backend: backend.name(),
+        packets_per_s_per_core: packets as f64 / cpu,
+        cpu_ns_per_packet: cpu * 1e9 / packets.max(1) as f64,
+        packets,
+        seconds: secs,
+    })
+}
+
+/// Pings the node at `to` one ping at a time for `seconds` (after a
+/// warm-up) and returns the round-trip percentiles.
+///
+/// # Errors
+/// A socket cannot be bound.
+pub fn round_trip(to: SocketAddr, seconds: f64) -> Result<RoundTrip, Error> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Io { what, source }
+    };
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("binding the pinger"))?;
+    let from = socket.local_addr().map_err(io("pinger address"))?;
+    socket.set_read_timeout(Some(Duration::from_millis(200))).map_err(io("pinger timeout"))?;
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+    let (mut packet, mut buf) = (Vec::new(), vec![0u8; 65_536]);
+    let warmup = Instant::now() + Duration::from_millis(300);
+    let end = warmup + Duration::from_secs_f64(seconds);
+    let mut seq = 0u32;
+    while Instant::now() < end {
+        seq = seq.wrapping_add(1);
+        let ping = Message::Ping(Ping {
+            seq_no: seq,
+            node: BENCH_NODE,
+            source_addr: &[127, 0, 0, 1],
+            source_port: from.port(),
+            source_node: "pinger",
+        });
+        packet.clear();
+        encode_packet(&[ping.to_vec()], &EncodeOptions::default(), &mut packet).expect("one ping");
+        let t = Instant::now();
+        socket.send_to(&packet, to).map_err(io("sending a ping"))?;
+        if let Ok(n) = socket.recv(&mut buf)
+            && n > 0
+            && buf[0] == MessageType::Ack as u8
+            && t >= warmup
+        {
+            let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
+        }
+    }
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+    Ok(RoundTrip { p50_us: us(0.5), p99_us: us(0.99), p999_us: us(0.999), samples: hist.len() })
+}
