@@ -224,6 +224,9 @@ struct ClusterArgs {
     /// The steady window, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_seconds)]
     window: f64,
+    /// Turn memberlist's LZW compression off (Go `EnableCompression`).
+    #[arg(long)]
+    no_compression: bool,
     /// Progress on stderr: auto shows it when stderr is a terminal.
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     progress: String,
@@ -269,6 +272,7 @@ fn run_cluster(args: &ClusterArgs) -> Result<ExitCode, String> {
         broadcasts: args.broadcasts as usize,
         key,
         window: std::time::Duration::from_secs_f64(args.window),
+        compression: !args.no_compression,
         progress: match args.progress.as_str() {
             "always" => true,
             "never" => false,

@@ -51,6 +51,8 @@ pub struct ClusterOptions {
     pub key: Option<Vec<u8>>,
     /// The steady window's length.
     pub window: Duration,
+    /// LZW on (Go `EnableCompression`, on by default).
+    pub compression: bool,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -61,6 +63,8 @@ pub struct ClusterOptions {
 pub struct ClusterReport {
     /// `uring` or `portable`.
     pub backend: &'static str,
+    /// LZW on.
+    pub compression: bool,
     /// Members started.
     pub nodes: usize,
     /// Engine threads.
@@ -178,6 +182,7 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
     let deaths = Arc::new(Mutex::new(Vec::new()));
     let mut report = ClusterReport {
         backend: runtime.backend().name(),
+        compression: options.compression,
         nodes: options.nodes,
         cores: runtime.threads(),
         broadcasts: options.broadcasts,
@@ -196,6 +201,7 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
             .profile
             .config()
             .with_name(format!("node-{i}"))
+            .with_enable_compression(options.compression)
             .with_events(Arc::clone(&counting) as Arc<dyn EventDelegate>)
             .with_delegate(Arc::clone(&gossip) as Arc<dyn Delegate>);
         config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -339,6 +345,7 @@ impl ClusterReport {
             "backend": self.backend,
             "nodes": self.nodes,
             "cores": self.cores,
+            "compression": self.compression,
             "start_s": round(self.start_s, 3),
             "converge_s": self.converge_s.map(|s| round(s, 3)),
             "converged": self.converge_s.is_some(),
