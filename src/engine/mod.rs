@@ -20,6 +20,7 @@ mod conn;
 mod portable;
 mod runtime;
 mod shard;
+mod telemetry;
 
 pub use api::{Error, MemberInfo, Memberlist};
 pub use runtime::{Backend, BackendChoice, EngineStats, Runtime, RuntimeOptions};

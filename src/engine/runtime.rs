@@ -195,7 +195,7 @@ impl Runtime {
     /// [`Error::BackendUnavailable`] when the backend asked for cannot run;
     /// [`Error::Io`] when a thread's poller cannot be made.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
-        let backend = choose_backend(options.backend)?;
+        let (backend, why) = choose_backend(options.backend)?;
         let clock = Clock::new();
         let mut shards = Vec::new();
         let mut threads = Vec::new();
@@ -211,7 +211,7 @@ impl Runtime {
             shards.push(link);
             threads.push(thread);
         }
-        tracing_backend(backend);
+        super::telemetry::backend_chosen(backend, &why);
         Ok(Runtime {
             inner: Arc::new(Inner { shards, threads: Mutex::new(threads), next: AtomicUsize::new(0), backend }),
         })
@@ -292,22 +292,21 @@ fn bind(ip: std::net::IpAddr, port: u16) -> Result<(UdpSocket, TcpListener, Sock
 }
 
 /// The backend to run: `choice`, or with `Auto` the environment's
-/// `RINGSWIM_BACKEND`, or the best this machine allows.
-fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
-    let wanted = match choice {
-        BackendChoice::Only(b) => Some(b),
+/// `RINGSWIM_BACKEND`, or the best this machine allows; with why.
+fn choose_backend(choice: BackendChoice) -> Result<(Backend, String), Error> {
+    let (wanted, why) = match choice {
+        BackendChoice::Only(b) => (Some(b), "asked for".to_owned()),
         BackendChoice::Auto => match std::env::var("RINGSWIM_BACKEND").ok().as_deref() {
-            Some("uring") => Some(Backend::Uring),
-            Some("portable") => Some(Backend::Portable),
-            _ => None,
+            Some("uring") => (Some(Backend::Uring), "RINGSWIM_BACKEND=uring".to_owned()),
+            Some("portable") => (Some(Backend::Portable), "RINGSWIM_BACKEND=portable".to_owned()),
+            _ => (None, String::new()),
         },
     };
     match wanted {
         Some(Backend::Uring) => {
             Err(Error::BackendUnavailable { backend: "uring", why: "the io_uring backend is not built yet".into() })
         }
-        Some(Backend::Portable) | None => Ok(Backend::Portable),
+        Some(Backend::Portable) => Ok((Backend::Portable, why)),
+        None => Ok((Backend::Portable, "auto: the io_uring backend is not built yet".to_owned())),
     }
 }
-
-fn tracing_backend(_backend: Backend) {}

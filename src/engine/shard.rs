@@ -32,12 +32,15 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::api::{Error as EngineError, MemberInfo, NodeOp, Reply};
 use super::conn::{Conn, DialOutcome, Phase, Role, Want};
+use super::runtime::ShardCounters;
+use super::telemetry::{EXPORT_INTERVAL, NodeExport, TrafficExport};
 use crate::config::Config;
 use crate::delegate::Node;
 use crate::swim::{Core, Effect, Sealer, Sink, StreamError, StreamRequest, Time, Transmit, drain};
@@ -101,6 +104,8 @@ struct Hosted {
     update_waiters: Vec<Reply<Result<(), EngineError>>>,
     /// Connections of this node (to abort them when it goes).
     conns: Vec<ConnId>,
+    /// Its counters at the last metrics export.
+    export: NodeExport,
 }
 
 /// Something due at a time in the shard's timer heap (stale entries are
@@ -109,6 +114,8 @@ struct Hosted {
 enum Due {
     Node(NodeId),
     Conn(ConnId),
+    /// The metrics export ([`EXPORT_INTERVAL`]).
+    Export,
 }
 
 /// The nodes of one engine thread. See the [module docs](self).
@@ -119,17 +126,15 @@ pub(crate) struct Shard {
     timers: BinaryHeap<Reverse<(Time, Due)>>,
     sends: SendQueue,
     io: Vec<Io>,
-}
-
-impl Default for Shard {
-    fn default() -> Self {
-        Shard::new()
-    }
+    /// The thread's traffic counters (the backend counts into them).
+    counters: Arc<ShardCounters>,
+    traffic: TrafficExport,
+    export_scheduled: bool,
 }
 
 impl Shard {
-    /// An empty shard.
-    pub fn new() -> Shard {
+    /// An empty shard whose backend counts its traffic into `counters`.
+    pub fn new(counters: Arc<ShardCounters>) -> Shard {
         Shard {
             nodes: Vec::new(),
             conns: Vec::new(),
@@ -137,6 +142,9 @@ impl Shard {
             timers: BinaryHeap::new(),
             sends: SendQueue::default(),
             io: Vec::new(),
+            counters,
+            traffic: TrafficExport::default(),
+            export_scheduled: false,
         }
     }
 
@@ -156,7 +164,12 @@ impl Shard {
             leave_waiters: Vec::new(),
             update_waiters: Vec::new(),
             conns: Vec::new(),
+            export: NodeExport::default(),
         };
+        if !self.export_scheduled {
+            self.export_scheduled = true;
+            self.timers.push(Reverse((now + EXPORT_INTERVAL, Due::Export)));
+        }
         let id = match self.nodes.iter().position(Option::is_none) {
             Some(free) => free,
             None => {
@@ -208,6 +221,7 @@ impl Shard {
         match due {
             Due::Node(id) => self.nodes.get(id).and_then(Option::as_ref).is_some_and(|h| h.timer == Some(at)),
             Due::Conn(c) => self.conn(c).is_some_and(|conn| conn.deadline == at && conn.phase != Phase::Done),
+            Due::Export => true,
         }
     }
 
@@ -233,8 +247,19 @@ impl Shard {
                 // timer); an accepted stream that never finished is given
                 // back. Either way the socket goes.
                 Due::Conn(c) => self.abort(c),
+                Due::Export => self.export(at),
             }
         }
+    }
+
+    /// Exports every node's metrics and the shard's traffic, and schedules
+    /// the next export.
+    fn export(&mut self, at: Time) {
+        for h in self.nodes.iter_mut().flatten() {
+            h.export.export(&h.core);
+        }
+        self.traffic.export(&self.counters);
+        self.timers.push(Reverse((at + EXPORT_INTERVAL, Due::Export)));
     }
 
     /// The datagrams this turn produced.

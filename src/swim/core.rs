@@ -17,7 +17,7 @@ use super::members::{
     Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
     vsn_well_formed,
 };
-use super::metrics::DROPPED;
+use super::metrics::{DROPPED, GO_DEGRADED, MSG_ALIVE, MSG_DEAD, MSG_SUSPECT};
 use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::timers::{Timer, Timers};
 use super::{Awareness, Metrics, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
@@ -887,10 +887,12 @@ impl<R: Rng> Core<R> {
             self.send_last_chance_ping(name, to, incarnation);
             return;
         }
-        if timer.suspicion.fire(now).is_none() {
-            return;
-        }
+        let Some(confirmations) = timer.suspicion.fire(now) else { return };
         if current {
+            let expected = timer.suspicion.expected_confirmations();
+            if expected > 0 && confirmations < expected {
+                self.metrics.count(GO_DEGRADED, "timeout");
+            }
             let incarnation = m.incarnation;
             let me = self.config.name.clone();
             self.dead_node(&Accusation { incarnation, node: name, from: &me }, now);
@@ -1080,6 +1082,7 @@ impl<R: Rng> Core<R> {
             }
             self.net.streams.failed.remove(a.node);
         }
+        self.metrics.count_at(MSG_ALIVE);
 
         if matches!(old_state, NodeState::Dead | NodeState::Left) {
             self.note_learned(now);
@@ -1148,6 +1151,7 @@ impl<R: Rng> Core<R> {
             return;
         }
         self.queue(s.node, &Message::Suspect(*s), None);
+        self.metrics.count_at(MSG_SUSPECT);
 
         let m = &mut self.members[idx];
         m.incarnation = s.incarnation;
@@ -1192,6 +1196,7 @@ impl<R: Rng> Core<R> {
         } else {
             self.queue(d.node, &Message::Dead(*d), None);
         }
+        self.metrics.count_at(MSG_DEAD);
 
         let m = &mut self.members[idx];
         m.incarnation = d.incarnation;

@@ -889,3 +889,22 @@ fn local_state_round_trip() {
     // alive does not add it.
     assert!(b.member("gone").is_none());
 }
+
+/// Go's `memberlist.msg.alive/suspect/dead` and `memberlist.degraded.*`
+/// are counted where Go counts them: a state taken from an alive, a member
+/// marked suspect, a member marked dead; not for news that changes nothing.
+#[test]
+fn go_message_counters_count_state_changes() {
+    use crate::swim::metrics::{GO_DEGRADED, GO_MSG};
+    let mut c = core();
+    let v = vsn();
+    let base = (c.metrics().get(GO_MSG, "alive"), c.metrics().get(GO_MSG, "suspect"), c.metrics().get(GO_MSG, "dead"));
+    c.handle_alive(&alive("a", &LOCALHOST, 1, &v), t(1));
+    c.handle_alive(&alive("a", &LOCALHOST, 1, &v), t(1)); // old news: not counted
+    c.handle_suspect(&accuse("a", 1), t(2));
+    c.handle_suspect(&accuse("a", 0), t(2)); // stale: not counted
+    c.handle_dead(&accuse("a", 1), t(3));
+    let now = (c.metrics().get(GO_MSG, "alive"), c.metrics().get(GO_MSG, "suspect"), c.metrics().get(GO_MSG, "dead"));
+    assert_eq!((now.0 - base.0, now.1 - base.1, now.2 - base.2), (1, 1, 1));
+    assert_eq!(c.metrics().get(GO_DEGRADED, "probe"), 0, "healthy: no degraded probe");
+}

@@ -55,6 +55,18 @@ pub const PACKETS_REJECTED: &str = "ringswim.packets.rejected";
 ///   table reaps.
 pub const DROPPED: &str = "ringswim.dropped";
 
+/// Go memberlist's `memberlist.msg.alive`, `.suspect`, `.dead`: a member's
+/// state taken from an alive message (or our own refutation), a member
+/// marked suspect, a member marked dead or left, counted where Go counts
+/// them (`state.go`). The full Go name is the metric and the reason joined
+/// by a dot.
+pub const GO_MSG: &str = "memberlist.msg";
+
+/// Go's `memberlist.degraded.probe` (a probe run with a stretched interval:
+/// our health score is above 0) and `memberlist.degraded.timeout` (a
+/// suspicion ran out with fewer confirmations than it expected).
+pub const GO_DEGRADED: &str = "memberlist.degraded";
+
 /// Incoming streams refused. Reason: `too_many_push_pulls` (Go's
 /// `maxPushPullRequests`, [`MAX_PUSH_PULL_REQUESTS`](super::MAX_PUSH_PULL_REQUESTS)).
 pub const STREAMS_REFUSED: &str = "ringswim.streams.refused";
@@ -107,7 +119,44 @@ const COUNTERS: &[(&str, &str)] = &[
     (STREAMS_TIMED_OUT, "user_message"),
     (STREAMS_IGNORED, "late_reply"),
     (STREAMS_IGNORED, "unknown_id"),
+    (GO_MSG, "alive"),
+    (GO_MSG, "suspect"),
+    (GO_MSG, "dead"),
+    (GO_DEGRADED, "probe"),
+    (GO_DEGRADED, "timeout"),
 ];
+
+/// The position of `(metric, reason)` in the counter table, at compile
+/// time (a name not in the table fails the build).
+pub(crate) const fn counter_index(metric: &str, reason: &str) -> usize {
+    const fn eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut i = 0;
+    while i < COUNTERS.len() {
+        if eq(COUNTERS[i].0, metric) && eq(COUNTERS[i].1, reason) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("no such counter")
+}
+
+/// [`GO_MSG`] `alive`, `suspect`, `dead`, looked up once.
+pub(crate) const MSG_ALIVE: usize = counter_index(GO_MSG, "alive");
+pub(crate) const MSG_SUSPECT: usize = counter_index(GO_MSG, "suspect");
+pub(crate) const MSG_DEAD: usize = counter_index(GO_MSG, "dead");
 
 /// Counters by `(metric, reason)`: see the module docs for the names. A
 /// clone shares the counters.
@@ -130,6 +179,12 @@ impl Metrics {
 
     fn index(metric: &str, reason: &str) -> Option<usize> {
         COUNTERS.iter().position(|&(m, r)| m == metric && r == reason)
+    }
+
+    /// Counts one of the counter at `index` ([`counter_index`]): for hot
+    /// paths, which look the name up at compile time.
+    pub(crate) fn count_at(&self, index: usize) {
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one `(metric, reason)`. Names outside the list in the module

@@ -743,6 +743,9 @@ impl<R: Rng> Core<R> {
     /// [`Core::handle_timeout`] and on ack / nack.
     fn probe_node(&mut self, idx: usize, now: Time) {
         let interval = self.awareness.scale_timeout(self.config.probe_interval);
+        if interval > self.config.probe_interval {
+            self.metrics.count(crate::swim::metrics::GO_DEGRADED, "probe");
+        }
         let seq_no = self.next_seq_no();
         let m = &self.members[idx];
         let (node, incarnation, state) = (m.node.clone(), m.incarnation, m.state());

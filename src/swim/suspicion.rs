@@ -87,6 +87,12 @@ impl Suspicion {
         self.n
     }
 
+    /// Independent confirmations the timeout was computed to expect (Go's
+    /// `k`).
+    pub fn expected_confirmations(&self) -> usize {
+        self.k
+    }
+
     /// Whether the deadline has been reached at `now`.
     pub fn is_due(&self, now: Time) -> bool {
         now >= self.deadline

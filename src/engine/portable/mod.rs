@@ -80,7 +80,7 @@ impl Worker {
         Worker {
             poll,
             clock,
-            shard: Shard::new(),
+            shard: Shard::new(Arc::clone(&counters)),
             nodes: Vec::new(),
             conns: HashMap::new(),
             recv: vec![0; RECV_BUFFER],
