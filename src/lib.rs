@@ -5,6 +5,7 @@
 //! - [`wire`]: the bytes — messages, msgpack in Go's dialect, compound packets,
 //!   CRC, labels, compression, encryption, stream framing. No I/O, no state.
 //! - [`config`]: every field of Go's `Config`, with Go's defaults.
+//! - [`engine`]: the I/O that drives the protocol on real sockets.
 //! - [`inspect`]: packets ↔ JSON, the contract of `ringswim decode`/`encode`
 //!   (feature `cli`).
 //!
@@ -13,7 +14,9 @@
 //!   ([`inspect`], `sim::scenario::Report::to_json`), with their
 //!   dependencies (clap, serde_json, hex, base64). A library user who needs
 //!   neither sets `default-features = false`.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `engine::uring` (and only it) allows unsafe code for
+// its SQE pushes and kernel-shared buffers; `wire`, `swim` and `sim` forbid it.
+#![deny(unsafe_code)]
 // `sim::scenario::Report::to_json` is one long `json!` object.
 #![recursion_limit = "256"]
 

@@ -9,8 +9,10 @@
 //! - `shard` does everything that is not a system call: the per-node drain,
 //!   sealing packets into the send buffer, the timer heap, the TCP
 //!   exchanges as state machines (`conn`), the API's commands.
-//! - `portable/` moves the bytes with epoll (`mio`); `uring/` with io_uring.
-//!   Both are driven by the same shard.
+//! - `portable/` moves the bytes with epoll (`mio`); [`uring`] (Linux) with
+//!   io_uring, through a safe API over the raw `io-uring` crate — the only
+//!   module of the crate where `unsafe` may live. Both are driven by the same
+//!   shard.
 
 mod api;
 #[cfg(feature = "cli")]
@@ -21,6 +23,8 @@ mod portable;
 mod runtime;
 mod shard;
 mod telemetry;
+#[cfg(target_os = "linux")]
+pub mod uring;
 
 pub use api::{Error, MemberInfo, Memberlist};
 pub use runtime::{Backend, BackendChoice, EngineStats, Runtime, RuntimeOptions};
