@@ -174,6 +174,33 @@ fn send_pool_exhaustion_is_counted_and_recovers() {
     assert!(ring.send_to(sock, to, b"again").is_ok());
 }
 
+#[test]
+fn full_submission_queue_is_submitted_and_retried() {
+    let Some(s) = support_or_skip("full_submission_queue") else {
+        return;
+    };
+    let config = RingConfig { sq_entries: 4, cq_entries: 64, send_slots: 64, ..RingConfig::default() };
+    let mut ring = Ring::new(&config, &s).unwrap();
+    let sock = ring.add_udp(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(DEADLINE)).unwrap();
+    let to = sink.local_addr().unwrap();
+    for i in 0..32u8 {
+        ring.send_to(sock, to, &[i; 10]).expect("64 slots");
+    }
+    assert!(ring.stats().sq_full >= 1, "32 sends overflow a 4-entry SQ");
+    ring.turn(Some(Duration::ZERO), &mut |_, _| {}).unwrap();
+    let mut got = BTreeSet::new();
+    let mut buf = [0u8; 16];
+    for _ in 0..32 {
+        let (n, _) = sink.recv_from(&mut buf).expect("every datagram sent");
+        assert_eq!(n, 10);
+        got.insert(buf[0]);
+    }
+    assert_eq!(got.len(), 32);
+    assert!(turn_until(&mut ring, &mut |_, _| {}, |r| r.stats().datagrams_sent == 32));
+}
+
 /// Completions of interest, as owned values.
 #[derive(Debug)]
 enum Seen {
