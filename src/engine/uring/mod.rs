@@ -8,7 +8,7 @@
 //! its CQE), registering a provided buffer ring, and reading a buffer the
 //! kernel handed back in a CQE.
 //!
-//! - [`probe`]: what the running kernel allows (ring creation, opcodes,
+//! - [`probe`](mod@probe): what the running kernel allows (ring creation, opcodes,
 //!   multishot receive/accept, buffer rings, setup flags), as a [`Support`],
 //!   or a typed [`ProbeError`] saying why io_uring is refused.
 //! - `bufs`: the provided buffer ring (receive) and the fixed pool of send
@@ -26,6 +26,7 @@
 //! the CQEs; memory the kernel may still touch is leaked rather than freed.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
 
 mod bufs;
 pub mod echo;
