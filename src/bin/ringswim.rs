@@ -150,6 +150,19 @@ fn run_bench_engine(args: &BenchEngineArgs) -> Result<ExitCode, String> {
             Err(e) => line(serde_json::json!({ "backend": backend.name(), "error": e.to_string() }))?,
         }
     }
+    #[cfg(target_os = "linux")]
+    if args.backend != "portable" {
+        match bench::echo(args.seconds) {
+            Ok(r) => line(serde_json::json!({
+                "backend": r.backend,
+                "packets_per_s_per_core": r.packets_per_s_per_core.round(),
+                "cpu_ns_per_packet": r.cpu_ns_per_packet.round(),
+                "packets": r.packets,
+                "seconds": (r.seconds * 1e3).round() / 1e3,
+            }))?,
+            Err(e) => line(serde_json::json!({ "backend": "echo", "error": e.to_string() }))?,
+        }
+    }
     let rtt_backend = backends
         .iter()
         .copied()

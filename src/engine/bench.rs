@@ -171,6 +171,37 @@ pub fn packet_path(backend: Backend, seconds: f64) -> Result<PacketPath, Error> 
     })
 }
 
+/// The bare io_uring echo with the packet path's sizes: two UDP sockets on
+/// one ring and one thread, each datagram (the size of [`gossip_packet`])
+/// received and sent straight back, nothing decoded: what this machine's
+/// kernel and io_uring allow one core (`uring::run_echo`). Per packet, one
+/// receive and one send, as in [`packet_path`].
+///
+/// # Errors
+/// io_uring refused, or the ring cannot be built.
+#[cfg(target_os = "linux")]
+pub fn echo(seconds: f64) -> Result<PacketPath, Error> {
+    use super::uring::{EchoConfig, probe, run_echo};
+    let unavailable = |why: String| Error::BackendUnavailable { backend: "uring", why };
+    let support = probe().map_err(|e| unavailable(e.to_string()))?;
+    let mut packet = Vec::new();
+    gossip_packet(0, SocketAddr::from((Ipv4Addr::LOCALHOST, 7946)), &mut packet);
+    let config = EchoConfig {
+        duration: Duration::from_secs_f64(seconds),
+        payload_len: packet.len(),
+        window: IN_FLIGHT as usize,
+        ..EchoConfig::default()
+    };
+    let r = run_echo(&config, &support).map_err(|e| unavailable(e.to_string()))?;
+    Ok(PacketPath {
+        backend: "echo",
+        packets_per_s_per_core: 1e9 / r.thread_cpu_ns_per_packet.max(1.0),
+        cpu_ns_per_packet: r.thread_cpu_ns_per_packet,
+        packets: r.packets,
+        seconds: r.seconds,
+    })
+}
+
 /// Pings the node at `to` one ping at a time for `seconds` (after a
 /// warm-up) and returns the round-trip percentiles.
 ///

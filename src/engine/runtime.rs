@@ -195,7 +195,7 @@ impl Runtime {
     /// [`Error::BackendUnavailable`] when the backend asked for cannot run;
     /// [`Error::Io`] when a thread's poller cannot be made.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
-        let (backend, why) = choose_backend(options.backend)?;
+        let (backend, why, support) = choose_backend(options.backend)?;
         let clock = Clock::new();
         let mut shards = Vec::new();
         let mut threads = Vec::new();
@@ -203,9 +203,13 @@ impl Runtime {
             let pin = options.pin.then_some(i);
             let (link, thread) = match backend {
                 Backend::Portable => super::portable::spawn(clock, pin, i),
+                #[cfg(target_os = "linux")]
                 Backend::Uring => {
-                    return Err(Error::BackendUnavailable { backend: "uring", why: "not built yet".into() });
+                    let support = support.clone().expect("probed when chosen");
+                    super::uring::worker::spawn(clock, pin, i, support)
                 }
+                #[cfg(not(target_os = "linux"))]
+                Backend::Uring => unreachable!("never chosen off Linux"),
             }
             .map_err(|source| Error::Io { what: format!("starting engine thread {i}"), source })?;
             shards.push(link);
@@ -292,8 +296,9 @@ fn bind(ip: std::net::IpAddr, port: u16) -> Result<(UdpSocket, TcpListener, Sock
 }
 
 /// The backend to run: `choice`, or with `Auto` the environment's
-/// `RINGSWIM_BACKEND`, or the best this machine allows; with why.
-fn choose_backend(choice: BackendChoice) -> Result<(Backend, String), Error> {
+/// `RINGSWIM_BACKEND`, or io_uring where the kernel allows it; with why,
+/// and what the kernel offers when io_uring runs.
+fn choose_backend(choice: BackendChoice) -> Result<(Backend, String, Option<UringSupport>), Error> {
     let (wanted, why) = match choice {
         BackendChoice::Only(b) => (Some(b), "asked for".to_owned()),
         BackendChoice::Auto => match std::env::var("RINGSWIM_BACKEND").ok().as_deref() {
@@ -302,11 +307,36 @@ fn choose_backend(choice: BackendChoice) -> Result<(Backend, String), Error> {
             _ => (None, String::new()),
         },
     };
-    match wanted {
-        Some(Backend::Uring) => {
-            Err(Error::BackendUnavailable { backend: "uring", why: "the io_uring backend is not built yet".into() })
+    if wanted == Some(Backend::Portable) {
+        return Ok((Backend::Portable, why, None));
+    }
+    match probe_uring() {
+        Ok(support) => {
+            Ok((Backend::Uring, if why.is_empty() { "auto: io_uring available".into() } else { why }, Some(support)))
         }
-        Some(Backend::Portable) => Ok((Backend::Portable, why)),
-        None => Ok((Backend::Portable, "auto: the io_uring backend is not built yet".to_owned())),
+        Err(refused) if wanted.is_none() => Ok((Backend::Portable, format!("auto: {refused}"), None)),
+        Err(refused) => Err(Error::BackendUnavailable { backend: "uring", why: refused }),
     }
 }
+
+/// What io_uring offers here, or why it cannot run the engine.
+#[cfg(target_os = "linux")]
+fn probe_uring() -> Result<UringSupport, String> {
+    if std::env::var("RINGSWIM_REFUSE_URING").is_ok_and(|v| v == "1") {
+        // What a seccomp profile or `kernel.io_uring_disabled` does, for the
+        // fallback's tests.
+        return Err("io_uring refused (RINGSWIM_REFUSE_URING=1)".to_owned());
+    }
+    let support = super::uring::probe().map_err(|e| format!("io_uring refused: {e}"))?;
+    if support.ring_usable() { Ok(support) } else { Err(format!("io_uring lacks {}", support.missing().join(", "))) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn probe_uring() -> Result<UringSupport, String> {
+    Err("io_uring is Linux only".to_owned())
+}
+
+#[cfg(target_os = "linux")]
+type UringSupport = super::uring::Support;
+#[cfg(not(target_os = "linux"))]
+type UringSupport = ();

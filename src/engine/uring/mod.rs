@@ -18,6 +18,8 @@
 //!   wait timeout per turn and a cross-thread [`Waker`].
 //! - [`echo`]: a bare UDP echo on one [`Ring`], the `"backend":"echo"`
 //!   baseline of the engine benchmark.
+//! - `worker`: the backend's engine thread: one [`Ring`] driving one
+//!   shard, as `portable/` does with epoll.
 //!
 //! Ownership rule (tokio-uring's `Lifecycle::Ignored`): a buffer, address or
 //! header that an SQE points to is owned by this layer until the CQE of that
@@ -33,6 +35,7 @@ pub mod echo;
 pub mod probe;
 pub mod ring;
 mod slab;
+pub(crate) mod worker;
 
 pub use echo::{EchoConfig, EchoReport, run_echo};
 pub use probe::{Cause, Ops, ProbeError, SetupFlags, Support, probe};

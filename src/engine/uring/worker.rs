@@ -1,0 +1,388 @@
+//! The io_uring backend's worker: one [`Ring`] per engine thread driving
+//! that thread's [`Shard`]. The shard decides; this file only turns its
+//! requests into ring operations and the ring's completions into shard
+//! events, as `portable/` does with epoll. No `unsafe` here: the ring
+//! layer holds it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError, channel};
+use std::thread::JoinHandle;
+
+use super::ring::{Completion, Io, ListenerId, ReadOutcome, Ring, RingConfig, SocketId, StreamId};
+use super::{Support, Waker};
+use crate::engine::api::{Command, Hosted};
+use crate::engine::conn::{READ_CHUNK, Want};
+use crate::engine::runtime::{Clock, ShardCounters, ShardLink, Wake};
+use crate::engine::shard::{ConnId, Io as ShardIo, NodeId, Shard};
+
+/// The largest datagram a ring receives: Go's `UDPBufferSize` is 1,400 by
+/// default and at most what one UDP datagram carries over Ethernet without
+/// fragments in practice; longer ones are dropped and counted by the ring.
+const RECV_BUFFER: usize = 4096;
+/// Receive buffers per ring (a power of two): bursts from hundreds of
+/// nodes' peers.
+const RECV_BUFFERS: u16 = 2048;
+/// Datagrams in flight per ring.
+const SEND_SLOTS: usize = 4096;
+/// Registered sockets per ring at most (two per node); also kept below the
+/// open-file limit, which bounds the kernel's table.
+const MAX_FILES: u32 = 16_384;
+
+impl Wake for Waker {
+    fn wake(&self) {
+        // Fails only when the ring's eventfd is gone: the thread has ended.
+        let _ = Waker::wake(self);
+    }
+}
+
+/// Starts an io_uring shard thread (pinned to CPU `pin` if given). The ring
+/// is built on the thread itself (a single-issuer ring belongs to the
+/// thread that made it); an error building it comes back here.
+pub(crate) fn spawn(
+    clock: Clock,
+    pin: Option<usize>,
+    index: usize,
+    support: Support,
+) -> std::io::Result<(ShardLink, JoinHandle<()>)> {
+    let (tx, rx) = channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let counters = Arc::new(ShardCounters::default());
+    let thread_counters = Arc::clone(&counters);
+    let thread = std::thread::Builder::new().name(format!("rs-uring-{index}")).spawn(move || {
+        if let Some(cpu) = pin {
+            crate::engine::pin_to_cpu(cpu);
+        }
+        let max_files = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map_or(1024, |(soft, _)| soft)
+            .saturating_sub(64)
+            .clamp(64, u64::from(MAX_FILES)) as u32;
+        let config = RingConfig {
+            recv_buf_size: RECV_BUFFER,
+            recv_buf_count: RECV_BUFFERS,
+            send_slots: SEND_SLOTS,
+            send_buf_size: 65_536,
+            max_files,
+            ..RingConfig::default()
+        };
+        match Ring::new(&config, &support) {
+            Ok(ring) => {
+                let _ = ready_tx.send(Ok(ring.waker()));
+                Worker::new(ring, clock, thread_counters).run(&rx);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    })?;
+    let waker = ready_rx.recv().map_err(|_| std::io::Error::other("the io_uring thread ended at start"))??;
+    Ok((ShardLink { tx, waker: Arc::new(waker), counters }, thread))
+}
+
+/// A node's registered sockets.
+struct NodeSockets {
+    udp: SocketId,
+    tcp: ListenerId,
+}
+
+/// A connection's ring stream, and whether an operation is in flight on it
+/// (the ring takes one read or one write at a time).
+struct ConnStream {
+    stream: StreamId,
+    busy: bool,
+}
+
+struct Worker {
+    ring: Ring,
+    clock: Clock,
+    shard: Shard,
+    nodes: Vec<Option<NodeSockets>>,
+    by_socket: HashMap<SocketId, NodeId>,
+    by_listener: HashMap<ListenerId, NodeId>,
+    conns: HashMap<ConnId, ConnStream>,
+    by_stream: HashMap<StreamId, ConnId>,
+    counters: Arc<ShardCounters>,
+    stop: bool,
+}
+
+impl Worker {
+    fn new(ring: Ring, clock: Clock, counters: Arc<ShardCounters>) -> Worker {
+        Worker {
+            ring,
+            clock,
+            shard: Shard::new(Arc::clone(&counters)),
+            nodes: Vec::new(),
+            by_socket: HashMap::new(),
+            by_listener: HashMap::new(),
+            conns: HashMap::new(),
+            by_stream: HashMap::new(),
+            counters,
+            stop: false,
+        }
+    }
+
+    fn run(mut self, commands: &Receiver<Command>) {
+        // Completions are collected during the turn (the closure cannot
+        // borrow the worker) and handled after it; datagrams are handled
+        // in the closure, their bytes being the ring's until it returns.
+        let mut events: Vec<Event> = Vec::new();
+        while !self.stop {
+            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + crate::engine::TIMER_SLACK);
+            let (shard, clock, counters) = (&mut self.shard, &self.clock, &self.counters);
+            let (by_socket, by_listener, by_stream) = (&self.by_socket, &self.by_listener, &self.by_stream);
+            let turned = self.ring.turn(timeout, &mut |_io: &mut Io, completion: Completion<'_>| match completion {
+                Completion::Datagram { socket, from, bytes } => {
+                    if let Some(&node) = by_socket.get(&socket) {
+                        ShardCounters::add(&counters.udp_packets_received, 1);
+                        ShardCounters::add(&counters.udp_bytes_received, bytes.len() as u64);
+                        shard.datagram(node, from, bytes, clock.now());
+                    }
+                }
+                Completion::Accepted { listener, stream, peer } => {
+                    events.push(Event::Accepted(by_listener.get(&listener).copied(), stream, peer));
+                }
+                Completion::AcceptFailed { .. } | Completion::Timeout => {}
+                Completion::Connected { stream, result } => {
+                    events.push(Event::Connected(by_stream.get(&stream).copied(), stream, result.is_ok()));
+                }
+                Completion::Read { stream, outcome } => {
+                    let Some(&c) = by_stream.get(&stream) else { return };
+                    events.push(match outcome {
+                        ReadOutcome::Data(bytes) => {
+                            ShardCounters::add(&counters.tcp_bytes_received, bytes.len() as u64);
+                            let room = shard.read_room(c);
+                            let n = bytes.len().min(room.len());
+                            room[..n].copy_from_slice(&bytes[..n]);
+                            Event::Read(c, n)
+                        }
+                        ReadOutcome::Eof | ReadOutcome::Error(_) => Event::Read(c, 0),
+                    });
+                }
+                Completion::Written { stream, result } => {
+                    let Some(&c) = by_stream.get(&stream) else { return };
+                    events.push(match result {
+                        Ok(n) => {
+                            ShardCounters::add(&counters.tcp_bytes_sent, n as u64);
+                            Event::Wrote(c, Some(n))
+                        }
+                        Err(_) => Event::Wrote(c, None),
+                    });
+                }
+                Completion::Woken => events.push(Event::Woken),
+            });
+            if let Err(e) = turned {
+                tracing::error!(error = %e, "io_uring turn failed; the engine thread stops");
+                return;
+            }
+            for event in events.drain(..) {
+                self.handle(event, commands);
+            }
+            self.shard.run_timers(self.clock.now());
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, event: Event, commands: &Receiver<Command>) {
+        let now = self.clock.now();
+        match event {
+            Event::Woken => loop {
+                match commands.try_recv() {
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                        self.stop = true;
+                        return;
+                    }
+                    Ok(command) => self.command(command),
+                    Err(TryRecvError::Empty) => return,
+                }
+                self.flush();
+            },
+            Event::Accepted(node, stream, peer) => {
+                ShardCounters::add(&self.counters.tcp_accepts, 1);
+                match node.and_then(|node| self.shard.accepted(node, peer, now)) {
+                    Some(c) => {
+                        self.conns.insert(c, ConnStream { stream, busy: false });
+                        self.by_stream.insert(stream, c);
+                        self.drive(c);
+                    }
+                    None => {
+                        let _ = self.ring.close(stream);
+                    }
+                }
+            }
+            Event::Connected(c, stream, ok) => {
+                let Some(c) = c else {
+                    let _ = self.ring.close(stream);
+                    return;
+                };
+                if let Some(cs) = self.conns.get_mut(&c) {
+                    cs.busy = false;
+                }
+                if ok {
+                    self.shard.connected(c, now);
+                } else {
+                    self.shard.conn_failed(c, now);
+                }
+                self.drive(c);
+            }
+            Event::Read(c, n) => {
+                if let Some(cs) = self.conns.get_mut(&c) {
+                    cs.busy = false;
+                }
+                self.shard.read(c, n, now);
+                self.drive(c);
+            }
+            Event::Wrote(c, n) => {
+                if let Some(cs) = self.conns.get_mut(&c) {
+                    cs.busy = false;
+                }
+                match n {
+                    Some(n) => self.shard.wrote(c, n, now),
+                    None => self.shard.conn_failed(c, now),
+                }
+                self.drive(c);
+            }
+        }
+    }
+
+    /// Issues what the shard wants next on `c`, unless an operation is in
+    /// flight on it.
+    fn drive(&mut self, c: ConnId) {
+        let Some(cs) = self.conns.get_mut(&c) else { return };
+        if cs.busy {
+            return;
+        }
+        let stream = cs.stream;
+        let issued = match self.shard.want(c) {
+            Want::Connect => return,
+            Want::Write => self.ring.write(stream, self.shard.unwritten(c).to_vec()).is_ok(),
+            Want::Read => self.ring.read(stream, READ_CHUNK).is_ok(),
+            Want::Close => {
+                self.forget(c);
+                self.shard.conn_closed(c);
+                return;
+            }
+        };
+        if issued {
+            if let Some(cs) = self.conns.get_mut(&c) {
+                cs.busy = true;
+            }
+        } else {
+            let now = self.clock.now();
+            self.shard.conn_failed(c, now);
+            self.drive(c);
+        }
+    }
+
+    /// Closes `c`'s stream and forgets it.
+    fn forget(&mut self, c: ConnId) {
+        if let Some(cs) = self.conns.remove(&c) {
+            self.by_stream.remove(&cs.stream);
+            let _ = self.ring.close(cs.stream);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Host { config, udp, tcp, advertise, reply } => {
+                let result = self.shard.host(*config, advertise, now).and_then(|node| {
+                    let registered = self.ring.add_udp(udp).and_then(|u| match self.ring.add_listener(tcp) {
+                        Ok(t) => Ok((u, t)),
+                        Err(e) => {
+                            self.ring.remove_udp(u);
+                            Err(e)
+                        }
+                    });
+                    let (udp, tcp) = match registered {
+                        Ok(ids) => ids,
+                        Err(e) => {
+                            self.shard.unhost(node);
+                            return Err(crate::engine::Error::Io {
+                                what: format!("registering node {advertise} with io_uring"),
+                                source: std::io::Error::other(e.to_string()),
+                            });
+                        }
+                    };
+                    if self.nodes.len() <= node {
+                        self.nodes.resize_with(node + 1, || None);
+                    }
+                    self.nodes[node] = Some(NodeSockets { udp, tcp });
+                    self.by_socket.insert(udp, node);
+                    self.by_listener.insert(tcp, node);
+                    let local = self.shard.local_node(node).expect("just hosted");
+                    let keyring = self.shard.keyring(node).expect("just hosted");
+                    let metrics = self.shard.metrics(node).expect("just hosted");
+                    Ok(Hosted { node, local, keyring, metrics })
+                });
+                reply.send(result);
+            }
+            Command::Node { node, op } => self.shard.command(node, op, now),
+            Command::Stop => self.stop = true,
+        }
+    }
+
+    /// Queues the turn's datagrams on the ring and carries out the shard's
+    /// other requests, until none is left.
+    fn flush(&mut self) {
+        loop {
+            for (node, to, bytes) in self.shard.sends().iter() {
+                let Some(Some(s)) = self.nodes.get(node) else { continue };
+                match self.ring.send_to(s.udp, to, bytes) {
+                    Ok(()) => {
+                        ShardCounters::add(&self.counters.udp_packets_sent, 1);
+                        ShardCounters::add(&self.counters.udp_bytes_sent, bytes.len() as u64);
+                    }
+                    // Every send slot in flight, or an unknown socket: the
+                    // datagram is lost, as UDP allows (the ring counts it).
+                    Err(_) => ShardCounters::add(&self.counters.udp_send_failed, 1),
+                }
+            }
+            self.shard.sends().clear();
+            let io: Vec<ShardIo> = self.shard.take_io().collect();
+            if io.is_empty() {
+                return;
+            }
+            for io in io {
+                match io {
+                    ShardIo::Dial { conn, to } => self.dial(conn, to),
+                    ShardIo::Abort { conn } => self.forget(conn),
+                    ShardIo::Unhost { node } => {
+                        if let Some(Some(s)) = self.nodes.get_mut(node).map(Option::take) {
+                            self.by_socket.remove(&s.udp);
+                            self.by_listener.remove(&s.tcp);
+                            self.ring.remove_udp(s.udp);
+                            self.ring.remove_listener(s.tcp);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn dial(&mut self, c: ConnId, to: SocketAddr) {
+        ShardCounters::add(&self.counters.tcp_connects, 1);
+        match self.ring.connect(to) {
+            Ok(stream) => {
+                self.conns.insert(c, ConnStream { stream, busy: true });
+                self.by_stream.insert(stream, c);
+            }
+            Err(_) => {
+                let now = self.clock.now();
+                self.shard.conn_failed(c, now);
+                if self.shard.want(c) == Want::Close {
+                    self.shard.conn_closed(c);
+                }
+            }
+        }
+    }
+}
+
+/// A completion kept for after the turn.
+enum Event {
+    Woken,
+    Accepted(Option<NodeId>, StreamId, SocketAddr),
+    Connected(Option<ConnId>, StreamId, bool),
+    Read(ConnId, usize),
+    Wrote(ConnId, Option<usize>),
+}
