@@ -97,6 +97,8 @@ pub struct ClusterReport {
     pub peak_rss_mb: f64,
     /// Packets every node refused, summed (`ringswim.packets.rejected`).
     pub rejected_packets: u64,
+    /// The same by reason (only reasons that occurred).
+    pub rejected_by_reason: Vec<(&'static str, u64)>,
     /// Datagrams the kernel refused to send.
     pub udp_send_failed: u64,
 }
@@ -288,8 +290,16 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
 
     let deaths = deaths.lock().map(|d| d.clone()).unwrap_or_default();
     report.false_deaths = deaths.iter().filter(|d| !killed.contains(*d)).collect::<BTreeSet<_>>().len();
-    report.rejected_packets =
-        members.iter().filter_map(|m| m.handle.as_ref()).map(|h| h.metrics().total(PACKETS_REJECTED)).sum();
+    let mut by_reason = std::collections::BTreeMap::new();
+    for h in members.iter().filter_map(|m| m.handle.as_ref()) {
+        for (metric, reason, n) in h.metrics().iter() {
+            if metric == PACKETS_REJECTED && n > 0 {
+                *by_reason.entry(reason).or_insert(0) += n;
+            }
+        }
+    }
+    report.rejected_packets = by_reason.values().sum();
+    report.rejected_by_reason = by_reason.into_iter().collect();
     report.udp_send_failed = runtime.stats().udp_send_failed;
     report.peak_rss_mb = peak_rss_mb();
     Ok(report)
@@ -364,6 +374,7 @@ impl ClusterReport {
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "mb_per_member": round(self.peak_rss_mb / self.nodes.max(1) as f64, 4),
             "rejected_packets": self.rejected_packets,
+            "rejected_by_reason": self.rejected_by_reason.iter().map(|(r, n)| (r.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
             "udp_send_failed": self.udp_send_failed,
         })
     }

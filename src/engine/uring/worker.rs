@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use super::ring::{Completion, Io, ListenerId, ReadOutcome, Ring, RingConfig, SocketId, StreamId};
 use super::{Support, Waker};
 use crate::engine::api::{Command, Hosted};
-use crate::engine::conn::{READ_CHUNK, Want};
+use crate::engine::conn::Want;
 use crate::engine::runtime::{Clock, ShardCounters, ShardLink, Wake};
 use crate::engine::shard::{ConnId, Io as ShardIo, NodeId, Shard};
 
@@ -26,6 +26,11 @@ const RECV_BUFFER: usize = 4096;
 const RECV_BUFFERS: u16 = 2048;
 /// Datagrams in flight per ring.
 const SEND_SLOTS: usize = 4096;
+/// The most one read on a TCP stream takes (a push/pull of 1,000 members
+/// is about 60 KB: one or two reads, not fifteen).
+const STREAM_READ: usize = 64 * 1024;
+/// The largest datagram a ring sends (a send slot's size).
+const SEND_BUFFER: usize = 4096;
 /// Registered sockets per ring at most (two per node); also kept below the
 /// open-file limit, which bounds the kernel's table.
 const MAX_FILES: u32 = 16_384;
@@ -62,7 +67,10 @@ pub(crate) fn spawn(
             recv_buf_size: RECV_BUFFER,
             recv_buf_count: RECV_BUFFERS,
             send_slots: SEND_SLOTS,
-            send_buf_size: 65_536,
+            // Go's UDPBufferSize is 1,400 by default; a node configured
+            // above this sends what fits and counts the rest
+            // (`udp_send_failed`).
+            send_buf_size: SEND_BUFFER,
             max_files,
             ..RingConfig::default()
         };
@@ -149,12 +157,23 @@ impl Worker {
                 Completion::Read { stream, outcome } => {
                     let Some(&c) = by_stream.get(&stream) else { return };
                     events.push(match outcome {
-                        ReadOutcome::Data(bytes) => {
+                        ReadOutcome::Data(mut bytes) => {
                             ShardCounters::add(&counters.tcp_bytes_received, bytes.len() as u64);
-                            let room = shard.read_room(c);
-                            let n = bytes.len().min(room.len());
-                            room[..n].copy_from_slice(&bytes[..n]);
-                            Event::Read(c, n)
+                            // Into the connection's buffer, a room at a time,
+                            // while it still reads (bytes after the one
+                            // message an exchange carries are dropped).
+                            let now = clock.now();
+                            while !bytes.is_empty() {
+                                let room = shard.read_room(c);
+                                let n = bytes.len().min(room.len());
+                                if n == 0 {
+                                    break;
+                                }
+                                room[..n].copy_from_slice(&bytes[..n]);
+                                shard.read(c, n, now);
+                                bytes = &bytes[n..];
+                            }
+                            Event::Drive(c)
                         }
                         ReadOutcome::Eof | ReadOutcome::Error(_) => Event::Read(c, 0),
                     });
@@ -225,6 +244,12 @@ impl Worker {
                 }
                 self.drive(c);
             }
+            Event::Drive(c) => {
+                if let Some(cs) = self.conns.get_mut(&c) {
+                    cs.busy = false;
+                }
+                self.drive(c);
+            }
             Event::Read(c, n) => {
                 if let Some(cs) = self.conns.get_mut(&c) {
                     cs.busy = false;
@@ -256,7 +281,7 @@ impl Worker {
         let issued = match self.shard.want(c) {
             Want::Connect => return,
             Want::Write => self.ring.write(stream, self.shard.unwritten(c).to_vec()).is_ok(),
-            Want::Read => self.ring.read(stream, READ_CHUNK).is_ok(),
+            Want::Read => self.ring.read(stream, STREAM_READ).is_ok(),
             Want::Close => {
                 self.forget(c);
                 self.shard.conn_closed(c);
@@ -383,6 +408,9 @@ enum Event {
     Woken,
     Accepted(Option<NodeId>, StreamId, SocketAddr),
     Connected(Option<ConnId>, StreamId, bool),
+    /// A read's bytes are in the shard: drive the connection on.
+    Drive(ConnId),
+    /// A read ended the stream (0) or failed.
     Read(ConnId, usize),
     Wrote(ConnId, Option<usize>),
 }
