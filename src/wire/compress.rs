@@ -1,8 +1,9 @@
 //! The `compress` message: `[9]{"Algo": u8, "Buf": bytes}`.
 //!
 //! - Algo 0, LZW as Go's `compress/lzw` writes it (LSB first, 8-bit literals,
-//!   codes up to 12 bits, clear and end codes) — through `weezl`, which decodes
-//!   Go's streams and writes streams Go decodes.
+//!   codes up to 12 bits, clear and end codes): our own codec
+//!   ([`super::lzw`]), which writes the bytes Go's writer writes and reads
+//!   what Go's reader reads.
 //! - Algo 1, LZ4 block format with a little-endian u32 size prefix (`lz4_flex`).
 //!   Go memberlist rejects it ("Cannot decompress unknown algorithm"), so it is
 //!   only ever sent to peers that announced they understand it.
@@ -12,9 +13,8 @@
 
 use std::cell::RefCell;
 
-use weezl::{BitOrder, LzwStatus};
-
 use super::Error;
+use super::lzw;
 use super::message::MessageType;
 use super::msgpack::{self, Reader};
 
@@ -53,15 +53,11 @@ impl Compression {
     }
 }
 
-const LZW_LITERAL_WIDTH: u8 = 8;
-
 thread_local! {
-    // weezl's tables are a few KiB; reusing them per thread keeps allocation off
-    // the hot path.
-    static LZW_DECODER: RefCell<weezl::decode::Decoder> =
-        RefCell::new(weezl::decode::Decoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH));
-    static LZW_ENCODER: RefCell<weezl::encode::Encoder> =
-        RefCell::new(weezl::encode::Encoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH));
+    // The coders' tables (128 KiB and 64 KiB) are reused per thread, so
+    // nothing is allocated on the hot path and a new stream costs nothing.
+    static LZW_DECODER: RefCell<lzw::Decoder> = RefCell::new(lzw::Decoder::new());
+    static LZW_ENCODER: RefCell<lzw::Encoder> = RefCell::new(lzw::Encoder::new());
 }
 
 /// Appends a complete `compress` message holding `data` compressed with `algo`.
@@ -96,35 +92,7 @@ pub fn compress(algo: Compression, data: &[u8]) -> Vec<u8> {
 /// Appends `data` compressed with `algo` (the `Buf` field's contents) to `out`.
 pub fn compress_into(algo: Compression, data: &[u8], out: &mut Vec<u8>) {
     match algo {
-        Compression::Lzw => LZW_ENCODER.with(|enc| {
-            let mut enc = enc.borrow_mut();
-            enc.reset();
-            enc.finish();
-            // Room for the worst case, a 12-bit code per input byte plus the
-            // clear and end codes, so one call usually does it all and `out`
-            // grows no more than needed (weezl's `into_vec` would reserve
-            // 4 KiB chunks).
-            let at = out.len();
-            out.resize(at + (data.len() + 2) * 3 / 2 + 2, 0);
-            let (mut input, mut written) = (data, 0);
-            loop {
-                let res = enc.encode_bytes(input, &mut out[at + written..]);
-                input = &input[res.consumed_in..];
-                written += res.consumed_out;
-                match res.status {
-                    Ok(LzwStatus::Done) => break,
-                    // Out of room (the bound above should prevent it): more.
-                    Ok(LzwStatus::Ok | LzwStatus::NoProgress) if at + written == out.len() => {
-                        out.resize(out.len() + 64, 0);
-                    }
-                    Ok(LzwStatus::Ok) => {}
-                    // 8-bit literals accept every byte value, so encoding
-                    // cannot fail or stall with room left.
-                    Ok(LzwStatus::NoProgress) | Err(_) => break,
-                }
-            }
-            out.truncate(at + written);
-        }),
+        Compression::Lzw => LZW_ENCODER.with(|enc| enc.borrow_mut().encode(data, out)),
         Compression::Lz4 => {
             // Go-side format of ringswim peers: u32 LE size, then the block.
             let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
@@ -164,38 +132,8 @@ pub fn decompress(algo: Compression, input: &[u8], limit: usize, out: &mut Vec<u
     }
 }
 
-fn lzw_decompress(mut input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
-    const MAX_CHUNK: usize = 64 * 1024;
-    const CORRUPT: Error = Error::Decompress { algo: "lzw" };
-    let start = out.len();
-    // Output space grows with what is actually produced, starting from a size
-    // proportional to the input: a tiny compressed message must not cost a big
-    // zero-filled buffer (thousands of them fit in one packet).
-    let mut chunk = (input.len() * 4 + 64).min(MAX_CHUNK);
-    LZW_DECODER.with(|dec| {
-        let mut dec = dec.borrow_mut();
-        dec.reset();
-        loop {
-            // Room for one byte past the limit, so exceeding it is detectable.
-            let room = chunk.min(limit.saturating_add(1) - (out.len() - start));
-            chunk = (chunk * 2).min(MAX_CHUNK);
-            let at = out.len();
-            out.resize(at + room, 0);
-            let res = dec.decode_bytes(input, &mut out[at..]);
-            out.truncate(at + res.consumed_out);
-            input = &input[res.consumed_in..];
-            let produced = out.len() - start;
-            if produced > limit {
-                return Err(Error::TooLarge { what: "decompressed payload", len: produced, limit });
-            }
-            match res.status {
-                Ok(LzwStatus::Done) => return Ok(()),
-                Ok(LzwStatus::Ok) => {}
-                // Input exhausted without the end code: Go reports unexpected EOF.
-                Ok(LzwStatus::NoProgress) | Err(_) => return Err(CORRUPT),
-            }
-        }
-    })
+fn lzw_decompress(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    LZW_DECODER.with(|dec| dec.borrow_mut().decode(input, limit, out))
 }
 
 fn lz4_decompress(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {

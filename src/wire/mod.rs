@@ -4,7 +4,7 @@
 //! - [`message`]: the message structs, decoded by borrowing from the input;
 //! - [`msgpack`]: Go's msgpack dialect;
 //! - [`frame`]: compound, CRC and label framing;
-//! - [`compress`]: LZW (Go-compatible) and LZ4 (ringswim peers);
+//! - [`compress`]: LZW (Go's `compress/lzw`, our own codec) and LZ4 (ringswim peers);
 //! - [`crypto`]: AES-GCM and the keyring;
 //! - [`packet`] and [`stream`]: the layers put together for UDP and TCP.
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod compress;
 pub mod crypto;
 mod error;
 pub mod frame;
+mod lzw;
 pub mod message;
 pub mod msgpack;
 pub mod packet;
