@@ -24,6 +24,8 @@
 #       build a packet / stream with Go memberlist's own encoders
 #   batch-decode / batch-encode   JSON lines in, one JSON line out per input
 #       (avoid one process per packet in Rust tests; output flushed per line)
+#   batch-lzw   JSON lines {"op":"compress"|"decompress","hex"}: memberlist's
+#       compressPayload / decompressBuffer alone
 #   gen --seed S --out DIR [--count N]   golden vectors (DIR/NNNN.bin + manifest.json)
 #   selfcheck DIR                        verify a golden dir against Go (exit 1 on mismatch)
 #

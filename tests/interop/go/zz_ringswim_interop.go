@@ -32,6 +32,12 @@
 //	    JSON lines {"messages":[..],"compress":bool,"crc":bool,"keys":[b64],
 //	    "encryption_version":0|1,"label":null|"..","stream":bool,
 //	    "compound":bool} -> {"hex":".."} or {"error":".."}. Flushes per line.
+//	batch-lzw
+//	    JSON lines {"op":"compress"|"decompress","hex":..} -> {"hex":".."} or
+//	    {"error":".."}, through memberlist's own functions: "compress" gives
+//	    compressPayload(bytes), the whole compress message (type byte first);
+//	    "decompress" gives decompressBuffer of a compress{Algo: lzw, Buf: bytes}
+//	    (compress/lzw's reader, LSB, 8-bit literals). Flushes per line.
 //	gen --seed S --out DIR [--count N]
 //	    Write N (default 400) golden vectors made by real Go with random
 //	    contents: DIR/NNNN.bin and DIR/manifest.json (array of {"name","file",
@@ -1006,6 +1012,7 @@ const rsUsage = `usage: gointerop <command> [options]
          [--label TEXT] [--stream] [--compound] [--hex]     < {"messages":[...]}
   batch-decode   < JSON lines {"hex","keys","label","stream"}
   batch-encode   < JSON lines {"messages","compress","crc","keys","encryption_version","label","stream","compound"}
+  batch-lzw      < JSON lines {"op":"compress"|"decompress","hex"}
   gen --seed S --out DIR [--count N]
   selfcheck DIR
 `
@@ -1026,6 +1033,8 @@ func RingswimInteropMain(args []string) int {
 		return rsCmdBatch(rest, rsBatchDecodeLine)
 	case "batch-encode":
 		return rsCmdBatch(rest, rsBatchEncodeLine)
+	case "batch-lzw":
+		return rsCmdBatch(rest, rsBatchLzwLine)
 	case "gen":
 		return rsCmdGen(rest)
 	case "selfcheck":
@@ -1203,6 +1212,40 @@ func rsBatchEncodeLine(line []byte) (interface{}, error) {
 	out, err := rsBuild(msgs, o)
 	if err != nil {
 		return nil, err
+	}
+	return map[string]string{"hex": hex.EncodeToString(out)}, nil
+}
+
+type rsBatchLzwIn struct {
+	Op  string `json:"op"`
+	Hex string `json:"hex"`
+}
+
+// rsBatchLzwLine: memberlist's LZW layer alone, both ways.
+func rsBatchLzwLine(line []byte) (interface{}, error) {
+	var in rsBatchLzwIn
+	if err := json.Unmarshal(line, &in); err != nil {
+		return nil, fmt.Errorf("bad input JSON: %v", err)
+	}
+	data, err := hex.DecodeString(in.Hex)
+	if err != nil {
+		return nil, fmt.Errorf("bad hex: %v", err)
+	}
+	var out []byte
+	switch in.Op {
+	case "compress":
+		buf, err := compressPayload(data)
+		if err != nil {
+			return nil, err
+		}
+		out = buf.Bytes()
+	case "decompress":
+		out, err = decompressBuffer(&compress{Algo: lzwAlgo, Buf: data})
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown op %q", in.Op)
 	}
 	return map[string]string{"hex": hex.EncodeToString(out)}, nil
 }
