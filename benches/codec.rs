@@ -30,8 +30,16 @@
 //! `typical_aesgcm.bin`, `typical.bin` is sealed here with that key). Without
 //! the directory, the same messages as the Go bench's are built here.
 //!
-//! Run: `cargo bench --bench codec` (about 40 s); `perf/codec-vs-go.sh` runs it
-//! side by side with Go memberlist's codec.
+//! The `lzw` group times the LZW layer alone, ringswim's codec
+//! (`wire::compress`, `src/wire/lzw.rs`) against `weezl` (the crate it
+//! replaced, used as ringswim used it: one reused coder, output in place), on
+//! a gossip compound of 12 alive messages (~1,400 bytes) and on the stream a
+//! push/pull of 1,000 members sends (~60 KB). Throughput is in uncompressed
+//! bytes both ways, so criterion prints MB/s of data compressed or restored.
+//!
+//! Run: `cargo bench --bench codec` (about 70 s), `cargo bench --bench codec --
+//! lzw` for the LZW group alone; `perf/codec-vs-go.sh` runs the packet
+//! benches side by side with Go memberlist's codec.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -44,7 +52,7 @@ use ringswim::config::Config;
 use ringswim::swim::{OutgoingPacket, PacketLayers, Sealer};
 use ringswim::wire::{
     Alive, Compression, DecodeOptions, EncodeOptions, Encryption, EncryptionVersion, Keyring, Message, Packet,
-    PacketDecoder, Ping, SharedKeyring, encode_packet,
+    PacketDecoder, Ping, PushNodeState, PushPull, SharedKeyring, encode_packet, encode_stream,
 };
 
 /// The key of `typical_full.bin` and of every encrypted bench packet.
@@ -322,5 +330,143 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(codec, benches);
+/// A compound of 12 alive messages (~1,400 bytes): gossip during a join.
+fn lzw_gossip_input() -> Vec<u8> {
+    let parts: Vec<Vec<u8>> = (0..12)
+        .map(|i: usize| {
+            let name = format!("node-{:04}.dc1.example", 37 * i + 5);
+            let meta = format!("role=web,zone=us-east-1a,rack=r{:02}", i % 16);
+            Message::Alive(Alive {
+                incarnation: 1 + i as u32,
+                node: &name,
+                addr: &[10, 0, 1, i as u8],
+                port: 7946,
+                meta: meta.as_bytes(),
+                vsn: &[1, 5, 2, 0, 0, 0],
+            })
+            .to_vec()
+        })
+        .collect();
+    let mut out = Vec::new();
+    ringswim::wire::frame::write_compound(&mut out, &parts).expect("bench compound");
+    out
+}
+
+/// The stream message a push/pull of 1,000 members sends (~60 KB): names of
+/// ~20 bytes, IPv4 addresses, no meta.
+fn lzw_push_pull_input() -> Vec<u8> {
+    let names: Vec<String> = (0..1_000).map(|i| format!("node-{i:04}.dc1.example")).collect();
+    let mut states = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let addr = [10, 0, (i >> 8) as u8, i as u8];
+        PushNodeState {
+            name,
+            addr: &addr,
+            port: 7946,
+            incarnation: 1 + i as u32 % 7,
+            vsn: &[1, 5, 2, 0, 0, 0],
+            ..Default::default()
+        }
+        .write(&mut states);
+    }
+    let msg = Message::PushPull(PushPull::from_encoded(false, names.len(), &states, b""));
+    let mut out = Vec::new();
+    encode_stream(&msg, &EncodeOptions::default(), &mut out).expect("bench push/pull");
+    out
+}
+
+/// weezl as `wire::compress` used it: a reused encoder, output written in place.
+fn weezl_compress(enc: &mut weezl::encode::Encoder, data: &[u8], out: &mut Vec<u8>) {
+    enc.reset();
+    enc.finish();
+    let at = out.len();
+    out.resize(at + (data.len() + 2) * 3 / 2 + 2, 0);
+    let (mut input, mut written) = (data, 0);
+    loop {
+        let res = enc.encode_bytes(input, &mut out[at + written..]);
+        input = &input[res.consumed_in..];
+        written += res.consumed_out;
+        match res.status {
+            Ok(weezl::LzwStatus::Done) => break,
+            Ok(weezl::LzwStatus::Ok) => {}
+            other => panic!("weezl encoding: {other:?}"),
+        }
+    }
+    out.truncate(at + written);
+}
+
+/// weezl as `wire::compress` used it: a reused decoder into a growing buffer
+/// (here sized once, which only favours weezl).
+fn weezl_decompress(dec: &mut weezl::decode::Decoder, mut input: &[u8], len: usize, out: &mut Vec<u8>) {
+    dec.reset();
+    out.resize(len + 1, 0);
+    let mut written = 0;
+    loop {
+        let res = dec.decode_bytes(input, &mut out[written..]);
+        input = &input[res.consumed_in..];
+        written += res.consumed_out;
+        match res.status {
+            Ok(weezl::LzwStatus::Done) => break,
+            Ok(weezl::LzwStatus::Ok) => {}
+            other => panic!("weezl decoding: {other:?}"),
+        }
+    }
+    out.truncate(written);
+}
+
+fn lzw_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lzw");
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.sample_size(50);
+    let mut wenc = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);
+    let mut wdec = weezl::decode::Decoder::new(weezl::BitOrder::Lsb, 8);
+    let mut out = Vec::with_capacity(1 << 17);
+    for (name, data) in [("gossip_1400", lzw_gossip_input()), ("push_pull_1000", lzw_push_pull_input())] {
+        let ours = ringswim::wire::compress::compress(Compression::Lzw, &data);
+        let mut theirs = Vec::new();
+        weezl_compress(&mut wenc, &data, &mut theirs);
+        eprintln!(
+            "codec bench: lzw {name}: {} bytes, {} compressed by ringswim, {} by weezl",
+            data.len(),
+            ours.len(),
+            theirs.len()
+        );
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(format!("encode/{name}/ringswim"), |b| {
+            b.iter(|| {
+                out.clear();
+                ringswim::wire::compress::compress_into(Compression::Lzw, black_box(&data), &mut out);
+                black_box(out.len())
+            })
+        });
+        g.bench_function(format!("encode/{name}/weezl"), |b| {
+            b.iter(|| {
+                out.clear();
+                weezl_compress(&mut wenc, black_box(&data), &mut out);
+                black_box(out.len())
+            })
+        });
+        g.bench_function(format!("decode/{name}/ringswim"), |b| {
+            b.iter(|| {
+                out.clear();
+                ringswim::wire::compress::decompress(Compression::Lzw, black_box(&ours), 1 << 20, &mut out)
+                    .expect("decodes");
+                black_box(out.len())
+            })
+        });
+        g.bench_function(format!("decode/{name}/weezl"), |b| {
+            b.iter(|| {
+                weezl_decompress(&mut wdec, black_box(&ours), data.len(), &mut out);
+                black_box(out.len())
+            })
+        });
+        let mut check = Vec::new();
+        weezl_decompress(&mut wdec, &ours, data.len(), &mut check);
+        assert_eq!(check, data, "weezl reads ringswim's stream");
+    }
+    g.finish();
+}
+
+criterion_group!(codec, benches, lzw_benches);
 criterion_main!(codec);

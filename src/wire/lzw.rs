@@ -41,9 +41,10 @@ const FIRST_OVERFLOW: u32 = 1 << MIN_WIDTH;
 /// Go's writer clears the table when the code it would assign reaches this.
 const MAX_CODE: u32 = (1 << MAX_WIDTH) - 1;
 
-/// Slots in the encoder's table: at most 3,837 codes live at once, so the load
-/// stays under a quarter and most lookups touch one slot.
-const TABLE_BITS: u32 = 14;
+/// Slots in the encoder's hash table: at most 3,837 codes live at once, so the
+/// load stays under a half, and the table (64 KiB) stays small enough for the
+/// fastest caches.
+const TABLE_BITS: u32 = 13;
 const TABLE_MASK: usize = (1 << TABLE_BITS) - 1;
 
 /// The most bytes [`Encoder::encode`] writes for `n` input bytes: at most one
@@ -55,11 +56,22 @@ pub fn max_encoded_len(n: usize) -> usize {
 }
 
 /// Go's `lzw.NewWriter(w, lzw.LSB, 8)`, reusable: one per thread is enough.
+///
+/// The dictionary maps (prefix code, next byte) to a code. Two tables hold it,
+/// both stamped with a generation, so that a slot of an older generation is
+/// empty and a new table costs one increment:
+/// - `child`, indexed by prefix code: the child code last found or made for
+///   it. Structured input (msgpack keys, names, addresses that repeat) mostly
+///   continues a string the way it last continued, and then this one load
+///   answers;
+/// - `table`, open addressing with linear probing on a hash of the pair: every
+///   code, for the other children and to know that a pair is absent.
+///
+/// Both hold `generation << 32 | (prefix << 8 | byte) << 12 | code` (`child`
+/// with the prefix bits zero).
 pub struct Encoder {
-    /// Open addressing, linear probing. A slot holds
-    /// `generation << 32 | (prefix << 8 | byte) << 12 | code`; a slot whose
-    /// generation is not the current one is empty.
     table: Box<[u64]>,
+    child: Box<[u64]>,
     /// The current generation (never 0, so a zeroed slot is always empty).
     generation: u32,
 }
@@ -72,16 +84,21 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
-        Self { table: vec![0; TABLE_MASK + 1].into_boxed_slice(), generation: 0 }
+        Self {
+            table: vec![0; TABLE_MASK + 1].into_boxed_slice(),
+            child: vec![0; 1 << MAX_WIDTH].into_boxed_slice(),
+            generation: 0,
+        }
     }
 
-    /// An empty table: the next generation, with the slots wiped once every
-    /// 2³² − 1 generations, when the stamps would repeat.
+    /// An empty dictionary: the next generation, with the slots wiped once
+    /// every 2³² − 1 generations, when the stamps would repeat.
     fn new_table(&mut self) -> u64 {
         self.generation = match self.generation.checked_add(1) {
             Some(g) => g,
             None => {
                 self.table.fill(0);
+                self.child.fill(0);
                 1
             }
         };
@@ -106,12 +123,18 @@ impl Encoder {
         let mut hi = FIRST_HI;
         let mut overflow = FIRST_OVERFLOW;
         'input: for &byte in rest {
+            let last_child = self.child[code as usize & 0xfff];
+            if last_child & !0xfff == stamp | u64::from(byte) << 12 {
+                code = (last_child & 0xfff) as u32;
+                continue;
+            }
             let key = code << 8 | u32::from(byte);
             let want = stamp | u64::from(key) << 12;
             let mut at = hash(key);
             loop {
                 let slot = self.table[at];
                 if slot & !0xfff == want {
+                    self.child[code as usize & 0xfff] = stamp | u64::from(byte) << 12 | (slot & 0xfff);
                     code = (slot & 0xfff) as u32;
                     continue 'input;
                 }
@@ -122,6 +145,7 @@ impl Encoder {
             }
             // No longer match: emit the code, and the byte starts the next one.
             w.put(code, width);
+            let prefix = code as usize & 0xfff;
             code = u32::from(byte);
             hi += 1;
             if hi == overflow {
@@ -138,6 +162,7 @@ impl Encoder {
             }
             // `at` is the empty slot the probe stopped at.
             self.table[at] = want | u64::from(hi);
+            self.child[prefix] = stamp | u64::from(byte) << 12 | u64::from(hi);
         }
         // Go's Close: the pending code, the implied code (which may fill the
         // table), then the end code.
@@ -184,19 +209,20 @@ impl BitWriter<'_> {
     }
 }
 
-/// Where a code's string lies in the output: `len` bytes from `at`, counted
-/// from the start of the current stream's output.
+/// Where a code's string lies in the output buffer: `len` bytes from `at`.
 #[derive(Clone, Copy, Default)]
 struct Entry {
     at: usize,
     len: usize,
 }
 
+const CODES: usize = 1 << MAX_WIDTH;
+
 /// Go's `lzw.NewReader(r, lzw.LSB, 8)`, reusable: one per thread is enough.
 pub struct Decoder {
     /// Indexed by code; entries 258.. of the current stream (literals, clear
     /// and end need none).
-    entries: Box<[Entry]>,
+    entries: Box<[Entry; CODES]>,
 }
 
 impl Default for Decoder {
@@ -207,104 +233,179 @@ impl Default for Decoder {
 
 const CORRUPT: Error = Error::Decompress { algo: "lzw" };
 
+/// Strings are copied 8 bytes at a time, so the output buffer keeps this many
+/// bytes of room past the end of what is written.
+const SLACK: usize = 8;
+
+/// Where decoding stands between two codes.
+#[derive(Clone, Copy)]
+struct State<'a> {
+    r: BitReader<'a>,
+    width: u32,
+    hi: u32,
+    /// The previous code's string: the next code's string extends it and
+    /// defines code `hi`, unless a clear code (or a full table) came since,
+    /// which `len` 0 marks.
+    last: Entry,
+    /// The end of the output so far, in the buffer.
+    end: usize,
+}
+
+/// Why [`Decoder::run`] stopped.
+enum Stop {
+    /// The stream is over, well or badly.
+    Done(Result<(), Error>),
+    /// The next code's string, this long, does not fit the buffer (the code
+    /// is left unread).
+    Room(usize),
+}
+
 impl Decoder {
     pub fn new() -> Self {
-        Self { entries: vec![Entry::default(); 1 << MAX_WIDTH].into_boxed_slice() }
+        let entries = vec![Entry::default(); CODES].into_boxed_slice();
+        Self { entries: entries.try_into().unwrap_or_else(|_| unreachable!("CODES entries")) }
     }
 
     /// Decodes one stream, appending it to `out`. More than `limit` bytes of
     /// output is [`Error::TooLarge`] (what was decoded up to the limit stays
     /// in `out`); a code that is not valid where it stands, or input that ends
-    /// before the end code, is [`Error::Decompress`]. Output space is reserved
-    /// as it is needed, never beyond `limit`.
+    /// before the end code, is [`Error::Decompress`]. Output space grows with
+    /// what is produced (at first in proportion to the input) and never beyond
+    /// the limit but for a few bytes.
     pub fn decode(&mut self, input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
         let start = out.len();
-        let mut r = BitReader { input, bits: 0, len: 0 };
-        let mut width = MIN_WIDTH;
-        let mut hi = FIRST_HI;
-        let mut overflow = FIRST_OVERFLOW;
-        // The previous code's string, unless a clear code (or a full table)
-        // came since: the next code's string extends it.
-        let mut last: Option<Entry> = None;
-        loop {
-            let code = r.read(width).ok_or(CORRUPT)?;
-            let produced = out.len() - start;
-            let this = if code < CLEAR {
-                reserve(out, 1, produced, limit, input.len())?;
-                out.push(code as u8);
-                Entry { at: produced, len: 1 }
+        let mut st = State {
+            r: BitReader { input, bits: 0, len: 0 },
+            width: MIN_WIDTH,
+            hi: FIRST_HI,
+            last: Entry::default(),
+            end: start,
+        };
+        let first = input.len().saturating_mul(2).saturating_add(64);
+        let mut need = 0;
+        let res = loop {
+            // Room for `need` more bytes and then some: in proportion to what
+            // is already there (at first to the input), so a tiny stream costs
+            // a tiny buffer and a large one few copies; never past the limit,
+            // so that whatever fits is within it.
+            let produced = st.end - start;
+            if need > limit - produced {
+                let len = produced.saturating_add(need);
+                break Err(Error::TooLarge { what: "decompressed payload", len, limit });
+            }
+            let most = (limit - produced).saturating_add(SLACK);
+            let room = need.saturating_add(SLACK).max(produced).max(first).min(most);
+            if out.len() < st.end + room {
+                // Exactly: `resize` alone may double the capacity.
+                out.reserve_exact(st.end + room - out.len());
+                out.resize(st.end + room, 0);
+            }
+            match self.run(&mut st, out) {
+                Stop::Done(res) => break res,
+                Stop::Room(len) => need = len,
+            }
+        };
+        out.truncate(st.end);
+        res
+    }
+
+    /// Decodes codes into `buf` until the stream ends or a string does not
+    /// fit; the output so far ends at `st.end`.
+    fn run(&mut self, st: &mut State<'_>, buf: &mut [u8]) -> Stop {
+        let State { mut r, mut width, mut hi, mut last, mut end } = *st;
+        let entries = &mut *self.entries;
+        let stop = loop {
+            let Some(code) = r.read(width) else { break Stop::Done(Err(CORRUPT)) };
+            let len = if code < CLEAR {
+                if buf.len() - end <= SLACK {
+                    r.unread(code, width);
+                    break Stop::Room(1);
+                }
+                buf[end] = code as u8;
+                1
+            } else if code > END && code <= hi {
+                let kwk = code == hi && last.len != 0;
+                let (from, len) = if kwk {
+                    // The code being defined: the previous string plus its
+                    // own first byte (copied with the junk byte after it,
+                    // then set).
+                    (last.at, last.len + 1)
+                } else {
+                    // Every code below `hi` was defined since the last clear
+                    // code (and `hi` itself, once the table is full), so its
+                    // string ends before `end`.
+                    let e = entries[code as usize & (CODES - 1)];
+                    (e.at, e.len)
+                };
+                if len + SLACK > buf.len() - end {
+                    r.unread(code, width);
+                    break Stop::Room(len);
+                }
+                // 8 bytes at a time: the last chunk may write junk past the
+                // string, into room the next string overwrites. The string
+                // ends before `end`, so no chunk reads what this one wrote.
+                // (The string is always in `buf`; were it not, that would be
+                // an error, not a panic.)
+                if copy8(buf, from, end).is_none() {
+                    break Stop::Done(Err(CORRUPT));
+                }
+                let mut k = 8;
+                while k < len {
+                    if copy8(buf, from + k, end + k).is_none() {
+                        break;
+                    }
+                    k += 8;
+                }
+                if k < len {
+                    break Stop::Done(Err(CORRUPT));
+                }
+                if kwk {
+                    buf[end + len - 1] = buf[from];
+                }
+                len
             } else if code == CLEAR {
                 width = MIN_WIDTH;
                 hi = FIRST_HI;
-                overflow = FIRST_OVERFLOW;
-                last = None;
+                last.len = 0;
                 continue;
             } else if code == END {
-                return Ok(());
-            } else if code > hi {
-                return Err(CORRUPT);
-            } else if let (true, Some(prev)) = (code == hi, last) {
-                // The code being defined: the previous string plus its own
-                // first byte.
-                reserve(out, prev.len + 1, produced, limit, input.len())?;
-                let from = start + prev.at;
-                out.extend_from_within(from..from + prev.len);
-                out.push(out[from]);
-                Entry { at: produced, len: prev.len + 1 }
+                break Stop::Done(Ok(()));
             } else {
-                let e = self.entries[code as usize];
-                // Every code below `hi` was defined since the last clear code,
-                // so this holds; it is checked so no input can make it panic.
-                if e.at.checked_add(e.len).is_none_or(|end| end > produced) {
-                    return Err(CORRUPT);
-                }
-                reserve(out, e.len, produced, limit, input.len())?;
-                out.extend_from_within(start + e.at..start + e.at + e.len);
-                Entry { at: produced, len: e.len }
+                break Stop::Done(Err(CORRUPT));
             };
-            if let Some(prev) = last {
+            if last.len != 0 {
                 // `hi`'s string: the previous one plus this one's first byte,
                 // which follows it in the output.
-                self.entries[hi as usize] = Entry { at: prev.at, len: prev.len + 1 };
+                entries[hi as usize & (CODES - 1)] = Entry { at: last.at, len: last.len + 1 };
             }
-            last = Some(this);
+            last = Entry { at: end, len };
+            end += len;
             hi += 1;
-            if hi >= overflow {
+            if hi >> width != 0 {
                 if width == MAX_WIDTH {
                     // A full table: no more codes until a clear code.
-                    last = None;
+                    last.len = 0;
                     hi -= 1;
                 } else {
                     width += 1;
-                    overflow <<= 1;
                 }
             }
-        }
+        };
+        *st = State { r, width, hi, last, end };
+        stop
     }
 }
 
-/// Makes room for `need` more bytes of output, or fails if they would take it
-/// beyond `limit`. Grows in proportion to what is already there (and at first
-/// to the input), so a tiny stream costs a tiny buffer and a large one few
-/// reallocations, and never reserves past the limit.
-fn reserve(out: &mut Vec<u8>, need: usize, produced: usize, limit: usize, input_len: usize) -> Result<(), Error> {
-    let room = limit - produced;
-    if need > room {
-        return Err(Error::TooLarge { what: "decompressed payload", len: produced.saturating_add(need), limit });
-    }
-    if out.capacity() - out.len() < need {
-        grow(out, need, produced, room, input_len);
-    }
-    Ok(())
-}
-
-#[cold]
-fn grow(out: &mut Vec<u8>, need: usize, produced: usize, room: usize, input_len: usize) {
-    let first = input_len.saturating_mul(2).saturating_add(64);
-    out.reserve_exact(need.max(produced).max(first).min(room));
+/// Copies `buf[from..from + 8]` to `buf[to..to + 8]`, if both are in `buf`.
+#[inline(always)]
+fn copy8(buf: &mut [u8], from: usize, to: usize) -> Option<()> {
+    let chunk = *buf.get(from..)?.first_chunk::<8>()?;
+    *buf.get_mut(to..)?.first_chunk_mut::<8>()? = chunk;
+    Some(())
 }
 
 /// Codes, least significant bit first.
+#[derive(Clone, Copy)]
 struct BitReader<'a> {
     input: &'a [u8],
     bits: u64,
@@ -314,8 +415,22 @@ struct BitReader<'a> {
 impl BitReader<'_> {
     /// The next `width`-bit code, or `None` if the input ends first.
     fn read(&mut self, width: u32) -> Option<u32> {
-        if self.len < width {
-            self.refill();
+        if let Some(chunk) = self.input.first_chunk::<8>() {
+            // Top up to 56–63 bits from the next 8 bytes without a branch on
+            // how many are needed. Bits above the whole bytes taken are the
+            // start of the next byte, which the next top-up puts at the same
+            // place again, so they are never wrong.
+            self.bits |= u64::from_le_bytes(*chunk) << self.len;
+            self.input = &self.input[((63 - self.len) / 8) as usize..];
+            self.len |= 56;
+        } else if self.len < width {
+            // The last few bytes, one at a time.
+            let (now, later) = self.input.split_at(self.input.len().min(((63 - self.len) / 8) as usize));
+            for &b in now {
+                self.bits |= u64::from(b) << self.len;
+                self.len += 8;
+            }
+            self.input = later;
             if self.len < width {
                 return None;
             }
@@ -326,22 +441,10 @@ impl BitReader<'_> {
         Some(code)
     }
 
-    /// Takes as many whole bytes as fit in `bits`.
-    fn refill(&mut self) {
-        let take = ((63 - self.len) / 8) as usize;
-        if let Some((chunk, _)) = self.input.split_first_chunk::<8>() {
-            let fresh = u64::from_le_bytes(*chunk) & ((1 << (take * 8)) - 1);
-            self.bits |= fresh << self.len;
-            self.input = &self.input[take..];
-            self.len += take as u32 * 8;
-        } else {
-            let (now, later) = self.input.split_at(take.min(self.input.len()));
-            for &b in now {
-                self.bits |= u64::from(b) << self.len;
-                self.len += 8;
-            }
-            self.input = later;
-        }
+    /// Puts back the code just read.
+    fn unread(&mut self, code: u32, width: u32) {
+        self.bits = self.bits << width | u64::from(code);
+        self.len += width;
     }
 }
 
