@@ -638,7 +638,8 @@ fn raw_lzw(codes: &[u32]) -> Vec<u8> {
     out
 }
 
-/// ringswim's LZW decoder agrees with Go's `decompressBuffer` on streams Go's
+/// ringswim's LZW reader (`wire::compress::decompress`: weezl's reader behind
+/// ringswim's output limit) agrees with Go's `decompressBuffer` on streams Go's
 /// writer never makes: weezl's (it clears the table one code later than Go, and
 /// now and then ends a match early although the longer string is in its
 /// table, so its bytes differ from Go's beyond a kilobyte or so), a writer

@@ -10,11 +10,13 @@
 //!   integers in their smallest form);
 //! - a seeded, bounded garbage corpus (random bytes and mutations of valid
 //!   packets and streams) gets `Ok` or a typed `wire::Error`, never a panic;
-//! - ringswim's LZW (Go's `compress/lzw` format) against `weezl`, an
-//!   independent implementation: what ours writes weezl reads back, what
-//!   weezl writes ours reads back, for random, low-entropy, repetitive and
-//!   real (compound packets, push/pull states) inputs; and on arbitrary bytes
-//!   both decoders give the same bytes or both refuse, within the limit.
+//! - LZW (Go's `compress/lzw` format): what ringswim's writer
+//!   (`src/wire/lzw.rs`) writes, `weezl`'s own reader reads back, for random,
+//!   low-entropy, repetitive and real (compound packets, push/pull states)
+//!   inputs, and so does `wire::compress::decompress` (weezl's reader behind
+//!   ringswim's output limit), which also reads weezl's writer; on arbitrary
+//!   and damaged streams `decompress` gives weezl's bytes or refuses as weezl
+//!   does, and never more than the limit.
 //!
 //! Case counts keep the whole file to a few seconds in debug mode.
 

@@ -1,9 +1,9 @@
 //! The `compress` message: `[9]{"Algo": u8, "Buf": bytes}`.
 //!
 //! - Algo 0, LZW as Go's `compress/lzw` writes it (LSB first, 8-bit literals,
-//!   codes up to 12 bits, clear and end codes): our own codec
-//!   ([`super::lzw`]), which writes the bytes Go's writer writes and reads
-//!   what Go's reader reads.
+//!   codes up to 12 bits, clear and end codes): written by our own encoder
+//!   ([`super::lzw`]), byte for byte what Go's writer writes, and read by
+//!   `weezl`, which reads what Go's reader reads.
 //! - Algo 1, LZ4 block format with a little-endian u32 size prefix (`lz4_flex`).
 //!   Go memberlist rejects it ("Cannot decompress unknown algorithm"), so it is
 //!   only ever sent to peers that announced they understand it.
@@ -12,6 +12,8 @@
 //! small hostile input cannot make a large allocation.
 
 use std::cell::RefCell;
+
+use weezl::{BitOrder, LzwStatus};
 
 use super::Error;
 use super::lzw;
@@ -53,10 +55,14 @@ impl Compression {
     }
 }
 
+const LZW_LITERAL_WIDTH: u8 = 8;
+
 thread_local! {
-    // The coders' tables (128 KiB and 64 KiB) are reused per thread, so
-    // nothing is allocated on the hot path and a new stream costs nothing.
-    static LZW_DECODER: RefCell<lzw::Decoder> = RefCell::new(lzw::Decoder::new());
+    // The coders' tables (weezl's a few KiB, the encoder's 96 KiB) are reused
+    // per thread, so nothing is allocated on the hot path (and a new stream
+    // costs the encoder nothing).
+    static LZW_DECODER: RefCell<weezl::decode::Decoder> =
+        RefCell::new(weezl::decode::Decoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH));
     static LZW_ENCODER: RefCell<lzw::Encoder> = RefCell::new(lzw::Encoder::new());
 }
 
@@ -132,8 +138,38 @@ pub fn decompress(algo: Compression, input: &[u8], limit: usize, out: &mut Vec<u
     }
 }
 
-fn lzw_decompress(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
-    LZW_DECODER.with(|dec| dec.borrow_mut().decode(input, limit, out))
+fn lzw_decompress(mut input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    const MAX_CHUNK: usize = 64 * 1024;
+    const CORRUPT: Error = Error::Decompress { algo: "lzw" };
+    let start = out.len();
+    // Output space grows with what is actually produced, starting from a size
+    // proportional to the input: a tiny compressed message must not cost a big
+    // zero-filled buffer (thousands of them fit in one packet).
+    let mut chunk = (input.len() * 4 + 64).min(MAX_CHUNK);
+    LZW_DECODER.with(|dec| {
+        let mut dec = dec.borrow_mut();
+        dec.reset();
+        loop {
+            // Room for one byte past the limit, so exceeding it is detectable.
+            let room = chunk.min(limit.saturating_add(1) - (out.len() - start));
+            chunk = (chunk * 2).min(MAX_CHUNK);
+            let at = out.len();
+            out.resize(at + room, 0);
+            let res = dec.decode_bytes(input, &mut out[at..]);
+            out.truncate(at + res.consumed_out);
+            input = &input[res.consumed_in..];
+            let produced = out.len() - start;
+            if produced > limit {
+                return Err(Error::TooLarge { what: "decompressed payload", len: produced, limit });
+            }
+            match res.status {
+                Ok(LzwStatus::Done) => return Ok(()),
+                Ok(LzwStatus::Ok) => {}
+                // Input exhausted without the end code: Go reports unexpected EOF.
+                Ok(LzwStatus::NoProgress) | Err(_) => return Err(CORRUPT),
+            }
+        }
+    })
 }
 
 fn lz4_decompress(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Error> {
