@@ -34,6 +34,8 @@ const MAX_CODE: u32 = (1 << MAX_WIDTH) - 1;
 /// fastest caches.
 const TABLE_BITS: u32 = 13;
 const TABLE_MASK: usize = (1 << TABLE_BITS) - 1;
+/// Codes, and prefixes: 12 bits.
+const CODES: usize = 1 << MAX_WIDTH;
 
 /// The most bytes [`Encoder::encode`] writes for `n` input bytes: at most one
 /// code per input byte, a clear code per 3,837 codes, the first clear code, a
@@ -58,8 +60,8 @@ pub fn max_encoded_len(n: usize) -> usize {
 /// Both hold `generation << 32 | (prefix << 8 | byte) << 12 | code` (`child`
 /// with the prefix bits zero).
 pub struct Encoder {
-    table: Box<[u64]>,
-    child: Box<[u64]>,
+    table: Box<[u64; TABLE_MASK + 1]>,
+    child: Box<[u64; CODES]>,
     /// The current generation (never 0, so a zeroed slot is always empty).
     generation: u32,
 }
@@ -72,11 +74,7 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
-        Self {
-            table: vec![0; TABLE_MASK + 1].into_boxed_slice(),
-            child: vec![0; 1 << MAX_WIDTH].into_boxed_slice(),
-            generation: 0,
-        }
+        Self { table: zeroed(), child: zeroed(), generation: 0 }
     }
 
     /// An empty dictionary: the next generation, with the slots wiped once
@@ -97,21 +95,28 @@ impl Encoder {
     /// to `out`: the bytes Go's writer produces for one `Write(data)` and
     /// `Close`.
     pub fn encode(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        out.reserve(max_encoded_len(data.len()));
-        let mut w = BitWriter { out, bits: 0, len: 0 };
+        let at = out.len();
+        out.resize(at + max_encoded_len(data.len()), 0);
+        let written = self.encode_into(data, &mut out[at..]);
+        out.truncate(at + written);
+    }
+
+    /// Writes the stream into `buf`, which is long enough, and says how much
+    /// of it it took.
+    fn encode_into(&mut self, data: &[u8], buf: &mut [u8]) -> usize {
+        let mut w = BitWriter { buf, at: 0, bits: 0, len: 0 };
         let mut width = MIN_WIDTH;
         w.put(CLEAR, width);
         let Some((&first, rest)) = data.split_first() else {
             w.put(END, width);
-            w.finish();
-            return;
+            return w.finish();
         };
         let mut stamp = self.new_table();
         let mut code = u32::from(first);
         let mut hi = FIRST_HI;
         let mut overflow = FIRST_OVERFLOW;
         'input: for &byte in rest {
-            let last_child = self.child[code as usize & 0xfff];
+            let last_child = self.child[code as usize & (CODES - 1)];
             if last_child & !0xfff == stamp | u64::from(byte) << 12 {
                 code = (last_child & 0xfff) as u32;
                 continue;
@@ -120,9 +125,9 @@ impl Encoder {
             let want = stamp | u64::from(key) << 12;
             let mut at = hash(key);
             loop {
-                let slot = self.table[at];
+                let slot = self.table[at & TABLE_MASK];
                 if slot & !0xfff == want {
-                    self.child[code as usize & 0xfff] = stamp | u64::from(byte) << 12 | (slot & 0xfff);
+                    self.child[code as usize & (CODES - 1)] = stamp | u64::from(byte) << 12 | (slot & 0xfff);
                     code = (slot & 0xfff) as u32;
                     continue 'input;
                 }
@@ -133,7 +138,7 @@ impl Encoder {
             }
             // No longer match: emit the code, and the byte starts the next one.
             w.put(code, width);
-            let prefix = code as usize & 0xfff;
+            let prefix = code as usize & (CODES - 1);
             code = u32::from(byte);
             hi += 1;
             if hi == overflow {
@@ -149,7 +154,7 @@ impl Encoder {
                 continue;
             }
             // `at` is the empty slot the probe stopped at.
-            self.table[at] = want | u64::from(hi);
+            self.table[at & TABLE_MASK] = want | u64::from(hi);
             self.child[prefix] = stamp | u64::from(byte) << 12 | u64::from(hi);
         }
         // Go's Close: the pending code, the implied code (which may fill the
@@ -164,8 +169,13 @@ impl Encoder {
             width = MIN_WIDTH;
         }
         w.put(END, width);
-        w.finish();
+        w.finish()
     }
+}
+
+/// A boxed array of zeros, made on the heap.
+fn zeroed<const N: usize>() -> Box<[u64; N]> {
+    vec![0; N].into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("N elements"))
 }
 
 /// A slot index for a 20-bit key (Fibonacci hashing).
@@ -173,9 +183,11 @@ fn hash(key: u32) -> usize {
     (key.wrapping_mul(0x9e37_79b1) >> (32 - TABLE_BITS)) as usize
 }
 
-/// Codes, least significant bit first, appended 32 bits at a time.
+/// Codes, least significant bit first, written 32 bits at a time into a
+/// buffer with room for them all ([`max_encoded_len`]).
 struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
+    buf: &'a mut [u8],
+    at: usize,
     bits: u64,
     len: u32,
 }
@@ -185,15 +197,18 @@ impl BitWriter<'_> {
         self.bits |= u64::from(code) << self.len;
         self.len += width;
         if self.len >= 32 {
-            self.out.extend_from_slice(&(self.bits as u32).to_le_bytes());
+            self.buf[self.at..self.at + 4].copy_from_slice(&(self.bits as u32).to_le_bytes());
+            self.at += 4;
             self.bits >>= 32;
             self.len -= 32;
         }
     }
 
-    fn finish(self) {
+    /// Writes the last bits; the length written.
+    fn finish(self) -> usize {
         let bytes = self.len.div_ceil(8) as usize;
-        self.out.extend_from_slice(&self.bits.to_le_bytes()[..bytes]);
+        self.buf[self.at..self.at + bytes].copy_from_slice(&self.bits.to_le_bytes()[..bytes]);
+        self.at + bytes
     }
 }
 
@@ -216,6 +231,18 @@ mod tests {
     }
 
     const CORRUPT: Error = Error::Decompress { algo: "lzw" };
+
+    /// A stream of these codes, each with its width.
+    fn raw(codes: &[(u32, u32)]) -> Vec<u8> {
+        let mut buf = vec![0; codes.len() * 2 + 8];
+        let mut w = BitWriter { buf: &mut buf, at: 0, bits: 0, len: 0 };
+        for &(code, width) in codes {
+            w.put(code, width);
+        }
+        let len = w.finish();
+        buf.truncate(len);
+        buf
+    }
 
     /// Codes of a stream, read back at the widths Go's reader would use.
     fn codes(stream: &[u8]) -> Vec<u32> {
@@ -332,13 +359,7 @@ mod tests {
             assert_eq!(decode(&s[..cut], 1 << 10), Err(CORRUPT), "cut at {cut}");
         }
         // A code beyond the next one to be assigned: clear, 'a', 259.
-        let mut bad = Vec::new();
-        let mut w = BitWriter { out: &mut bad, bits: 0, len: 0 };
-        w.put(CLEAR, 9);
-        w.put(97, 9);
-        w.put(259, 9);
-        w.put(END, 9);
-        w.finish();
+        let bad = raw(&[(CLEAR, 9), (97, 9), (259, 9), (END, 9)]);
         assert_eq!(decode(&bad, 1 << 10), Err(CORRUPT));
     }
 
@@ -346,14 +367,13 @@ mod tests {
     fn a_full_table_freezes_until_a_clear_code() {
         // A writer that never clears (as Go's reader allows): after 258..=4095
         // are assigned, codes stay 12 bits and 4095 keeps its meaning.
-        let mut s = Vec::new();
-        let mut w = BitWriter { out: &mut s, bits: 0, len: 0 };
+        let mut codes = Vec::new();
         let mut expect = Vec::new();
         let (mut width, mut hi) = (MIN_WIDTH, FIRST_HI);
-        w.put(CLEAR, width);
+        codes.push((CLEAR, width));
         for i in 0..5_000u32 {
             let lit = i % 251;
-            w.put(lit, width);
+            codes.push((lit, width));
             expect.push(lit as u8);
             hi += 1;
             if hi == (1 << width) && width < MAX_WIDTH {
@@ -361,10 +381,8 @@ mod tests {
             }
         }
         // 4095 is (4093's literal, 4094's literal) = the 3,838th and 3,839th.
-        w.put(4095, width);
+        codes.extend([(4095, width), (END, width)]);
         expect.extend([(3_837 % 251) as u8, (3_838 % 251) as u8]);
-        w.put(END, width);
-        w.finish();
-        assert_eq!(decode(&s, usize::MAX), Ok(expect));
+        assert_eq!(decode(&raw(&codes), usize::MAX), Ok(expect));
     }
 }
