@@ -348,7 +348,7 @@ impl Shard {
     }
 
     /// A dial of `c` connected: the core writes its request.
-    pub fn connected(&mut self, c: ConnId, _now: Time) {
+    pub fn connected(&mut self, c: ConnId) {
         let Some(conn) = self.conn(c) else { return };
         let (node, Role::Dial { id, .. }) = (conn.node, conn.role) else { return };
         let Some(Some(h)) = self.nodes.get_mut(node) else { return self.abort(c) };

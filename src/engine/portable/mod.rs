@@ -233,7 +233,7 @@ impl Worker {
                         continue;
                     }
                     match stream.peer_addr() {
-                        Ok(_) => self.shard.connected(c, now),
+                        Ok(_) => self.shard.connected(c),
                         Err(e) if e.kind() == ErrorKind::NotConnected => return,
                         Err(_) => self.shard.conn_failed(c, now),
                     }

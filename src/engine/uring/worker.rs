@@ -238,7 +238,7 @@ impl Worker {
                     cs.busy = false;
                 }
                 if ok {
-                    self.shard.connected(c, now);
+                    self.shard.connected(c);
                 } else {
                     self.shard.conn_failed(c, now);
                 }
