@@ -72,6 +72,7 @@
 //! | `Label` (0.5) | [`Config::label`] | core: packets and streams in and out |
 //! | `SkipInboundLabelCheck` (0.5) | [`Config::skip_inbound_label_check`] | core: packets and streams in |
 //! | — | [`Config::extensions`] | core: ringswim's rules beyond Go's |
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -12,6 +12,7 @@
 //! Calls are made on memberlist's hot paths (the packet handler, the probe
 //! loop, push/pull): an implementation must return quickly and must not call
 //! back into the memberlist instance in a way that waits for those paths.
+#![forbid(unsafe_code)]
 
 pub use crate::name::Name;
 use std::fmt;

@@ -10,6 +10,7 @@
 //! are JSON strings; Go `[]byte`/`net.IP` (including `Vsn`) are lowercase hex;
 //! integers and bools are JSON numbers and bools. Encoding reads the same
 //! `messages` array; missing fields are zero values.
+#![forbid(unsafe_code)]
 
 use serde_json::{Map, Value, json};
 

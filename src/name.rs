@@ -5,6 +5,7 @@
 //! name) and sends every lookup through a second pointer; most member names
 //! (host names, `node-1234`) fit in the 22 bytes a `Name` keeps inline, in
 //! the same 24 bytes a `String` takes. Longer names (UUIDs) go on the heap.
+#![forbid(unsafe_code)]
 
 use std::borrow::Borrow;
 use std::fmt;

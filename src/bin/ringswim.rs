@@ -19,6 +19,7 @@
 //!
 //! Bad input prints one line naming the problem on stderr and exits 1; nothing
 //! is written to stdout then.
+#![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;

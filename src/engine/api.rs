@@ -3,6 +3,7 @@
 //! only thread that touches its state) and blocks until the shard answers;
 //! the answer never waits on the network longer than the node's own
 //! timeouts (a join's push/pulls end by `tcp_timeout`).
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};

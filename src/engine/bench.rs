@@ -10,6 +10,7 @@
 //!   depend on how busy the generator's core is.
 //! - **Round trip** ([`round_trip`]): a node in another process on idle
 //!   loopback, pinged one ping at a time; percentiles of ping → ack.
+#![forbid(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -16,6 +16,7 @@
 //!
 //! A death of a node that was not killed, seen by anyone at any time, is a
 //! false death.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::io::Write;

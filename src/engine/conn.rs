@@ -11,6 +11,7 @@
 //! - **accepted** from a peer: read one stream message, hand it to the core
 //!   ([`Core::handle_stream`](crate::swim::Core::handle_stream)), write its
 //!   reply if any, and close.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 

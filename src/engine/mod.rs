@@ -11,8 +11,8 @@
 //!   exchanges as state machines (`conn`), the API's commands.
 //! - `portable/` moves the bytes with epoll (`mio`); [`uring`] (Linux) with
 //!   io_uring, through a safe API over the raw `io-uring` crate — the only
-//!   module of the crate where `unsafe` may live. Both are driven by the same
-//!   shard.
+//!   module of the crate without `#![forbid(unsafe_code)]`. Both are driven
+//!   by the same shard.
 
 mod api;
 #[cfg(feature = "cli")]

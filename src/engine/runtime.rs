@@ -1,5 +1,6 @@
 //! The [`Runtime`]: engine threads, one [`Shard`](super::shard::Shard) each,
 //! and the nodes spread over them.
+#![forbid(unsafe_code)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -27,6 +27,7 @@
 //! into the shard's send buffer (no allocation per datagram), then runs the
 //! one [`drain`] for streams, effects and the timer; `drain` finds no
 //! datagram left.
+#![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

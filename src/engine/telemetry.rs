@@ -18,6 +18,7 @@
 //! `ringswim.engine.backend{backend}` is set to 1 when a runtime starts.
 //! Go's timers (`memberlist.probeNode`, `gossip`, `pushPullNode`) and
 //! `size.local|remote` are not exported yet.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

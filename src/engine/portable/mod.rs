@@ -2,6 +2,7 @@
 //! where io_uring is refused. One thread per shard; every socket
 //! non-blocking and edge-triggered; the [`Shard`] decides, this file only
 //! moves bytes.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};

@@ -147,22 +147,21 @@ impl ProvidedBufs {
         let mask = self.depth - 1;
         let index = usize::from(self.tail & mask);
         let addr = self.buf_ptr(bid) as u64;
-        // SAFETY: `index < depth`, inside the entry array. The kernel only
-        // reads entries between its head and the published tail; at most
-        // `depth - 1` buffers are in the ring now (this one was out), so the
-        // slot at `tail` is not among them. We write the entry's own fields
-        // only (not the tail, which overlays entry 0's reserved field).
+        // The kernel only reads entries between its head and the published
+        // tail; at most `depth - 1` buffers are in the ring now (this one was
+        // out), so the slot at `tail` is not among them. Only the entry's own
+        // fields are written (not the tail, which overlays entry 0's reserved field).
+        // SAFETY: `index < depth` (inside the entry array), and the kernel does not read
+        // this slot until the tail is published (above).
         let entry = unsafe { &mut *self.ring.as_ptr().add(index) };
         entry.set_addr(addr);
         entry.set_len(self.entry_size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
-        // SAFETY: `BufRingEntry::tail` computes the address of entry 0's
-        // reserved field from the ring base, which is ours and initialised.
-        // That `u16` is 2-aligned, lives as long as `self`, and is shared
-        // with the kernel, which only reads it: an `AtomicU16` view (same
-        // size and alignment as `u16`) gives the release store the kernel's
-        // acquire load pairs with.
+        // The tail is shared with the kernel, which only reads it: an
+        // `AtomicU16` view gives the release store its acquire load pairs with.
+        // SAFETY: `BufRingEntry::tail` gives entry 0's reserved `u16` in our initialised ring:
+        // 2-aligned, alive as long as `self`; `AtomicU16` has the size and alignment of `u16`.
         let tail = unsafe { &*BufRingEntry::tail(self.ring.as_ptr()).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
     }
@@ -206,10 +205,9 @@ pub(crate) struct RecvBuf<'a> {
 impl RecvBuf<'_> {
     /// The `len` bytes the kernel wrote.
     pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: buffer `bid` is out of the ring (`take`'s contract: the
-        // kernel no longer writes it), `len <= entry_size` (checked in
-        // `take`), and the memory was zero-initialised at allocation. The
-        // guard borrows the pool mutably, so no other reference to it exists.
+        // The guard borrows the pool mutably, so no other reference to it exists.
+        // SAFETY: buffer `bid` is out of the ring (`take`'s contract: the kernel no longer
+        // writes it), `len <= entry_size` (checked in `take`), the memory zero-initialised.
         unsafe { std::slice::from_raw_parts(self.bufs.buf_ptr(self.bid), self.len) }
     }
 
@@ -365,10 +363,9 @@ impl Drop for SendSlots {
         if self.leaked {
             return;
         }
-        // SAFETY: `slots` came from `Box::into_raw` of a boxed slice of
-        // `count` slots and `data` from `alloc_zeroed` with `data_layout`;
-        // each is freed once, after the ring owner made sure the kernel no
-        // longer reads them (or leaked them instead).
+        // SAFETY: `slots` came from `Box::into_raw` of a boxed slice of `count` slots and
+        // `data` from `alloc_zeroed` with `data_layout`; each is freed once, after the ring
+        // owner made sure the kernel no longer reads them (or leaked them instead).
         unsafe {
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.slots.as_ptr(), self.count)));
             dealloc(self.data.as_ptr(), self.data_layout);

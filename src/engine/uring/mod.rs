@@ -2,7 +2,7 @@
 //! so that the worker that drives the protocol needs no `unsafe`.
 //!
 //! This module is the only place in the crate where `unsafe` code is allowed
-//! (the crate root denies it). Every `unsafe` block carries a `// SAFETY:`
+//! (every other module forbids it). Every `unsafe` block carries a `// SAFETY:`
 //! comment (enforced by `clippy::undocumented_unsafe_blocks`), and the unsafe
 //! acts are few: pushing an SQE (the memory it points to must stay valid until
 //! its CQE), registering a provided buffer ring, and reading a buffer the
@@ -26,7 +26,6 @@
 //! SQE arrives, even when the stream it belongs to was closed meanwhile. A
 //! [`Ring`] that is dropped cancels what is in flight and waits (bounded) for
 //! the CQEs; memory the kernel may still touch is leaked rather than freed.
-#![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 

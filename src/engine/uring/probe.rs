@@ -264,10 +264,9 @@ const CANCEL: u64 = 2;
 /// operation's final result: `-ECANCELED` if it was pending (supported),
 /// `-EINVAL` if the kernel rejected it. `None` if the ring misbehaved.
 fn pending_then_cancelled(ring: &mut IoUring, entry: io_uring::squeue::Entry) -> Option<i32> {
-    // SAFETY: every pointer `entry` holds belongs to the caller's frame,
-    // which outlives this function, and this function does not return until
-    // the operation's final CQE is reaped (or the caller's ring is dropped,
-    // which happens before those pointees in every caller).
+    // SAFETY: every pointer in `entry` is into the caller's frame, which outlives this
+    // call; we return only after the final CQE is reaped (or the caller's ring, dropped
+    // before those pointees in every caller, is gone).
     unsafe { ring.submission().push(&entry.user_data(OP)) }.ok()?;
     ring.submit().ok()?;
     let cancel = opcode::AsyncCancel::new(OP).build().user_data(CANCEL);

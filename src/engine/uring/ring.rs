@@ -528,10 +528,10 @@ impl Ring {
         }
         let uring = builder.build(config.sq_entries)?;
         uring.submitter().register_files_sparse(config.max_files)?;
-        // SAFETY: `recv` becomes a field of the returned `Ring`, whose drop
-        // waits until no operation selects from the group (or leaks `recv`)
-        // and closes the ring before freeing it. Should this function fail
-        // after this point, no operation was ever submitted.
+        // Should this function fail after this point, no operation was ever
+        // submitted, so nothing selects from the group yet.
+        // SAFETY: `recv` becomes a field of the returned `Ring`, whose drop waits until
+        // no operation selects from the group (or leaks `recv`) and closes the ring first.
         unsafe { recv.register(&uring.submitter()) }?;
 
         Ok(Ring {
@@ -815,10 +815,9 @@ impl Io {
             let entry = opcode::Read::new(types::Fd(self.wake.file.as_raw_fd()), self.wake.buf.as_mut_ptr(), 8)
                 .build()
                 .user_data(token(Kind::Wake, 0, 0));
-            // SAFETY: the 8-byte buffer is boxed in `self.wake` (stable
-            // address, freed or leaked only in `Ring`'s drop, after the wait
-            // for CQEs) and read by Rust never; the eventfd stays open as
-            // long as `self`.
+            // SAFETY: the 8-byte buffer is boxed in `self.wake` (stable address, freed or
+            // leaked only in `Ring`'s drop, after the wait for CQEs), never read by Rust;
+            // the eventfd stays open as long as `self`.
             unsafe { self.push(entry) };
         }
     }

@@ -3,6 +3,7 @@
 //! requests into ring operations and the ring's completions into shard
 //! events, as `portable/` does with epoll. No `unsafe` here: the ring
 //! layer holds it.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
