@@ -139,30 +139,22 @@ fn run_bench_engine(args: &BenchEngineArgs) -> Result<ExitCode, String> {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         return Ok(ExitCode::SUCCESS);
     }
+    let path_line = |name: &str, result: Result<bench::PacketPath, ringswim::engine::Error>| match result {
+        Ok(r) => line(serde_json::json!({
+            "backend": r.backend,
+            "packets_per_s_per_core": r.packets_per_s_per_core.round(),
+            "cpu_ns_per_packet": r.cpu_ns_per_packet.round(),
+            "packets": r.packets,
+            "seconds": (r.seconds * 1e3).round() / 1e3,
+        })),
+        Err(e) => line(serde_json::json!({ "backend": name, "error": e.to_string() })),
+    };
     for &backend in &backends {
-        match bench::packet_path(backend, args.seconds) {
-            Ok(r) => line(serde_json::json!({
-                "backend": r.backend,
-                "packets_per_s_per_core": r.packets_per_s_per_core.round(),
-                "cpu_ns_per_packet": r.cpu_ns_per_packet.round(),
-                "packets": r.packets,
-                "seconds": (r.seconds * 1e3).round() / 1e3,
-            }))?,
-            Err(e) => line(serde_json::json!({ "backend": backend.name(), "error": e.to_string() }))?,
-        }
+        path_line(backend.name(), bench::packet_path(backend, args.seconds))?;
     }
     #[cfg(target_os = "linux")]
     if args.backend != "portable" {
-        match bench::echo(args.seconds) {
-            Ok(r) => line(serde_json::json!({
-                "backend": r.backend,
-                "packets_per_s_per_core": r.packets_per_s_per_core.round(),
-                "cpu_ns_per_packet": r.cpu_ns_per_packet.round(),
-                "packets": r.packets,
-                "seconds": (r.seconds * 1e3).round() / 1e3,
-            }))?,
-            Err(e) => line(serde_json::json!({ "backend": "echo", "error": e.to_string() }))?,
-        }
+        path_line("echo", bench::echo(args.seconds))?;
     }
     let rtt_backend = backends
         .iter()
@@ -249,9 +241,9 @@ struct ClusterArgs {
     json: bool,
 }
 
+/// Wall-clock seconds, in (0, [`MAX_DURATION_S`]].
 fn positive_seconds(s: &str) -> Result<f64, String> {
-    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if x > 0.0 && x <= 1e6 { Ok(x) } else { Err(format!("{x} is not a number of seconds in (0, 1000000]")) }
+    seconds_within(s, "a number of seconds in", "")
 }
 
 fn run_cluster(args: &ClusterArgs) -> Result<ExitCode, String> {
@@ -439,12 +431,14 @@ fn non_negative(s: &str) -> Result<f64, String> {
 const MAX_DURATION_S: f64 = 1_000_000.0;
 
 fn run_duration(s: &str) -> Result<f64, String> {
+    seconds_within(s, "a run length in", " virtual seconds")
+}
+
+/// A number in (0, [`MAX_DURATION_S`]]; the error says `x is not {what}
+/// (0, max]{unit}`.
+fn seconds_within(s: &str, what: &str, unit: &str) -> Result<f64, String> {
     let x = non_negative(s)?;
-    if x > 0.0 && x <= MAX_DURATION_S {
-        Ok(x)
-    } else {
-        Err(format!("{x} is not a run length in (0, {MAX_DURATION_S}] virtual seconds"))
-    }
+    if x > 0.0 && x <= MAX_DURATION_S { Ok(x) } else { Err(format!("{x} is not {what} (0, {MAX_DURATION_S}]{unit}")) }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -112,6 +112,22 @@ impl ShardCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+    /// A datagram of `Some(bytes)` went out, or (`None`) the kernel or the
+    /// ring refused it.
+    pub fn datagram_sent(&self, sent: Option<usize>) {
+        match sent {
+            Some(n) => {
+                ShardCounters::add(&self.udp_packets_sent, 1);
+                ShardCounters::add(&self.udp_bytes_sent, n as u64);
+            }
+            None => ShardCounters::add(&self.udp_send_failed, 1),
+        }
+    }
+    /// A datagram of `n` bytes came in.
+    pub fn datagram_received(&self, n: usize) {
+        ShardCounters::add(&self.udp_packets_received, 1);
+        ShardCounters::add(&self.udp_bytes_received, n as u64);
+    }
 }
 
 /// What a [`Runtime`]'s threads moved since it started, summed over them

@@ -407,6 +407,16 @@ impl Shard {
         }
     }
 
+    /// The dial of `c` failed before it had a socket (no descriptor, a
+    /// refused registration): the core hears it was refused and the
+    /// connection is gone, with no socket to close.
+    pub fn dial_failed(&mut self, c: ConnId, now: Time) {
+        self.conn_failed(c, now);
+        if self.want(c) == Want::Close {
+            self.conn_closed(c);
+        }
+    }
+
     /// The backend closed `c`'s socket after [`Want::Close`].
     pub fn conn_closed(&mut self, c: ConnId) {
         self.remove_conn(c);

@@ -171,8 +171,7 @@ impl Worker {
                 let Some(Some(s)) = self.nodes.get(node) else { return };
                 match s.udp.recv_from(&mut self.recv) {
                     Ok((n, from)) => {
-                        ShardCounters::add(&self.counters.udp_packets_received, 1);
-                        ShardCounters::add(&self.counters.udp_bytes_received, n as u64);
+                        self.counters.datagram_received(n);
                         let now = self.clock.now();
                         self.shard.datagram(node, from, &mut self.recv[..n], now);
                     }
@@ -278,15 +277,9 @@ impl Worker {
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
-                match s.udp.send_to(bytes, to) {
-                    Ok(n) => {
-                        ShardCounters::add(&self.counters.udp_packets_sent, 1);
-                        ShardCounters::add(&self.counters.udp_bytes_sent, n as u64);
-                    }
-                    // Full send buffer or an unreachable address: the
-                    // datagram is lost, as UDP allows.
-                    Err(_) => ShardCounters::add(&self.counters.udp_send_failed, 1),
-                }
+                // A full send buffer or an unreachable address loses the
+                // datagram, as UDP allows.
+                self.counters.datagram_sent(s.udp.send_to(bytes, to).ok());
             }
             self.shard.sends().clear();
             let io: Vec<Io> = self.shard.take_io().collect();
@@ -313,10 +306,7 @@ impl Worker {
         let now = self.clock.now();
         let mut stream = match TcpStream::connect(to) {
             Ok(stream) => stream,
-            Err(_) => {
-                self.shard.conn_failed(c, now);
-                return self.drive_gone(c);
-            }
+            Err(_) => return self.shard.dial_failed(c, now),
         };
         let registered = self.poll.registry().register(
             &mut stream,
@@ -324,18 +314,9 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         );
         if registered.is_err() {
-            self.shard.conn_failed(c, now);
-            return self.drive_gone(c);
+            return self.shard.dial_failed(c, now);
         }
         self.conns.insert(c.slot, (c, stream));
-    }
-
-    /// A connection that never got a socket: the shard still wants it
-    /// closed.
-    fn drive_gone(&mut self, c: ConnId) {
-        if self.shard.want(c) == Want::Close {
-            self.shard.conn_closed(c);
-        }
     }
 }
 

@@ -143,8 +143,7 @@ impl Worker {
             let turned = self.ring.turn(timeout, &mut |_io: &mut Io, completion: Completion<'_>| match completion {
                 Completion::Datagram { socket, from, bytes } => {
                     if let Some(&node) = by_socket.get(&socket) {
-                        ShardCounters::add(&counters.udp_packets_received, 1);
-                        ShardCounters::add(&counters.udp_bytes_received, bytes.len() as u64);
+                        counters.datagram_received(bytes.len());
                         shard.datagram(node, from, bytes, clock.now());
                     }
                 }
@@ -354,15 +353,9 @@ impl Worker {
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
-                match self.ring.send_to(s.udp, to, bytes) {
-                    Ok(()) => {
-                        ShardCounters::add(&self.counters.udp_packets_sent, 1);
-                        ShardCounters::add(&self.counters.udp_bytes_sent, bytes.len() as u64);
-                    }
-                    // Every send slot in flight, or an unknown socket: the
-                    // datagram is lost, as UDP allows (the ring counts it).
-                    Err(_) => ShardCounters::add(&self.counters.udp_send_failed, 1),
-                }
+                // Every send slot in flight, or an unknown socket, loses the
+                // datagram, as UDP allows (the ring counts it too).
+                self.counters.datagram_sent(self.ring.send_to(s.udp, to, bytes).ok().map(|()| bytes.len()));
             }
             self.shard.sends().clear();
             let io: Vec<ShardIo> = self.shard.take_io().collect();
@@ -395,10 +388,7 @@ impl Worker {
             }
             Err(_) => {
                 let now = self.clock.now();
-                self.shard.conn_failed(c, now);
-                if self.shard.want(c) == Want::Close {
-                    self.shard.conn_closed(c);
-                }
+                self.shard.dial_failed(c, now);
             }
         }
     }
