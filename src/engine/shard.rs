@@ -257,7 +257,7 @@ impl Shard {
     /// the next export.
     fn export(&mut self, at: Time) {
         for h in self.nodes.iter_mut().flatten() {
-            h.export.export(&h.core);
+            h.export.export(&mut h.core);
         }
         self.traffic.export(&self.counters);
         self.timers.push(Reverse((at + EXPORT_INTERVAL, Due::Export)));

@@ -15,9 +15,13 @@
 //!   `memberlist.queue.broadcasts`, `memberlist.node.instances{node_state}`
 //!   (Go 0.5's, a count of the table by state).
 //!
+//! - histograms per node (label `node`), every measurement since the last
+//!   export: Go's timers `memberlist.probeNode`, `memberlist.gossip`,
+//!   `memberlist.pushPullNode` (milliseconds, as go-metrics'
+//!   `MeasureSince`) and samples `memberlist.size.local|remote` (bytes); see
+//!   [`Sample`](crate::swim::Sample) for what each measures here.
+//!
 //! `ringswim.engine.backend{backend}` is set to 1 when a runtime starts.
-//! Go's timers (`memberlist.probeNode`, `gossip`, `pushPullNode`) and
-//! `size.local|remote` are not exported yet.
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +43,8 @@ pub(crate) struct NodeExport {
 
 impl NodeExport {
     /// Adds the node's counters' growth since the last export to the
-    /// facade, and sets its gauges.
-    pub fn export<R>(&mut self, core: &Core<R>) {
+    /// facade, sets its gauges and records its samples.
+    pub fn export<R: rand::Rng>(&mut self, core: &mut Core<R>) {
         let metrics: &Metrics = core.metrics();
         let counts: Vec<(&'static str, &'static str, u64)> = metrics.iter().collect();
         self.last.resize(counts.len(), 0);
@@ -78,6 +82,9 @@ impl NodeExport {
                 NodeState::Left => "left",
             };
             metrics::gauge!("memberlist.node.instances", "node" => node.clone(), "node_state" => name).set(n as f64);
+        }
+        for sample in core.drain_samples() {
+            metrics::histogram!(sample.name(), "node" => node.clone()).record(sample.value());
         }
     }
 }

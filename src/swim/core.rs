@@ -17,7 +17,7 @@ use super::members::{
     Member, MemberIndex, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, set_vsn, verify_protocol,
     vsn_well_formed,
 };
-use super::metrics::{DROPPED, GO_DEGRADED, MSG_ALIVE, MSG_DEAD, MSG_SUSPECT};
+use super::metrics::{DROPPED, GO_DEGRADED, MSG_ALIVE, MSG_DEAD, MSG_SUSPECT, Sample, Samples};
 use super::queue::{TransmitLimitedQueue, retransmit_limit};
 use super::timers::{Timer, Timers};
 use super::{Awareness, Metrics, Suspicion, Time, move_dead_nodes, random_offset, shuffle, suspicion_timeout};
@@ -268,6 +268,8 @@ pub struct Core<R> {
     /// [`Extensions::merge_retransmit_mult`](crate::config::Extensions)
     /// (see `Core::merge_push_pull`).
     merge_budget: Option<usize>,
+    /// Go's timers and sizes, until the driver takes them.
+    samples: Samples,
 }
 
 impl<R: Rng> Core<R> {
@@ -305,6 +307,7 @@ impl<R: Rng> Core<R> {
             leave_sent: Arc::new(AtomicBool::new(false)),
             update_sent: Arc::new(AtomicBool::new(false)),
             merge_budget: None,
+            samples: Samples::default(),
         };
         let incarnation = core.next_incarnation();
         let name = core.config.name.clone();
@@ -528,6 +531,15 @@ impl<R> Core<R> {
     /// the driver's side ([`HandoffQueue`](super::HandoffQueue)).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Takes the timers and sizes Go records with go-metrics
+    /// (`memberlist.probeNode`, `gossip`, `pushPullNode`, `size.local`,
+    /// `size.remote`: see [`Sample`]) measured since the last call, oldest
+    /// first. Only the latest [`SAMPLES_KEPT`](super::metrics::SAMPLES_KEPT)
+    /// are kept between calls.
+    pub fn drain_samples(&mut self) -> impl Iterator<Item = Sample> + '_ {
+        self.samples.drain()
     }
 
     /// The queue a driver hands decoded messages to this core through, from

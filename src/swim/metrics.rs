@@ -220,6 +220,84 @@ impl Metrics {
     }
 }
 
+/// One measurement of Go's timers and samples (go-metrics `MeasureSince`
+/// and `AddSample`, Go memberlist 0.5's set), which a driver takes with
+/// [`Core::drain_samples`](super::Core::drain_samples) and records as
+/// histograms under [`Sample::name`].
+///
+/// The core runs on the time its driver gives it, so a duration is core
+/// time, not CPU time:
+/// - `ProbeNode`: a probe from its ping to its end (the ack, the end of the
+///   interval, or the fallback's answer), as Go's `probeNode` blocks for
+///   that long;
+/// - `Gossip`: how late a gossip round ran after its tick. Go times the
+///   round itself, which includes waiting for its member-table lock; here
+///   the round takes no core time, and what an overloaded engine shows is
+///   lateness;
+/// - `PushPullNode`: a push/pull we opened (periodic or a join's), from
+///   the request to the merge or the failure, as Go's `pushPullNode`;
+/// - `SizeLocal` / `SizeRemote`: bytes of the local state sent and of the
+///   remote state received in a push/pull, plain (before compression and
+///   encryption, as Go's `bufConn.Len()`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sample {
+    /// `memberlist.probeNode`.
+    ProbeNode(std::time::Duration),
+    /// `memberlist.gossip`.
+    Gossip(std::time::Duration),
+    /// `memberlist.pushPullNode`.
+    PushPullNode(std::time::Duration),
+    /// `memberlist.size.local`.
+    SizeLocal(usize),
+    /// `memberlist.size.remote`.
+    SizeRemote(usize),
+}
+
+impl Sample {
+    /// Go's metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sample::ProbeNode(_) => "memberlist.probeNode",
+            Sample::Gossip(_) => "memberlist.gossip",
+            Sample::PushPullNode(_) => "memberlist.pushPullNode",
+            Sample::SizeLocal(_) => "memberlist.size.local",
+            Sample::SizeRemote(_) => "memberlist.size.remote",
+        }
+    }
+
+    /// The value in Go's unit: milliseconds for timers (go-metrics'
+    /// `MeasureSince`), bytes for sizes.
+    pub fn value(self) -> f64 {
+        match self {
+            Sample::ProbeNode(d) | Sample::Gossip(d) | Sample::PushPullNode(d) => d.as_secs_f64() * 1e3,
+            Sample::SizeLocal(n) | Sample::SizeRemote(n) => n as f64,
+        }
+    }
+}
+
+/// How many samples wait for the driver at most; older ones make room (a
+/// driver that never takes them, as the simulator, costs a fixed buffer).
+pub(crate) const SAMPLES_KEPT: usize = 256;
+
+/// The samples not taken yet, newest last, at most [`SAMPLES_KEPT`].
+#[derive(Debug, Default)]
+pub(crate) struct Samples {
+    recent: std::collections::VecDeque<Sample>,
+}
+
+impl Samples {
+    pub(crate) fn record(&mut self, sample: Sample) {
+        if self.recent.len() >= SAMPLES_KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
+    }
+
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Sample> + '_ {
+        self.recent.drain(..)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ pub use handoff::HandoffQueue;
 pub use members::{
     Member, NodeBroadcast, PushState, VersionError, ip_from_wire, ip_to_wire, verify_protocol, vsn_well_formed,
 };
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Sample};
 pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};
 pub use time::Time;

@@ -45,7 +45,7 @@ use super::Core;
 use super::datagram::{InboundRules, OutgoingPacket, PacketQueue};
 use crate::delegate::{Node, NodeState};
 use crate::swim::members::{ip_from_wire, ip_to_wire};
-use crate::swim::metrics::{DROPPED, PACKETS_REJECTED};
+use crate::swim::metrics::{DROPPED, PACKETS_REJECTED, Sample};
 use crate::swim::timers::Timer;
 use crate::swim::{Time, k_random_nodes, random_offset};
 use crate::wire::frame::{
@@ -606,7 +606,7 @@ impl<R: Rng> Core<R> {
         if self.net.probe.as_ref().is_none_or(|p| p.seq_no != ack.seq_no) {
             return;
         }
-        let Some(probe) = self.end_probe() else { return };
+        let Some(probe) = self.finish_probe(now) else { return };
         // Go reports the round trip only for an ack within the probe timeout.
         if probe.direct
             && let Some(ping) = &self.config.ping
@@ -643,7 +643,7 @@ impl<R: Rng> Core<R> {
             }
             Timer::Stream(id) => self.stream_timed_out(id, now),
             Timer::InboundPushPull(id) => self.release_push_pull(id),
-            Timer::ProbeIndirect => self.indirect_probe(),
+            Timer::ProbeIndirect => self.indirect_probe(now),
             Timer::ProbeDeadline => self.probe_deadline(now),
             Timer::ProbeTick => {
                 self.timers.set(Timer::ProbeTick, next_tick(when, self.config.probe_interval, now));
@@ -655,6 +655,7 @@ impl<R: Rng> Core<R> {
             }
             Timer::Gossip => {
                 self.timers.set(Timer::Gossip, next_tick(when, self.config.gossip_interval, now));
+                self.samples.record(Sample::Gossip(now.saturating_since(when)));
                 self.gossip(now);
             }
             Timer::PushPull => self.push_pull_tick(now),
@@ -669,6 +670,14 @@ impl<R: Rng> Core<R> {
         self.timers.cancel(&Timer::ProbeIndirect);
         self.timers.cancel(&Timer::ProbeDeadline);
         self.net.probe.take()
+    }
+
+    /// The probe in progress came to its end (not dropped): ended, and
+    /// timed as Go's `probeNode`.
+    fn finish_probe(&mut self, now: Time) -> Option<Probe> {
+        let probe = self.end_probe()?;
+        self.samples.record(Sample::ProbeNode(now.saturating_since(probe.sent)));
+        Some(probe)
     }
 
     /// A probe ended: the tick that came meanwhile starts the next one.
@@ -781,7 +790,7 @@ impl<R: Rng> Core<R> {
     /// Go `probeNode` after `ProbeTimeout` without an ack: ask up to
     /// `indirect_checks` alive members to ping the target (with a nack from
     /// those speaking protocol 4 or later).
-    fn indirect_probe(&mut self) {
+    fn indirect_probe(&mut self, now: Time) {
         let Some(probe) = self.net.probe.as_mut() else { return };
         probe.direct = false;
         let (seq_no, target) = (probe.seq_no, probe.node.clone());
@@ -824,7 +833,7 @@ impl<R: Rng> Core<R> {
         if !disabled && target.pmax >= 3 {
             let Some(deadline) = self.net.probe.as_ref().map(|p| p.deadline) else { return };
             let ping = Ping { seq_no, node: &target.name, source_addr: &addr, source_port, source_node: &me };
-            let opened = self.open_fallback_ping(target.address(), &Message::Ping(ping), seq_no, deadline);
+            let opened = self.open_fallback_ping(target.address(), &Message::Ping(ping), seq_no, now, deadline);
             if let Some(p) = self.net.probe.as_mut().filter(|_| opened) {
                 p.fallback = Fallback::Pending;
             }
@@ -845,7 +854,7 @@ impl<R: Rng> Core<R> {
     /// Go: "Was able to connect to … but other probes failed": no suspicion,
     /// and the probe counts as a success for awareness.
     fn probe_contacted(&mut self, now: Time) {
-        self.end_probe();
+        self.finish_probe(now);
         self.awareness.apply_delta(-1);
         self.after_probe(now);
     }
@@ -862,7 +871,7 @@ impl<R: Rng> Core<R> {
     /// Go `probeNode`'s end without an ack: awareness from the missed nacks
     /// (or +1 with nobody to nack), then suspect the member.
     fn probe_failed(&mut self, now: Time) {
-        let Some(probe) = self.end_probe() else { return };
+        let Some(probe) = self.finish_probe(now) else { return };
         let delta = if probe.expected_nacks > 0 { probe.expected_nacks.saturating_sub(probe.nacks) } else { 1 };
         self.awareness.apply_delta(i32::try_from(delta).unwrap_or(i32::MAX));
         let me = self.config.name.clone();

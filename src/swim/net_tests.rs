@@ -16,7 +16,7 @@ use super::*;
 use crate::config::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use crate::delegate::{Delegate, PingDelegate};
 use crate::swim::metrics;
-use crate::swim::{Outbox, drain};
+use crate::swim::{Outbox, Sample, drain};
 use crate::wire::message::{Ack, Ping};
 use crate::wire::{DecodeOptions, EncodeOptions, PacketDecoder, encode_packet};
 
@@ -344,6 +344,31 @@ fn go_probe_node_suspect() {
     assert_eq!(c.core(0).probe_in_progress(), None);
     let (s1, s2) = (c.core(1).net.seq_no, c.core(2).net.seq_no);
     assert!(s1 == 1 || s2 == 1, "bad seqnos {s1}, {s2}");
+}
+
+/// Go's `memberlist.probeNode` timer: a probe lasts from its ping to its
+/// end, here an ack at once, then the end of the interval with no ack.
+#[test]
+fn probe_node_is_timed_from_ping_to_end() {
+    let mut c = Cluster::new(3, &[2], |i, cfg| {
+        if i == 0 {
+            cfg.probe_timeout = ms(1);
+            cfg.probe_interval = ms(10);
+        }
+    });
+    let vsn = config(0).build_vsn_array();
+    for j in 1..3 {
+        c.tell(0, j, &vsn);
+    }
+    let _ = c.core(0).drain_samples().count();
+    let now = c.now;
+    c.core(0).probe_node_by_name("node1", now);
+    c.deliver();
+    let now = c.now;
+    c.core(0).probe_node_by_name("node2", now);
+    c.run_for(ms(10));
+    let probes: Vec<Sample> = c.core(0).drain_samples().filter(|s| matches!(s, Sample::ProbeNode(_))).collect();
+    assert_eq!(probes, [Sample::ProbeNode(Duration::ZERO), Sample::ProbeNode(ms(10))]);
 }
 
 /// Go `TestMemberList_ProbeNode_Suspect_Dogpile`: the suspicion a failed

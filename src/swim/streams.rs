@@ -34,7 +34,7 @@ use rand::Rng;
 use super::Core;
 use super::datagram::draw_nonce;
 use crate::delegate::NodeState;
-use crate::swim::metrics::{DROPPED, STREAMS_IGNORED, STREAMS_REFUSED, STREAMS_TIMED_OUT};
+use crate::swim::metrics::{DROPPED, STREAMS_IGNORED, STREAMS_REFUSED, STREAMS_TIMED_OUT, Sample};
 use crate::swim::timers::Timer;
 use crate::swim::{PushState, Time, k_random_nodes, push_pull_scale};
 use crate::wire::message::{Ack, ErrResp, Message, PushNodeState, PushPull, PushPullHeader};
@@ -184,6 +184,9 @@ pub(super) struct PendingStream {
     pub(super) kind: StreamKind,
     /// Taken by [`Core::stream_connected`].
     payload: Option<Payload>,
+    /// When it was requested (`memberlist.pushPullNode` times push/pulls
+    /// from here).
+    opened: Time,
 }
 
 /// One [`Core::join`] in progress.
@@ -283,9 +286,16 @@ impl<R> Core<R> {
         self.net.streams.outgoing.pop_front()
     }
 
-    /// Queues a stream request with its deadline timer; false (and
-    /// counted) when [`MAX_PENDING_STREAMS`] wait already.
-    pub(super) fn open_stream(&mut self, to: SocketAddr, kind: StreamKind, payload: Payload, deadline: Time) -> bool {
+    /// Queues a stream request made at `now` with its deadline timer;
+    /// false (and counted) when [`MAX_PENDING_STREAMS`] wait already.
+    pub(super) fn open_stream(
+        &mut self,
+        to: SocketAddr,
+        kind: StreamKind,
+        payload: Payload,
+        now: Time,
+        deadline: Time,
+    ) -> bool {
         let s = &mut self.net.streams;
         if s.pending.len() >= MAX_PENDING_STREAMS {
             self.metrics.count(DROPPED, "stream_table_full");
@@ -293,7 +303,7 @@ impl<R> Core<R> {
         }
         s.next_id += 1;
         let id = s.next_id;
-        s.pending.insert(id, PendingStream { to, kind, payload: Some(payload) });
+        s.pending.insert(id, PendingStream { to, kind, payload: Some(payload), opened: now });
         s.outgoing.push_back(StreamRequest { id, to, kind, deadline });
         self.timers.set(Timer::Stream(id), deadline);
         true
@@ -390,9 +400,11 @@ impl<R: Rng> Core<R> {
     }
 
     /// Go `sendLocalState`'s content, unencoded.
-    fn local_state_content(&self, join: bool) -> LocalState {
+    fn local_state_content(&mut self, join: bool) -> LocalState {
         let user_state = self.config.delegate.as_ref().map(|d| d.local_state(join)).unwrap_or_default();
-        LocalState { join, states: self.local_state(), user_state }
+        let state = LocalState { join, states: self.local_state(), user_state };
+        self.samples.record(Sample::SizeLocal(state.wire_len()));
+        state
     }
 
     /// Go `sendLocalState`: our member table and the delegate's state.
@@ -404,8 +416,9 @@ impl<R: Rng> Core<R> {
             m.with_push_state(|state| state.write(&mut encoded));
         }
         let user = self.config.delegate.as_ref().map(|d| d.local_state(join)).unwrap_or_default();
-        let count = self.members.len();
-        self.stream_encode(&Message::PushPull(PushPull::from_encoded(join, count, &encoded, &user)))
+        let push_pull = PushPull::from_encoded(join, self.members.len(), &encoded, &user);
+        self.samples.record(Sample::SizeLocal(push_pull.plain_len()));
+        self.stream_encode(&Message::PushPull(push_pull))
     }
 
     /// Sends `msg` to `to` as a user message over a stream (Go
@@ -414,7 +427,7 @@ impl<R: Rng> Core<R> {
     pub fn send_reliable(&mut self, to: &crate::delegate::Node, msg: &[u8], now: Time) {
         let bytes = self.stream_encode(&Message::User(msg));
         let deadline = now + self.config.tcp_timeout;
-        self.open_stream(to.address(), StreamKind::UserMessage, Payload::Ready(bytes), deadline);
+        self.open_stream(to.address(), StreamKind::UserMessage, Payload::Ready(bytes), now, deadline);
     }
 
     /// Opens the TCP fallback ping of a probe (Go `sendPingAndWaitForAck`);
@@ -424,10 +437,11 @@ impl<R: Rng> Core<R> {
         to: SocketAddr,
         ping: &Message<'_>,
         seq_no: u32,
+        now: Time,
         deadline: Time,
     ) -> bool {
         let bytes = self.stream_encode(ping);
-        self.open_stream(to, StreamKind::FallbackPing { seq_no }, Payload::Ready(bytes), deadline)
+        self.open_stream(to, StreamKind::FallbackPing { seq_no }, Payload::Ready(bytes), now, deadline)
     }
 
     /// Starts a join (Go `Join`): a push/pull with `join` set to each
@@ -461,7 +475,7 @@ impl<R: Rng> Core<R> {
         let deadline = now + self.config.tcp_timeout;
         for &to in addrs {
             let kind = StreamKind::PushPull { join: Some(join) };
-            if !self.open_stream(to, kind, Payload::PushPull { join: true }, deadline)
+            if !self.open_stream(to, kind, Payload::PushPull { join: true }, now, deadline)
                 && let Some(j) = self.net.streams.joins.get_mut(&join)
             {
                 j.remaining -= 1;
@@ -493,7 +507,7 @@ impl<R: Rng> Core<R> {
     /// A (non-join) push/pull with `to`: our state out, theirs merged.
     pub(super) fn push_pull_with(&mut self, to: SocketAddr, now: Time) {
         let deadline = now + self.config.tcp_timeout;
-        self.open_stream(to, StreamKind::PushPull { join: None }, Payload::PushPull { join: false }, deadline);
+        self.open_stream(to, StreamKind::PushPull { join: None }, Payload::PushPull { join: false }, now, deadline);
     }
 
     /// The push/pull tick (Go `pushPullTrigger`): the interval grows with
@@ -560,13 +574,16 @@ impl<R: Rng> Core<R> {
         now: Time,
         outcome: impl FnOnce(&mut Self, StreamKind) -> Result<(), String>,
     ) {
-        let Some(PendingStream { to, kind, .. }) = self.net.streams.pending.remove(&id) else {
+        let Some(PendingStream { to, kind, opened, .. }) = self.net.streams.pending.remove(&id) else {
             let reason = if id <= self.net.streams.next_id { "late_reply" } else { "unknown_id" };
             self.metrics.count(STREAMS_IGNORED, reason);
             return;
         };
         self.timers.cancel(&Timer::Stream(id));
         let result = outcome(self, kind);
+        if let StreamKind::PushPull { .. } = kind {
+            self.samples.record(Sample::PushPullNode(now.saturating_since(opened)));
+        }
         match kind {
             StreamKind::PushPull { join: Some(join) } => {
                 if let Some(j) = self.net.streams.joins.get_mut(&join) {
@@ -626,6 +643,7 @@ impl<R: Rng> Core<R> {
     ///
     /// [`Extensions::merge_retransmit_mult`]: crate::config::Extensions::merge_retransmit_mult
     fn merge_push_pull(&mut self, pp: &PushPull<'_>, join: bool, from_joiner: bool, now: Time) -> Result<(), String> {
+        self.samples.record(Sample::SizeRemote(pp.plain_len()));
         // The count is the peer's claim (bounded by the stream's length):
         // trust it only up to what a cluster of our size could need.
         let mut states: Vec<PushNodeState<'_>> =
@@ -642,6 +660,7 @@ impl<R: Rng> Core<R> {
         from_joiner: bool,
         now: Time,
     ) -> Result<(), String> {
+        self.samples.record(Sample::SizeRemote(remote.wire_len()));
         let states: Vec<PushNodeState<'_>> = remote.states.iter().map(PushState::as_wire).collect();
         self.merge_states(&states, &remote.user_state, join, from_joiner, now)
     }

@@ -639,6 +639,14 @@ impl<'a> PushPull<'a> {
         Self { join, node_count, encoded_states, user_state }
     }
 
+    /// Bytes of its plain stream encoding: type byte, header, node states
+    /// and user state, before compression and encryption (what Go's
+    /// `memberlist.size.local|remote` sample).
+    pub fn plain_len(&self) -> usize {
+        let header = PushPullHeader { nodes: self.node_count, user_state_len: self.user_state.len(), join: self.join };
+        1 + header.encoded_len() + self.encoded_states.len() + self.user_state.len()
+    }
+
     /// Number of node states (Go's header `Nodes`).
     pub fn node_count(&self) -> usize {
         self.node_count
