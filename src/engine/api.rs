@@ -148,6 +148,45 @@ impl NodeOp {
 ///
 /// Dropping it shuts the node down (without leaving: call
 /// [`Memberlist::leave`] first for a graceful exit, as in Go).
+///
+/// # Example
+///
+/// Two members on loopback: one joins the other, the first watches
+/// membership events through a channel, the second leaves and comes back
+/// on the same handle.
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use ringswim::config::Config;
+/// use ringswim::delegate::{ChannelEventDelegate, NodeEventKind};
+/// use ringswim::engine::Memberlist;
+///
+/// # fn main() -> Result<(), ringswim::engine::Error> {
+/// let local = |name: &str| {
+///     let mut config = Config::default_local().with_name(name);
+///     config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+///     config.bind_port = 0; // a free port, advertised as bound
+///     config
+/// };
+/// let (tx, events) = std::sync::mpsc::channel();
+/// let a = Memberlist::create(local("a").with_events(Arc::new(ChannelEventDelegate::new(tx))))?;
+/// let b = Memberlist::create(local("b"))?;
+/// assert_eq!(b.join(&[a.local_node()?.address()])?, 1);
+/// // a hears itself join, then b (a blocking iterator of events).
+/// let joined: Vec<String> = events.iter().take(2).map(|e| e.node.name.to_string()).collect();
+/// assert_eq!(joined, ["a", "b"]);
+/// assert_eq!(a.num_members(), 2);
+///
+/// b.leave(Duration::from_secs(5))?;
+/// let left = events.iter().find(|e| e.kind == NodeEventKind::Leave).expect("b's leave");
+/// assert_eq!(left.node.name.as_str(), "b");
+/// b.join(&[a.local_node()?.address()])?; // Go cannot rejoin after Leave
+/// # Ok(())
+/// # }
+/// ```
 pub struct Memberlist {
     link: ShardLink,
     node: NodeId,
