@@ -18,7 +18,8 @@ pub use crate::name::Name;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::mpsc::Sender;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::time::Duration;
 
 /// A member's state as memberlist sees it (Go `NodeStateType`).
@@ -271,23 +272,58 @@ pub struct NodeEvent {
 }
 
 /// An [`EventDelegate`] that forwards every event to a channel (Go
-/// `ChannelEventDelegate`). The channel is unbounded, so unlike Go's this never
-/// blocks memberlist; events sent after the receiver is dropped are discarded.
+/// `ChannelEventDelegate`). Go's blocks memberlist while its channel is
+/// full; this one never blocks:
+/// - [`ChannelEventDelegate::new`] takes an unbounded channel: nothing is
+///   lost, and a receiver that stops reading lets it grow;
+/// - [`ChannelEventDelegate::bounded`] takes a `sync_channel`: an event
+///   that finds it full is dropped and counted ([`ChannelEventDelegate::dropped`]),
+///   so a stalled application costs a fixed amount of memory.
+///
+/// Events sent after the receiver is dropped are discarded (not counted).
 #[derive(Debug)]
 pub struct ChannelEventDelegate {
-    tx: Mutex<Sender<NodeEvent>>,
+    tx: Mutex<EventSender>,
+    dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+enum EventSender {
+    Unbounded(Sender<NodeEvent>),
+    Bounded(SyncSender<NodeEvent>),
 }
 
 impl ChannelEventDelegate {
-    /// Forwards events to `tx`.
+    /// Forwards events to `tx`, an unbounded channel.
     pub fn new(tx: Sender<NodeEvent>) -> Self {
-        Self { tx: Mutex::new(tx) }
+        Self { tx: Mutex::new(EventSender::Unbounded(tx)), dropped: AtomicU64::new(0) }
+    }
+
+    /// Forwards events to `tx`, a bounded channel (`std::sync::mpsc::sync_channel(n)`);
+    /// an event that finds it full is dropped and counted.
+    pub fn bounded(tx: SyncSender<NodeEvent>) -> Self {
+        Self { tx: Mutex::new(EventSender::Bounded(tx)), dropped: AtomicU64::new(0) }
+    }
+
+    /// Events dropped because the bounded channel was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     fn send(&self, kind: NodeEventKind, node: &Node) {
+        let event = NodeEvent { kind, node: node.clone() };
         let tx = self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // A dropped receiver means nobody listens any more: not an error.
-        let _ = tx.send(NodeEvent { kind, node: node.clone() });
+        match &*tx {
+            EventSender::Unbounded(tx) => {
+                let _ = tx.send(event);
+            }
+            EventSender::Bounded(tx) => {
+                if let Err(TrySendError::Full(_)) = tx.try_send(event) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 
@@ -419,5 +455,21 @@ mod tests {
         assert_eq!(kinds, [NodeEventKind::Join, NodeEventKind::Update, NodeEventKind::Leave]);
         drop(rx);
         d.notify_join(&n); // receiver gone: silently dropped
+    }
+
+    /// A bounded channel nobody reads holds what fits; the rest is
+    /// dropped and counted, and the delegate never blocks.
+    #[test]
+    fn a_bounded_channel_event_delegate_drops_and_counts_when_full() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let d = ChannelEventDelegate::bounded(tx);
+        let n = Node::new("a", IpAddr::V4(Ipv4Addr::LOCALHOST), 1);
+        for _ in 0..5 {
+            d.notify_join(&n);
+        }
+        assert_eq!(d.dropped(), 3);
+        assert_eq!(rx.try_iter().count(), 2);
+        d.notify_leave(&n);
+        assert_eq!((d.dropped(), rx.try_recv().map(|e| e.kind)), (3, Ok(NodeEventKind::Leave)));
     }
 }
