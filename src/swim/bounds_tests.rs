@@ -328,11 +328,13 @@ fn members_churning_through_leave_nothing_behind() {
     assert_eq!((left, died), (2_980, 2_980));
     // A member gone stays `gossip_to_the_dead_time` (30 s), then until the
     // probe loop wraps around the table (a probe a second, one per live
-    // member: about 40 s): 4 gone a second for 70 s, plus the live. Here
-    // with room for a slower round; Go 0.2.2, which keeps left members,
-    // ends this churn with over 3,000.
+    // member it meets: about 40 s, longer when members joining meanwhile
+    // land ahead of it, as half of them do, so up to about twice that):
+    // 4 gone a second for 30 + 2 × 40 s, plus the live, with room for the
+    // unlucky round (the seed decides: one drew a round of 82 s). Go
+    // 0.2.2, which keeps left members, ends this churn with over 3,000.
     let gone_per_s = 4;
-    let bound = live_target as usize + gone_per_s * (30 + 2 * live_target as usize);
+    let bound = live_target as usize + gone_per_s * (30 + 3 * live_target as usize);
     assert!(max.members <= bound, "{max:?} over {bound}");
     assert!(max.suspicions <= max.members && max.broadcasts <= max.members, "{max:?}");
     assert!(max.reconnect_candidates <= MAX_RECONNECT_CANDIDATES, "{max:?}");

@@ -48,6 +48,6 @@ pub use queue::{Broadcast, TransmitLimitedQueue, retransmit_limit};
 pub use suspicion::{Suspicion, lifeguard_timeout};
 pub use time::Time;
 pub use util::{
-    PUSH_PULL_SCALE_THRESHOLD, k_random_nodes, move_dead_nodes, push_pull_scale, random_offset, shuffle,
+    PUSH_PULL_SCALE_THRESHOLD, RandomPicks, k_random_nodes, move_dead_nodes, push_pull_scale, random_offset, shuffle,
     suspicion_timeout,
 };

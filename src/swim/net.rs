@@ -47,7 +47,7 @@ use crate::delegate::{Node, NodeState};
 use crate::swim::members::{ip_from_wire, ip_to_wire};
 use crate::swim::metrics::{DROPPED, PACKETS_REJECTED, Sample};
 use crate::swim::timers::Timer;
-use crate::swim::{Time, k_random_nodes, random_offset};
+use crate::swim::{Member, RandomPicks, Time, k_random_nodes, random_offset};
 use crate::wire::frame::{
     self, COMPOUND_HEADER_OVERHEAD, COMPOUND_PART_OVERHEAD, CRC_HEADER_LEN, MAX_COMPOUND_PARTS_FOR_GO,
 };
@@ -884,27 +884,23 @@ impl<R: Rng> Core<R> {
     /// dead for at most `gossip_to_the_dead_time`) each get one packet of
     /// broadcasts, until the queues run dry.
     pub(crate) fn gossip(&mut self, now: Time) {
-        let me = &self.config.name;
         let dead_time = self.config.gossip_to_the_dead_time;
-        let targets: Vec<(SocketAddr, u8)> = k_random_nodes(
-            self.config.gossip_nodes,
-            &self.members,
-            |m| {
+        // Targets are drawn one at a time: a round stops at the first with
+        // nothing to send (a quiet cluster's every round) after one draw.
+        let mut picks = RandomPicks::new(self.config.gossip_nodes);
+        let mut msgs = std::mem::take(&mut self.net.piggyback);
+        loop {
+            let me = &self.config.name;
+            let excluded = |m: &Member| {
                 m.node.name == *me
                     || match m.state() {
                         NodeState::Alive | NodeState::Suspect => false,
                         NodeState::Dead => now.saturating_since(m.state_change) > dead_time,
                         NodeState::Left => true,
                     }
-            },
-            &mut self.rng,
-        )
-        .into_iter()
-        .map(|m| (m.node.address(), m.node.pmax))
-        .collect();
-        let mut msgs = std::mem::take(&mut self.net.piggyback);
-        for (to, pmax) in targets {
-            let crc = pmax >= 5;
+            };
+            let Some(idx) = picks.next(&self.members, excluded, &mut self.rng) else { break };
+            let (to, crc) = (self.members[idx].node.address(), self.members[idx].node.pmax >= 5);
             let avail = self.packet_budget(crc);
             self.all_broadcasts(COMPOUND_PART_OVERHEAD, avail, MAX_COMPOUND_PARTS_FOR_GO, &mut msgs);
             if msgs.is_empty() {

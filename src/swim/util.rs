@@ -76,20 +76,51 @@ pub fn k_random_nodes<'a, T, R: Rng + ?Sized>(
     mut exclude: impl FnMut(&T) -> bool,
     rng: &mut R,
 ) -> Vec<&'a T> {
-    let n = nodes.len();
-    // Grown as members are picked: nothing is allocated when none is (a
-    // lone node's ticks).
-    let mut picked: Vec<usize> = Vec::new();
-    let mut draws = 0;
-    while draws < 3 * n && picked.len() < k {
-        draws += 1;
-        let idx = random_offset(n, rng);
-        if exclude(&nodes[idx]) || picked.contains(&idx) {
-            continue;
-        }
-        picked.push(idx);
+    let mut picks = RandomPicks::new(k);
+    std::iter::from_fn(|| picks.next(nodes, &mut exclude, rng)).map(|i| &nodes[i]).collect()
+}
+
+/// [`k_random_nodes`] one pick at a time, for a caller that may stop
+/// early: Go's gossip picks its targets first and stops at the first with
+/// nothing to send, which in a quiet cluster is every round; drawing
+/// lazily makes such a round cost one pick, not `k`. The picks, while they
+/// last, are those [`k_random_nodes`] makes from the same RNG state.
+#[derive(Debug, Default)]
+pub struct RandomPicks {
+    k: usize,
+    /// Grown as members are picked: nothing is allocated when none is (a
+    /// lone node's ticks).
+    picked: Vec<usize>,
+    draws: usize,
+}
+
+impl RandomPicks {
+    /// A search for up to `k` members.
+    pub fn new(k: usize) -> RandomPicks {
+        RandomPicks { k, picked: Vec::new(), draws: 0 }
     }
-    picked.into_iter().map(|i| &nodes[i]).collect()
+
+    /// The index in `nodes` of the next pick, or `None` once `k` are
+    /// picked or the `3 * nodes.len()` draws are spent. Pass the same
+    /// `nodes` every time.
+    pub fn next<T, R: Rng + ?Sized>(
+        &mut self,
+        nodes: &[T],
+        mut exclude: impl FnMut(&T) -> bool,
+        rng: &mut R,
+    ) -> Option<usize> {
+        let n = nodes.len();
+        while self.draws < 3 * n && self.picked.len() < self.k {
+            self.draws += 1;
+            let idx = random_offset(n, rng);
+            if exclude(&nodes[idx]) || self.picked.contains(&idx) {
+                continue;
+            }
+            self.picked.push(idx);
+            return Some(idx);
+        }
+        None
+    }
 }
 
 /// Moves the nodes that have been dead for longer than
@@ -470,6 +501,24 @@ mod tests {
             }
             let names: HashSet<&str> = s.iter().map(|n| n.name.as_str()).collect();
             assert_eq!(names.len(), 3, "duplicate pick");
+        }
+    }
+
+    /// Drawn one at a time, the picks are those of `k_random_nodes`.
+    #[test]
+    fn random_picks_are_k_random_nodes_one_at_a_time() {
+        let nodes: Vec<u32> = (0..50).collect();
+        for seed in 0..20 {
+            let mut a = StdRng::seed_from_u64(seed);
+            let mut b = StdRng::seed_from_u64(seed);
+            let all: Vec<u32> = k_random_nodes(4, &nodes, |n| n % 3 == 0, &mut a).into_iter().copied().collect();
+            let mut picks = RandomPicks::new(4);
+            let first = picks.next(&nodes, |n| n % 3 == 0, &mut b).map(|i| nodes[i]);
+            assert_eq!(first, all.first().copied(), "seed {seed}");
+            let rest: Vec<u32> =
+                std::iter::from_fn(|| picks.next(&nodes, |n| n % 3 == 0, &mut b)).map(|i| nodes[i]).collect();
+            assert_eq!(rest, all[1..], "seed {seed}");
+            assert_eq!(picks.next(&nodes, |_| false, &mut b), None, "k reached");
         }
     }
 
