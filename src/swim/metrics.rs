@@ -277,12 +277,21 @@ impl Sample {
 
 /// How many samples wait for the driver at most; older ones make room (a
 /// driver that never takes them, as the simulator, costs a fixed buffer).
-pub(crate) const SAMPLES_KEPT: usize = 256;
+/// A node records about a dozen a second at the local profile's rates (ten
+/// gossip rounds, one probe); the engine takes them every second.
+pub(crate) const SAMPLES_KEPT: usize = 64;
 
-/// The samples not taken yet, newest last, at most [`SAMPLES_KEPT`].
-#[derive(Debug, Default)]
+/// The samples not taken yet, newest last, at most [`SAMPLES_KEPT`]; the
+/// buffer is allocated once, with the core (recording never allocates).
+#[derive(Debug)]
 pub(crate) struct Samples {
     recent: std::collections::VecDeque<Sample>,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples { recent: std::collections::VecDeque::with_capacity(SAMPLES_KEPT) }
+    }
 }
 
 impl Samples {
