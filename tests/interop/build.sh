@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Build the Go side of ringswim's interop harness: the `gointerop` tool.
+# Build the Go side of ringswim's interop harness: the `gointerop` tool and
+# the `gonodes` live-node helper (tests/go_live.rs), both into OUT_DIR.
 #
 # usage: tests/interop/build.sh [OUT_DIR]      (default OUT_DIR: <repo>/target/go-interop)
 #
-# Prints the absolute path of the built binary as the LAST line of stdout
-# (progress messages go to stderr). Idempotent and safe to run concurrently
-# (serialised with flock on OUT_DIR/.build.lock); skips the rebuild when the
-# binary is newer than every file in tests/interop/go/ and this script.
+# Prints the absolute path of gointerop as the LAST line of stdout (gonodes
+# lies next to it; progress messages go to stderr). Idempotent and safe to
+# run concurrently (serialised with flock on OUT_DIR/.build.lock); skips the
+# rebuild when both binaries are newer than every file in tests/interop/go/
+# and this script.
 #
 # How it works: memberlist's codec helpers are unexported, so we build INSIDE A
 # SCRATCH COPY of Debian's golang-github-hashicorp-memberlist-dev (0.2.2):
@@ -14,6 +16,9 @@
 #       + its vendor/ + tests/interop/go/*.go (zz_ringswim_interop.go = the
 #       tool, zz_ringswim_bench_test.go = Go benchmarks, see bench.sh)
 #   OUT/gopath/src/ringswim-interop/main.go          = tests/interop/go/cmd/main.go
+#   OUT/gopath/src/ringswim-gonodes/main.go          = tests/interop/go/gonodes/main.go
+#       (public API + zz_ringswim_nodes.go's RingswimMemberStates; commands at
+#       the top of that file)
 # and build offline in GOPATH mode (GO111MODULE=off, GOPATH=OUT/gopath:/usr/share/gocode).
 #
 # gointerop subcommands (details at the top of tests/interop/go/zz_ringswim_interop.go):
@@ -55,14 +60,19 @@ BIN="$OUT/gointerop"
 GOPATH_DIR="$OUT/gopath"
 PKG="$GOPATH_DIR/src/github.com/hashicorp/memberlist"
 MAIN_DIR="$GOPATH_DIR/src/ringswim-interop"
+GONODES_BIN="$OUT/gonodes"
+GONODES_DIR="$GOPATH_DIR/src/ringswim-gonodes"
 STAMP="$PKG/.ringswim-scratch"
 
 exec 9>"$OUT/.build.lock"
 flock 9
 
 up_to_date() {
-  [ -x "$BIN" ] && [ -f "$STAMP" ] || return 1
-  [ -z "$(find "$SRC_DIR" "$HERE/build.sh" -newer "$BIN" -print -quit 2>/dev/null)" ]
+  local bin
+  for bin in "$BIN" "$GONODES_BIN"; do
+    [ -x "$bin" ] && [ -f "$STAMP" ] || return 1
+    [ -z "$(find "$SRC_DIR" "$HERE/build.sh" -newer "$bin" -print -quit 2>/dev/null)" ] || return 1
+  done
 }
 
 if up_to_date; then
@@ -72,8 +82,8 @@ if up_to_date; then
 fi
 
 echo "build.sh: preparing scratch memberlist package in $PKG" >&2
-rm -rf "$PKG" "$MAIN_DIR"
-mkdir -p "$PKG" "$MAIN_DIR"
+rm -rf "$PKG" "$MAIN_DIR" "$GONODES_DIR"
+mkdir -p "$PKG" "$MAIN_DIR" "$GONODES_DIR"
 for f in "$MEMBERLIST_SRC"/*.go; do
   case "$f" in *_test.go) continue ;; esac
   cp "$f" "$PKG/"
@@ -83,6 +93,7 @@ if [ -d "$MEMBERLIST_SRC/vendor" ]; then
 fi
 cp "$SRC_DIR"/*.go "$PKG/"
 cp "$SRC_DIR/cmd/main.go" "$MAIN_DIR/main.go"
+cp "$SRC_DIR/gonodes/main.go" "$GONODES_DIR/main.go"
 touch "$STAMP"
 
 export GO111MODULE=off GOFLAGS= GOPROXY=off GOENV=off CGO_ENABLED=0
@@ -91,5 +102,8 @@ export GOCACHE="$OUT/gocache"
 
 echo "build.sh: go build ringswim-interop -> $BIN" >&2
 (cd "$MAIN_DIR" && go build -o "$BIN.tmp.$$" .) || { rm -f "$BIN.tmp.$$"; die "go build failed"; }
+echo "build.sh: go build ringswim-gonodes -> $GONODES_BIN" >&2
+(cd "$GONODES_DIR" && go build -o "$GONODES_BIN.tmp.$$" .) || { rm -f "$BIN.tmp.$$" "$GONODES_BIN.tmp.$$"; die "go build failed"; }
+mv -f "$GONODES_BIN.tmp.$$" "$GONODES_BIN"
 mv -f "$BIN.tmp.$$" "$BIN"
 echo "$BIN"

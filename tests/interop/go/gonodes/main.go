@@ -1,0 +1,333 @@
+// Command gonodes: K real Go memberlist 0.2.2 nodes in one process, on
+// 127.0.0.1, driven by JSON lines on stdin, for ringswim's live interop tests
+// (tests/go_live.rs). Built by tests/interop/build.sh next to gointerop,
+// against the same scratch copy of Debian's memberlist package; it uses the
+// public API plus RingswimMemberStates (tests/interop/go/zz_ringswim_nodes.go)
+// for incarnations and dead/left members.
+//
+// One JSON line in, one JSON line out: {"ok":true,...} or
+// {"ok":false,"error":"..."}. Byte fields (msg, meta) are lowercase hex; keys
+// are base64. Memberlist's own log goes to stderr.
+//
+//	{"cmd":"start","name":N,"compression":bool,"key":B64|"",
+//	 "disable_tcp_pings":bool,"probe_interval_ms":0|ms,"meta":HEX}
+//	    Create a node from DefaultLocalConfig bound to 127.0.0.1:0 (a free
+//	    port) -> {"ok":true,"name":N,"addr":"127.0.0.1","port":P}.
+//	    compression defaults to true (Go's default), probe_interval_ms 0 keeps
+//	    Go's 1 s.
+//	{"cmd":"join","node":N,"addrs":["ip:port",...]}     -> {"joined":n}
+//	{"cmd":"leave","node":N,"timeout_ms":ms}            Leave (keeps running)
+//	{"cmd":"shutdown","node":N}  (also "kill")          Shutdown without leave
+//	{"cmd":"members"[,"node":N]} -> {"views":{N:[{"name","addr","port",
+//	    "state":"alive|suspect|dead|left","incarnation","meta"}]}} for every
+//	    running node (or N): its whole member table, itself included.
+//	{"cmd":"send","node":N,"to":NAME,"msg":HEX,"reliable":bool}
+//	    SendBestEffort / SendReliable to the member NAME of N's table.
+//	{"cmd":"messages","node":N} -> {"messages":[HEX...]}  user messages N got
+//	    (NotifyMsg), oldest first.
+//	{"cmd":"events","node":N} -> {"events":[{"kind":"join|leave|update",
+//	    "name","state","meta"}]}  N's EventDelegate calls, oldest first.
+//	{"cmd":"set_meta","node":N,"meta":HEX,"timeout_ms":ms}  NodeMeta, then
+//	    UpdateNode(timeout).
+//	{"cmd":"key","node":N,"op":"add|use|remove","key":B64}  N's Keyring.
+//	{"cmd":"broadcast","node":N,"msg":HEX}  queue on N's TransmitLimitedQueue
+//	    (GetBroadcasts piggybacks it; RetransmitMult as N's config).
+//	{"cmd":"quit"}                                       shut all down, exit 0
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+type request struct {
+	Cmd             string   `json:"cmd"`
+	Name            string   `json:"name"`
+	Node            string   `json:"node"`
+	Compression     *bool    `json:"compression"`
+	Key             string   `json:"key"`
+	DisableTcpPings bool     `json:"disable_tcp_pings"`
+	ProbeIntervalMs int      `json:"probe_interval_ms"`
+	Meta            string   `json:"meta"`
+	Addrs           []string `json:"addrs"`
+	TimeoutMs       int      `json:"timeout_ms"`
+	To              string   `json:"to"`
+	Msg             string   `json:"msg"`
+	Reliable        bool     `json:"reliable"`
+	Op              string   `json:"op"`
+}
+
+// broadcast is one user broadcast on a TransmitLimitedQueue.
+type broadcast []byte
+
+func (b broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b broadcast) Message() []byte                        { return b }
+func (b broadcast) Finished()                              {}
+
+type event struct {
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Meta  string `json:"meta"`
+}
+
+// node is one Go member with its delegates' records.
+type node struct {
+	list     *memberlist.Memberlist
+	keyring  *memberlist.Keyring
+	queue    *memberlist.TransmitLimitedQueue
+	mu       sync.Mutex
+	meta     []byte
+	messages []string
+	events   []event
+}
+
+// Delegate
+func (n *node) NodeMeta(limit int) []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]byte(nil), n.meta...)
+}
+func (n *node) NotifyMsg(msg []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.messages = append(n.messages, hex.EncodeToString(msg))
+}
+func (n *node) GetBroadcasts(overhead, limit int) [][]byte { return n.queue.GetBroadcasts(overhead, limit) }
+func (n *node) LocalState(join bool) []byte                  { return nil }
+func (n *node) MergeRemoteState(buf []byte, join bool)       {}
+
+// EventDelegate
+func (n *node) record(kind string, m *memberlist.Node) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.events = append(n.events, event{kind, m.Name, stateName(m.State), hex.EncodeToString(m.Meta)})
+}
+func (n *node) NotifyJoin(m *memberlist.Node)   { n.record("join", m) }
+func (n *node) NotifyLeave(m *memberlist.Node)  { n.record("leave", m) }
+func (n *node) NotifyUpdate(m *memberlist.Node) { n.record("update", m) }
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return fmt.Sprintf("unknown(%d)", int(s))
+}
+
+type member struct {
+	Name        string `json:"name"`
+	Addr        string `json:"addr"`
+	Port        uint16 `json:"port"`
+	State       string `json:"state"`
+	Incarnation uint32 `json:"incarnation"`
+	Meta        string `json:"meta"`
+}
+
+func view(n *node) []member {
+	out := []member{}
+	for _, s := range n.list.RingswimMemberStates() {
+		out = append(out, member{s.Node.Name, s.Node.Addr.String(), s.Node.Port, stateName(s.State), s.Incarnation, hex.EncodeToString(s.Node.Meta)})
+	}
+	return out
+}
+
+type harness struct {
+	nodes map[string]*node // running nodes only
+}
+
+func (h *harness) get(name string) (*node, error) {
+	n, ok := h.nodes[name]
+	if !ok {
+		return nil, fmt.Errorf("no running node %q", name)
+	}
+	return n, nil
+}
+
+func (h *harness) start(r *request) (map[string]interface{}, error) {
+	if r.Name == "" {
+		return nil, fmt.Errorf("start: no name")
+	}
+	if _, ok := h.nodes[r.Name]; ok {
+		return nil, fmt.Errorf("start: %q is running", r.Name)
+	}
+	meta, err := hex.DecodeString(r.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("start: meta: %v", err)
+	}
+	n := &node{meta: meta}
+	conf := memberlist.DefaultLocalConfig()
+	conf.Name = r.Name
+	conf.BindAddr = "127.0.0.1"
+	conf.BindPort = 0
+	conf.LogOutput = os.Stderr
+	if r.Compression != nil {
+		conf.EnableCompression = *r.Compression
+	}
+	conf.DisableTcpPings = r.DisableTcpPings
+	if r.ProbeIntervalMs > 0 {
+		conf.ProbeInterval = time.Duration(r.ProbeIntervalMs) * time.Millisecond
+	}
+	if r.Key != "" {
+		key, err := base64.StdEncoding.DecodeString(r.Key)
+		if err != nil {
+			return nil, fmt.Errorf("start: key: %v", err)
+		}
+		conf.SecretKey = key
+	}
+	conf.Delegate = n
+	conf.Events = n
+	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: conf.RetransmitMult}
+	list, err := memberlist.Create(conf)
+	if err != nil {
+		return nil, err
+	}
+	n.list = list
+	n.keyring = conf.Keyring // Create installs SecretKey into a new keyring
+	n.queue.NumNodes = list.NumMembers
+	h.nodes[r.Name] = n
+	local := list.LocalNode()
+	return map[string]interface{}{"name": local.Name, "addr": local.Addr.String(), "port": local.Port}, nil
+}
+
+func (h *harness) handle(r *request) (map[string]interface{}, error) {
+	if r.Cmd == "start" {
+		return h.start(r)
+	}
+	if r.Cmd == "members" {
+		views := map[string][]member{}
+		for name, n := range h.nodes {
+			if r.Node == "" || r.Node == name {
+				views[name] = view(n)
+			}
+		}
+		if r.Node != "" && len(views) == 0 {
+			return nil, fmt.Errorf("no running node %q", r.Node)
+		}
+		return map[string]interface{}{"views": views}, nil
+	}
+	n, err := h.get(r.Node)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(r.TimeoutMs) * time.Millisecond
+	switch r.Cmd {
+	case "join":
+		joined, err := n.list.Join(r.Addrs)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]interface{}{"joined": joined}, nil
+	case "leave":
+		return nil, n.list.Leave(timeout)
+	case "shutdown", "kill":
+		delete(h.nodes, r.Node)
+		return nil, n.list.Shutdown()
+	case "send":
+		msg, err := hex.DecodeString(r.Msg)
+		if err != nil {
+			return nil, err
+		}
+		var to *memberlist.Node
+		for _, s := range n.list.RingswimMemberStates() {
+			if s.Node.Name == r.To {
+				node := s.Node
+				to = &node
+			}
+		}
+		if to == nil {
+			return nil, fmt.Errorf("%s knows no member %q", r.Node, r.To)
+		}
+		if r.Reliable {
+			return nil, n.list.SendReliable(to, msg)
+		}
+		return nil, n.list.SendBestEffort(to, msg)
+	case "messages":
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return map[string]interface{}{"messages": append([]string{}, n.messages...)}, nil
+	case "events":
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return map[string]interface{}{"events": append([]event{}, n.events...)}, nil
+	case "set_meta":
+		meta, err := hex.DecodeString(r.Meta)
+		if err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		n.meta = meta
+		n.mu.Unlock()
+		return nil, n.list.UpdateNode(timeout)
+	case "key":
+		key, err := base64.StdEncoding.DecodeString(r.Key)
+		if err != nil {
+			return nil, err
+		}
+		if n.keyring == nil {
+			return nil, fmt.Errorf("%s has no keyring (started without a key)", r.Node)
+		}
+		switch r.Op {
+		case "add":
+			return nil, n.keyring.AddKey(key)
+		case "use":
+			return nil, n.keyring.UseKey(key)
+		case "remove":
+			return nil, n.keyring.RemoveKey(key)
+		}
+		return nil, fmt.Errorf("key: unknown op %q", r.Op)
+	case "broadcast":
+		msg, err := hex.DecodeString(r.Msg)
+		if err != nil {
+			return nil, err
+		}
+		n.queue.QueueBroadcast(broadcast(msg))
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown command %q", r.Cmd)
+}
+
+func main() {
+	h := &harness{nodes: map[string]*node{}}
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 64<<20)
+	out := bufio.NewWriter(os.Stdout)
+	enc := json.NewEncoder(out)
+	for in.Scan() {
+		var r request
+		var answer map[string]interface{}
+		var err error
+		if err = json.Unmarshal(in.Bytes(), &r); err == nil {
+			if r.Cmd == "quit" {
+				break
+			}
+			answer, err = h.handle(&r)
+		}
+		if answer == nil {
+			answer = map[string]interface{}{}
+		}
+		answer["ok"] = err == nil
+		if err != nil {
+			answer["error"] = err.Error()
+		}
+		enc.Encode(answer)
+		out.Flush()
+	}
+	for _, n := range h.nodes {
+		n.list.Shutdown()
+	}
+}
