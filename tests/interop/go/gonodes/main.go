@@ -10,11 +10,12 @@
 // are base64. Memberlist's own log goes to stderr.
 //
 //	{"cmd":"start","name":N,"compression":bool,"key":B64|"",
-//	 "disable_tcp_pings":bool,"probe_interval_ms":0|ms,"meta":HEX}
+//	 "disable_tcp_pings":bool,"probe_interval_ms":0|ms,
+//	 "push_pull_interval_ms":0|ms,"meta":HEX}
 //	    Create a node from DefaultLocalConfig bound to 127.0.0.1:0 (a free
 //	    port) -> {"ok":true,"name":N,"addr":"127.0.0.1","port":P}.
-//	    compression defaults to true (Go's default), probe_interval_ms 0 keeps
-//	    Go's 1 s.
+//	    compression defaults to true (Go's default); probe_interval_ms and
+//	    push_pull_interval_ms 0 keep Go's 1 s and 15 s.
 //	{"cmd":"join","node":N,"addrs":["ip:port",...]}     -> {"joined":n}
 //	{"cmd":"leave","node":N,"timeout_ms":ms}            Leave (keeps running)
 //	{"cmd":"shutdown","node":N}  (also "kill")          Shutdown without leave
@@ -24,15 +25,24 @@
 //	{"cmd":"send","node":N,"to":NAME,"msg":HEX,"reliable":bool}
 //	    SendBestEffort / SendReliable to the member NAME of N's table.
 //	{"cmd":"messages","node":N} -> {"messages":[HEX...]}  user messages N got
-//	    (NotifyMsg), oldest first.
+//	    (NotifyMsg, or new in a push/pull's user state), oldest first.
 //	{"cmd":"events","node":N} -> {"events":[{"kind":"join|leave|update",
 //	    "name","state","meta"}]}  N's EventDelegate calls, oldest first.
 //	{"cmd":"set_meta","node":N,"meta":HEX,"timeout_ms":ms}  NodeMeta, then
 //	    UpdateNode(timeout).
 //	{"cmd":"key","node":N,"op":"add|use|remove","key":B64}  N's Keyring.
+//	{"cmd":"acks","node":N} -> {"acks":{NAME:{"count":n,"payload":HEX}}}
+//	    N's PingDelegate: probes of NAME that got an ack, and the last ack's
+//	    payload. Every node's AckPayload is its name prefixed "ack:".
 //	{"cmd":"broadcast","node":N,"msg":HEX}  queue on N's TransmitLimitedQueue
 //	    (GetBroadcasts piggybacks it; RetransmitMult as N's config).
 //	{"cmd":"quit"}                                       shut all down, exit 0
+//
+// User messages spread like ringswim's sim::Gossip delegate (serf's user
+// events): a node queues every message it sees for the first time (received
+// or its own broadcast) on its TransmitLimitedQueue, and its push/pull user
+// state (LocalState / MergeRemoteState) carries every message seen, each as a
+// 2-byte big-endian length and its bytes.
 package main
 
 import (
@@ -56,6 +66,7 @@ type request struct {
 	Key             string   `json:"key"`
 	DisableTcpPings bool     `json:"disable_tcp_pings"`
 	ProbeIntervalMs int      `json:"probe_interval_ms"`
+	PushPullMs      int      `json:"push_pull_interval_ms"`
 	Meta            string   `json:"meta"`
 	Addrs           []string `json:"addrs"`
 	TimeoutMs       int      `json:"timeout_ms"`
@@ -69,8 +80,8 @@ type request struct {
 type broadcast []byte
 
 func (b broadcast) Invalidates(memberlist.Broadcast) bool { return false }
-func (b broadcast) Message() []byte                        { return b }
-func (b broadcast) Finished()                              {}
+func (b broadcast) Message() []byte                       { return b }
+func (b broadcast) Finished()                             {}
 
 type event struct {
 	Kind  string `json:"kind"`
@@ -81,13 +92,21 @@ type event struct {
 
 // node is one Go member with its delegates' records.
 type node struct {
+	name     string
 	list     *memberlist.Memberlist
 	keyring  *memberlist.Keyring
 	queue    *memberlist.TransmitLimitedQueue
 	mu       sync.Mutex
 	meta     []byte
 	messages []string
+	seen     map[string]bool // every message seen, by its bytes
 	events   []event
+	acks     map[string]*ackRecord
+}
+
+type ackRecord struct {
+	Count   int    `json:"count"`
+	Payload string `json:"payload"`
 }
 
 // Delegate
@@ -100,10 +119,59 @@ func (n *node) NotifyMsg(msg []byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.messages = append(n.messages, hex.EncodeToString(msg))
+	n.offerLocked(msg)
 }
-func (n *node) GetBroadcasts(overhead, limit int) [][]byte { return n.queue.GetBroadcasts(overhead, limit) }
-func (n *node) LocalState(join bool) []byte                  { return nil }
-func (n *node) MergeRemoteState(buf []byte, join bool)       {}
+
+// offerLocked queues msg for broadcast if it is new (n.mu held).
+func (n *node) offerLocked(msg []byte) {
+	if !n.seen[string(msg)] {
+		n.seen[string(msg)] = true
+		n.queue.QueueBroadcast(broadcast(append([]byte(nil), msg...)))
+	}
+}
+func (n *node) GetBroadcasts(overhead, limit int) [][]byte {
+	return n.queue.GetBroadcasts(overhead, limit)
+}
+func (n *node) LocalState(join bool) []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []byte
+	for msg := range n.seen {
+		out = append(out, byte(len(msg)>>8), byte(len(msg)))
+		out = append(out, msg...)
+	}
+	return out
+}
+func (n *node) MergeRemoteState(buf []byte, join bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for len(buf) >= 2 {
+		size := int(buf[0])<<8 | int(buf[1])
+		if len(buf) < 2+size {
+			return
+		}
+		msg := buf[2 : 2+size]
+		if !n.seen[string(msg)] {
+			n.messages = append(n.messages, hex.EncodeToString(msg))
+			n.offerLocked(msg)
+		}
+		buf = buf[2+size:]
+	}
+}
+
+// PingDelegate
+func (n *node) AckPayload() []byte { return []byte("ack:" + n.name) }
+func (n *node) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.acks[other.Name]
+	if !ok {
+		r = &ackRecord{}
+		n.acks[other.Name] = r
+	}
+	r.Count++
+	r.Payload = hex.EncodeToString(payload)
+}
 
 // EventDelegate
 func (n *node) record(kind string, m *memberlist.Node) {
@@ -169,7 +237,7 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start: meta: %v", err)
 	}
-	n := &node{meta: meta}
+	n := &node{name: r.Name, meta: meta, seen: map[string]bool{}, acks: map[string]*ackRecord{}}
 	conf := memberlist.DefaultLocalConfig()
 	conf.Name = r.Name
 	conf.BindAddr = "127.0.0.1"
@@ -179,6 +247,9 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 		conf.EnableCompression = *r.Compression
 	}
 	conf.DisableTcpPings = r.DisableTcpPings
+	if r.PushPullMs > 0 {
+		conf.PushPullInterval = time.Duration(r.PushPullMs) * time.Millisecond
+	}
 	if r.ProbeIntervalMs > 0 {
 		conf.ProbeInterval = time.Duration(r.ProbeIntervalMs) * time.Millisecond
 	}
@@ -191,6 +262,7 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 	}
 	conf.Delegate = n
 	conf.Events = n
+	conf.Ping = n
 	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: conf.RetransmitMult}
 	list, err := memberlist.Create(conf)
 	if err != nil {
@@ -264,6 +336,14 @@ func (h *harness) handle(r *request) (map[string]interface{}, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		return map[string]interface{}{"events": append([]event{}, n.events...)}, nil
+	case "acks":
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		acks := map[string]ackRecord{}
+		for name, r := range n.acks {
+			acks[name] = *r
+		}
+		return map[string]interface{}{"acks": acks}, nil
 	case "set_meta":
 		meta, err := hex.DecodeString(r.Meta)
 		if err != nil {
@@ -295,7 +375,9 @@ func (h *harness) handle(r *request) (map[string]interface{}, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.queue.QueueBroadcast(broadcast(msg))
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.offerLocked(msg)
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unknown command %q", r.Cmd)

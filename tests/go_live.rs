@@ -1,0 +1,818 @@
+//! Live interop: ringswim nodes and real Go memberlist 0.2.2 nodes in one
+//! cluster, on loopback sockets.
+//!
+//! The Go nodes run in one `gonodes` process (tests/interop/go/gonodes,
+//! built by `tests/interop/build.sh` against Debian's memberlist package:
+//! `DefaultLocalConfig`, 127.0.0.1, free ports), driven by JSON lines. Each
+//! test mixes ringswim nodes (on one runtime of the backend under test,
+//! every test on both backends where the kernel allows io_uring) and Go
+//! nodes, and checks what a user of either would: every node's member
+//! table (Go's from its `nodeMap`, ringswim's `member_states`), events,
+//! user messages, ack payloads, metadata.
+//!
+//! Every wait is on a condition with a bounded deadline; the Go process is
+//! killed and every ringswim node shut down when a test ends, passed or not
+//! (a failing test prints the Go side's log).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ringswim::config::Config;
+use ringswim::delegate::{ChannelEventDelegate, Delegate, Node, NodeEvent, NodeEventKind, NodeState, PingDelegate};
+use ringswim::engine::{Backend, BackendChoice, Memberlist, Runtime, RuntimeOptions};
+use ringswim::sim::Gossip;
+use ringswim::swim::metrics::GO_MSG;
+use serde_json::{Value, json};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Long enough for anything below on a loaded 2-core machine; a test that
+/// hits it fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// Every node's probe interval, Go's and ringswim's (`DefaultLocalConfig`
+/// otherwise): a few probe rounds and a suspicion timeout take seconds.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Every node's push/pull interval. Go's budget for a rumour at
+/// `DefaultLocalConfig` (2 sends per node at 6 members) lets news of a join
+/// miss a member now and then (1 join in 5 in an all-Go cluster of 6 here),
+/// which then learns it at the next push/pull: 15 s by default.
+const PUSH_PULL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a leave or meta update may wait for its broadcast.
+const BROADCAST_WAIT: Duration = Duration::from_secs(5);
+const KEY: &[u8] = b"0123456789abcdef";
+const NEXT_KEY: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+/// The backends to run each test on: both where the kernel allows
+/// io_uring (a refusal is printed, and the portable backend still runs).
+fn backends() -> Vec<Backend> {
+    match Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(Backend::Uring), pin: false }) {
+        Ok(_) => vec![Backend::Uring, Backend::Portable],
+        Err(e) => {
+            eprintln!("io_uring refused here ({e}): the portable backend only");
+            vec![Backend::Portable]
+        }
+    }
+}
+
+/// Builds (once per test binary) the Go helpers; the path of `gonodes`.
+fn gonodes_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(repo.join("tests/interop/build.sh"))
+            .arg(repo.join("target/go-interop"))
+            .output()
+            .expect("run tests/interop/build.sh");
+        assert!(
+            out.status.success(),
+            "building the Go helpers failed (run .ci/install: it needs golang-go and \
+             golang-github-hashicorp-memberlist-dev):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let gointerop = PathBuf::from(stdout.lines().last().expect("build.sh prints the tool path").trim());
+        gointerop.with_file_name("gonodes")
+    })
+}
+
+/// Polls `check` every 20 ms until it returns `Ok` or [`DEADLINE`] passes;
+/// then panics with its last complaint. With `GO_LIVE_DEBUG` set, prints
+/// each new complaint and the time it took (run with `--nocapture`).
+fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(()) => {
+                if std::env::var_os("GO_LIVE_DEBUG").is_some() {
+                    eprintln!("{:.2?} {what}: done", start.elapsed());
+                }
+                return;
+            }
+            Err(why) if start.elapsed() >= DEADLINE => panic!("timed out waiting for {what}: {why}"),
+            Err(why) => {
+                if std::env::var_os("GO_LIVE_DEBUG").is_some() && why != last {
+                    eprintln!("{:.2?} {what}: {why}", start.elapsed());
+                    last = why;
+                }
+                std::thread::sleep(Duration::from_millis(20))
+            }
+        }
+    }
+}
+
+/// One process of Go memberlist nodes (see tests/interop/go/gonodes/main.go
+/// for its commands). Killed on drop.
+struct GoNodes {
+    child: Child,
+    stdin: RefCell<ChildStdin>,
+    answers: Receiver<String>,
+    /// The last lines of memberlist's log, printed when a test fails.
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl GoNodes {
+    fn spawn() -> GoNodes {
+        let mut child = Command::new(gonodes_bin())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gonodes");
+        let stdin = RefCell::new(child.stdin.take().expect("piped"));
+        let (tx, answers) = channel();
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        // Drained always, so that a chatty log never blocks the Go side.
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("piped"));
+        let kept = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if kept.len() == 200 {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
+        GoNodes { child, stdin, answers, log }
+    }
+
+    /// Sends one command; its answer, whether it succeeded or not.
+    fn try_call(&self, request: Value) -> Value {
+        writeln!(self.stdin.borrow_mut(), "{request}").expect("write to gonodes");
+        let line = self.answers.recv_timeout(DEADLINE).unwrap_or_else(|_| panic!("gonodes did not answer {request}"));
+        serde_json::from_str(&line).expect("gonodes answers JSON")
+    }
+
+    /// Sends one command that must succeed; its answer.
+    fn call(&self, request: Value) -> Value {
+        let answer = self.try_call(request.clone());
+        assert_eq!(answer["ok"], true, "gonodes refused {request}: {}", answer["error"]);
+        answer
+    }
+}
+
+impl Drop for GoNodes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            eprintln!("--- Go memberlist log (last {} lines) ---", log.len());
+            for line in log.iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The application of a ringswim node: user messages and broadcasts
+/// ([`Gossip`]: a message's first 4 bytes are its number), settable meta,
+/// and the acks its probes got.
+struct App {
+    name: String,
+    gossip: Gossip,
+    meta: Mutex<Vec<u8>>,
+    /// Per member probed: acks received, the last ack's payload.
+    acks: Mutex<BTreeMap<String, (u64, Vec<u8>)>>,
+}
+
+impl Delegate for App {
+    fn node_meta(&self, _limit: usize) -> Vec<u8> {
+        self.meta.lock().expect("meta").clone()
+    }
+    fn notify_msg(&self, msg: &[u8]) {
+        self.gossip.notify_msg(msg);
+    }
+    fn get_broadcasts(&self, overhead: usize, limit: usize) -> Vec<Vec<u8>> {
+        self.gossip.get_broadcasts(overhead, limit)
+    }
+    fn local_state(&self, join: bool) -> Vec<u8> {
+        self.gossip.local_state(join)
+    }
+    fn merge_remote_state(&self, buf: &[u8], join: bool) {
+        self.gossip.merge_remote_state(buf, join);
+    }
+}
+
+impl PingDelegate for App {
+    fn ack_payload(&self) -> Vec<u8> {
+        format!("ack:{}", self.name).into_bytes()
+    }
+    fn notify_ping_complete(&self, node: &Node, _rtt: Duration, payload: &[u8]) {
+        let mut acks = self.acks.lock().expect("acks");
+        let entry = acks.entry(node.name.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 = payload.to_vec();
+    }
+}
+
+struct RustNode {
+    member: Memberlist,
+    app: Arc<App>,
+    events: Receiver<NodeEvent>,
+}
+
+/// How a node is configured, on either side.
+#[derive(Clone, Copy)]
+struct Opts {
+    compression: bool,
+    key: Option<&'static [u8]>,
+}
+
+const PLAIN: Opts = Opts { compression: true, key: None };
+
+/// One member as some node's table has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    state: String,
+    incarnation: u32,
+    addr: SocketAddr,
+    meta: Vec<u8>,
+}
+
+/// Node name -> (member name -> what that node knows of it).
+type Views = BTreeMap<String, BTreeMap<String, Seen>>;
+
+/// A cluster of ringswim nodes (names `rs-*`) and Go nodes (`go-*`).
+struct Mixed {
+    backend: Backend,
+    runtime: Runtime,
+    rust: BTreeMap<String, RustNode>,
+    go: GoNodes,
+    /// The Go nodes still running.
+    go_running: BTreeSet<String>,
+    /// Every node's address, stopped ones included.
+    addrs: BTreeMap<String, SocketAddr>,
+}
+
+impl Mixed {
+    fn new(backend: Backend) -> Mixed {
+        let runtime = Runtime::new(RuntimeOptions { threads: 2, backend: BackendChoice::Only(backend), pin: false })
+            .expect("runtime starts");
+        Mixed {
+            backend,
+            runtime,
+            rust: BTreeMap::new(),
+            go: GoNodes::spawn(),
+            go_running: BTreeSet::new(),
+            addrs: BTreeMap::new(),
+        }
+    }
+
+    /// Starts a node: `rs-*` here, `go-*` in the Go process. Its meta is
+    /// `meta:NAME`.
+    fn add(&mut self, name: &str, opts: Opts) {
+        let meta = format!("meta:{name}").into_bytes();
+        let addr = if name.starts_with("rs-") {
+            let app = Arc::new(App {
+                name: name.to_owned(),
+                gossip: Gossip::new(4),
+                meta: Mutex::new(meta),
+                acks: Mutex::default(),
+            });
+            let (tx, events) = channel();
+            let mut config = Config::default_local()
+                .with_name(name)
+                .with_bind_addr(LOOPBACK)
+                .with_bind_port(0)
+                .with_probe_interval(PROBE_INTERVAL)
+                .with_push_pull_interval(PUSH_PULL_INTERVAL)
+                .with_enable_compression(opts.compression)
+                .with_delegate(Arc::clone(&app) as Arc<dyn Delegate>)
+                .with_ping(Arc::clone(&app) as Arc<dyn PingDelegate>)
+                .with_events(Arc::new(ChannelEventDelegate::new(tx)));
+            if let Some(key) = opts.key {
+                config = config.with_secret_key(key.to_vec());
+            }
+            let member = self.runtime.host(config).expect("hosted");
+            let addr = member.local_node().expect("running").address();
+            self.rust.insert(name.to_owned(), RustNode { member, app, events });
+            addr
+        } else {
+            let key = opts.key.map(|k| base64::engine::general_purpose::STANDARD.encode(k)).unwrap_or_default();
+            let answer = self.go.call(json!({
+                "cmd": "start", "name": name, "compression": opts.compression, "key": key,
+                "probe_interval_ms": PROBE_INTERVAL.as_millis() as u64,
+                "push_pull_interval_ms": PUSH_PULL_INTERVAL.as_millis() as u64, "meta": hex::encode(&meta),
+            }));
+            self.go_running.insert(name.to_owned());
+            SocketAddr::new(answer["addr"].as_str().expect("addr").parse().expect("an IP"), port_of(&answer))
+        };
+        self.addrs.insert(name.to_owned(), addr);
+    }
+
+    fn rs(&self, name: &str) -> &RustNode {
+        &self.rust[name]
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        self.addrs[name]
+    }
+
+    /// `who` joins the cluster through `seed` (a push/pull from `who` to
+    /// `seed`); the error, if it failed.
+    fn try_join(&self, who: &str, seed: &str) -> Result<(), String> {
+        let seed = self.addr(seed);
+        match self.rust.get(who) {
+            Some(n) => n.member.join(&[seed]).map(|_| ()).map_err(|e| e.to_string()),
+            None => {
+                let answer = self.go.try_call(json!({"cmd": "join", "node": who, "addrs": [seed.to_string()]}));
+                if answer["ok"] == true { Ok(()) } else { Err(answer["error"].to_string()) }
+            }
+        }
+    }
+
+    fn join(&self, who: &str, seed: &str) {
+        self.try_join(who, seed).unwrap_or_else(|e| panic!("{:?}: {who} joins {seed}: {e}", self.backend));
+    }
+
+    fn running(&self) -> BTreeSet<String> {
+        self.rust.keys().chain(&self.go_running).cloned().collect()
+    }
+
+    /// Every running node's member table.
+    fn views(&self) -> Views {
+        let mut views = Views::new();
+        for (name, n) in &self.rust {
+            let table = n
+                .member
+                .member_states()
+                .into_iter()
+                .map(|m| {
+                    let seen = Seen {
+                        state: m.node.state.as_str().to_owned(),
+                        incarnation: m.incarnation,
+                        addr: m.node.address(),
+                        meta: m.node.meta.clone(),
+                    };
+                    (m.node.name.to_string(), seen)
+                })
+                .collect();
+            views.insert(name.clone(), table);
+        }
+        let answer = self.go.call(json!({"cmd": "members"}));
+        for (name, table) in answer["views"].as_object().expect("views") {
+            let table = table
+                .as_array()
+                .expect("a table")
+                .iter()
+                .map(|m| {
+                    let ip: IpAddr = m["addr"].as_str().expect("addr").parse().expect("an IP");
+                    let seen = Seen {
+                        state: m["state"].as_str().expect("state").to_owned(),
+                        incarnation: m["incarnation"].as_u64().expect("incarnation") as u32,
+                        addr: SocketAddr::new(ip, port_of(m)),
+                        meta: hex::decode(m["meta"].as_str().expect("meta")).expect("hex"),
+                    };
+                    (m["name"].as_str().expect("name").to_owned(), seen)
+                })
+                .collect();
+            views.insert(name.clone(), table);
+        }
+        views
+    }
+
+    /// Checks that every running node but `except` has each of `expected`
+    /// in the given state, at its real address; the first node that does
+    /// not, and why. All the views.
+    fn all_see(&self, expected: &BTreeMap<String, &str>, except: &[&str]) -> Result<Views, String> {
+        let views = self.views();
+        for (observer, table) in views.iter().filter(|(o, _)| !except.contains(&o.as_str())) {
+            for (member, state) in expected {
+                match table.get(member) {
+                    Some(seen) if seen.state == *state && seen.addr == self.addr(member) => {}
+                    Some(seen) => return Err(format!("{observer} has {member} as {seen:?}, not {state}")),
+                    None => return Err(format!("{observer} does not know {member}")),
+                }
+            }
+        }
+        Ok(views)
+    }
+
+    /// Waits until every running node has every running node alive; the
+    /// views then.
+    fn converge(&self) -> Views {
+        let alive: BTreeMap<String, &str> = self.running().into_iter().map(|n| (n, "alive")).collect();
+        let mut views = Views::new();
+        eventually(&format!("{:?}: everyone alive everywhere", self.backend), || {
+            views = self.all_see(&alive, &[])?;
+            Ok(())
+        });
+        views
+    }
+
+    /// Stops a node without leaving (ringswim `shutdown`, Go `Shutdown`).
+    fn kill(&mut self, name: &str) {
+        if let Some(n) = self.rust.remove(name) {
+            n.member.shutdown().expect("running");
+        } else {
+            self.go.call(json!({"cmd": "shutdown", "node": name}));
+            self.go_running.remove(name);
+        }
+    }
+
+    /// Leaves gracefully (ringswim `leave`, Go `Leave`); the node keeps
+    /// running, as in Go, until [`Mixed::kill`].
+    fn leave(&self, name: &str) {
+        match self.rust.get(name) {
+            Some(n) => n.member.leave(BROADCAST_WAIT).expect("leave broadcast goes out"),
+            None => {
+                self.go.call(json!({"cmd": "leave", "node": name, "timeout_ms": BROADCAST_WAIT.as_millis() as u64}));
+            }
+        }
+    }
+
+    /// Sends a user message from `from` to `to`, best-effort or reliable.
+    fn send(&self, from: &str, to: &str, msg: &[u8], reliable: bool) {
+        match self.rust.get(from) {
+            Some(n) if reliable => n.member.send_reliable(self.addr(to), msg).expect("sent"),
+            Some(n) => n.member.send_best_effort(self.addr(to), msg).expect("sent"),
+            None => {
+                self.go.call(
+                    json!({"cmd": "send", "node": from, "to": to, "msg": hex::encode(msg), "reliable": reliable}),
+                );
+            }
+        }
+    }
+
+    /// Whether `at` has received user message number `n` (by message or
+    /// broadcast).
+    fn has_received(&self, at: &str, n: u32) -> bool {
+        match self.rust.get(at) {
+            Some(node) => node.app.gossip.has_seen(n),
+            None => {
+                let answer = self.go.call(json!({"cmd": "messages", "node": at}));
+                let want = hex::encode(n.to_be_bytes());
+                answer["messages"]
+                    .as_array()
+                    .expect("messages")
+                    .iter()
+                    .any(|m| m.as_str().is_some_and(|m| m.starts_with(&want)))
+            }
+        }
+    }
+
+    /// The acks `at`'s probes got: member -> (count, last payload).
+    fn acks(&self, at: &str) -> BTreeMap<String, (u64, Vec<u8>)> {
+        match self.rust.get(at) {
+            Some(node) => node.app.acks.lock().expect("acks").clone(),
+            None => {
+                let answer = self.go.call(json!({"cmd": "acks", "node": at}));
+                answer["acks"]
+                    .as_object()
+                    .expect("acks")
+                    .iter()
+                    .map(|(name, r)| {
+                        let payload = hex::decode(r["payload"].as_str().expect("payload")).expect("hex");
+                        (name.clone(), (r["count"].as_u64().expect("count"), payload))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The Go node's events: (kind, member, meta).
+    fn go_events(&self, at: &str) -> Vec<(String, String, Vec<u8>)> {
+        let answer = self.go.call(json!({"cmd": "events", "node": at}));
+        answer["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                let meta = hex::decode(e["meta"].as_str().expect("meta")).expect("hex");
+                (e["kind"].as_str().expect("kind").to_owned(), e["name"].as_str().expect("name").to_owned(), meta)
+            })
+            .collect()
+    }
+}
+
+fn port_of(v: &Value) -> u16 {
+    u16::try_from(v["port"].as_u64().expect("port")).expect("a port")
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// Starts `rs-0`, has `go-0` join it, `rs-1` join `go-0` and `go-1` join
+/// `rs-1` (push/pulls Go -> ringswim and ringswim -> Go), and waits until all
+/// see all alive.
+fn two_and_two(backend: Backend, opts: [Opts; 4]) -> (Mixed, Views) {
+    let mut c = Mixed::new(backend);
+    for (name, o) in ["rs-0", "go-0", "rs-1", "go-1"].into_iter().zip(opts) {
+        c.add(name, o);
+    }
+    c.join("go-0", "rs-0");
+    c.join("rs-1", "go-0");
+    c.join("go-1", "rs-1");
+    let views = c.converge();
+    (c, views)
+}
+
+#[test]
+fn go_joins_ringswim_and_ringswim_joins_go() {
+    for backend in backends() {
+        let (c, views) = two_and_two(backend, [PLAIN; 4]);
+        // Each member is known everywhere with its own meta and one
+        // incarnation: the one it announces itself.
+        for member in names(&["rs-0", "go-0", "rs-1", "go-1"]) {
+            let own = &views[&member][&member];
+            assert_eq!(own.meta, format!("meta:{member}").into_bytes(), "{backend:?} {member}");
+            for (observer, table) in &views {
+                assert_eq!(table[&member], *own, "{backend:?}: {observer}'s view of {member}");
+            }
+        }
+        // Go's events: a join for each member, nothing else.
+        for go in ["go-0", "go-1"] {
+            let joined: BTreeSet<String> = c
+                .go_events(go)
+                .into_iter()
+                .map(|(kind, name, _)| {
+                    assert_eq!(kind, "join", "{backend:?} {go}: {name}");
+                    name
+                })
+                .collect();
+            assert_eq!(joined.len(), 4, "{backend:?} {go}: {joined:?}");
+        }
+        // ringswim's events: a join for each member.
+        for rs in ["rs-0", "rs-1"] {
+            let joined: BTreeSet<String> = c
+                .rs(rs)
+                .events
+                .try_iter()
+                .filter(|e| e.kind == NodeEventKind::Join)
+                .map(|e| e.node.name.to_string())
+                .collect();
+            assert_eq!(joined.len(), 4, "{backend:?} {rs}: {joined:?}");
+        }
+    }
+}
+
+#[test]
+fn probes_both_ways_keep_everyone_alive() {
+    for backend in backends() {
+        let (c, converged) = two_and_two(backend, [PLAIN; 4]);
+        let everyone = names(&["rs-0", "go-0", "rs-1", "go-1"]);
+        // Until every node has had 3 acks from each other node (a few probe
+        // rounds), every table has everyone alive, at the incarnation it
+        // had (a refutation would raise it).
+        eventually(&format!("{backend:?}: 3 acked probes of each member by each node"), || {
+            let views = c.views();
+            assert_eq!(views, converged, "{backend:?}: a member's state changed");
+            for prober in &everyone {
+                let acks = c.acks(prober);
+                for target in everyone.iter().filter(|t| *t != prober) {
+                    let (count, payload) = acks.get(target).cloned().unwrap_or_default();
+                    if count < 3 {
+                        return Err(format!("{prober} has {count} acks from {target}"));
+                    }
+                    assert_eq!(payload, format!("ack:{target}").into_bytes(), "{backend:?}: {prober} <- {target}");
+                }
+            }
+            Ok(())
+        });
+        for rs in ["rs-0", "rs-1"] {
+            let m = c.rs(rs).member.metrics();
+            assert_eq!(m.get(GO_MSG, "suspect"), 0, "{backend:?}: {rs} suspected someone");
+            assert_eq!(m.get(GO_MSG, "dead"), 0, "{backend:?}: {rs} declared someone dead");
+            assert_eq!(c.rs(rs).member.health_score(), 0, "{backend:?}: {rs} unhealthy");
+        }
+        for go in ["go-0", "go-1"] {
+            let leaves: Vec<_> = c.go_events(go).into_iter().filter(|(kind, ..)| kind != "join").collect();
+            assert!(leaves.is_empty(), "{backend:?}: {go} saw {leaves:?}");
+        }
+    }
+}
+
+#[test]
+fn a_graceful_leave_is_seen_as_left_both_ways() {
+    for backend in backends() {
+        let (mut c, _) = two_and_two(backend, [PLAIN; 4]);
+        c.add("rs-2", PLAIN);
+        c.add("go-2", PLAIN);
+        c.join("rs-2", "go-1");
+        c.join("go-2", "rs-2");
+        c.converge();
+        c.leave("go-2");
+        c.leave("rs-2");
+        let mut expected: BTreeMap<String, &str> =
+            ["rs-0", "go-0", "rs-1", "go-1"].iter().map(|n| ((*n).to_owned(), "alive")).collect();
+        expected.insert("go-2".into(), "left");
+        expected.insert("rs-2".into(), "left");
+        // Nobody else is lost meanwhile. The leavers still run, and their
+        // own tables say they left; they are not told of each other (Go
+        // gossips, probes and push/pulls with alive and suspect members
+        // only).
+        let mut views = Views::new();
+        eventually(&format!("{backend:?}: go-2 and rs-2 left at the others"), || {
+            views = c.all_see(&expected, &["go-2", "rs-2"])?;
+            Ok(())
+        });
+        for leaver in ["go-2", "rs-2"] {
+            assert_eq!(views[leaver][leaver].state, "left", "{backend:?}: {leaver}'s own view");
+        }
+        for rs in ["rs-0", "rs-1"] {
+            let leaves: BTreeMap<String, NodeState> = c
+                .rs(rs)
+                .events
+                .try_iter()
+                .filter(|e| e.kind == NodeEventKind::Leave)
+                .map(|e| (e.node.name.to_string(), e.node.state))
+                .collect();
+            let want = BTreeMap::from([("go-2".into(), NodeState::Left), ("rs-2".into(), NodeState::Left)]);
+            assert_eq!(leaves, want, "{backend:?}: {rs}'s leave events");
+        }
+        for go in ["go-0", "go-1"] {
+            let leaves: BTreeSet<String> =
+                c.go_events(go).into_iter().filter(|(kind, ..)| kind == "leave").map(|(_, name, _)| name).collect();
+            assert_eq!(leaves, BTreeSet::from(["go-2".into(), "rs-2".into()]), "{backend:?}: {go}'s leave events");
+        }
+        c.kill("go-2");
+        c.kill("rs-2");
+    }
+}
+
+#[test]
+fn a_killed_node_is_declared_dead_both_ways() {
+    for backend in backends() {
+        let (mut c, _) = two_and_two(backend, [PLAIN; 4]);
+        c.add("rs-2", PLAIN);
+        c.add("go-2", PLAIN);
+        c.join("rs-2", "go-1");
+        c.join("go-2", "rs-2");
+        c.converge();
+        // One of each stops without a word.
+        c.kill("go-2");
+        c.kill("rs-2");
+        let mut expected: BTreeMap<String, &str> = c.running().into_iter().map(|n| (n, "alive")).collect();
+        expected.insert("go-2".into(), "dead");
+        expected.insert("rs-2".into(), "dead");
+        eventually(&format!("{backend:?}: go-2 and rs-2 dead everywhere"), || c.all_see(&expected, &[]).map(drop));
+        for rs in ["rs-0", "rs-1"] {
+            let leaves: BTreeMap<String, NodeState> = c
+                .rs(rs)
+                .events
+                .try_iter()
+                .filter(|e| e.kind == NodeEventKind::Leave)
+                .map(|e| (e.node.name.to_string(), e.node.state))
+                .collect();
+            let want = BTreeMap::from([("go-2".into(), NodeState::Dead), ("rs-2".into(), NodeState::Dead)]);
+            assert_eq!(leaves, want, "{backend:?}: {rs}'s leave events");
+        }
+    }
+}
+
+/// Sends user messages numbered from `first` on, best-effort and reliable,
+/// for each pair (from, to), and waits until each is at its addressee.
+/// (Numbers must be new to the cluster: a node that got one relays it, and
+/// push/pulls carry every message seen.)
+fn exchange_user_messages(c: &Mixed, first: u32, pairs: &[(&str, &str)]) {
+    let mut expected = Vec::new();
+    for (i, (from, to)) in pairs.iter().enumerate() {
+        for reliable in [false, true] {
+            let n = first + 2 * i as u32 + u32::from(reliable);
+            let mut msg = n.to_be_bytes().to_vec();
+            msg.extend_from_slice(format!(" from {from} reliable={reliable}").as_bytes());
+            c.send(from, to, &msg, reliable);
+            expected.push((*to, n));
+        }
+    }
+    eventually(&format!("{:?}: every user message", c.backend), || {
+        match expected.iter().find(|(to, n)| !c.has_received(to, *n)) {
+            Some((to, n)) => Err(format!("{to} lacks message {n}")),
+            None => Ok(()),
+        }
+    });
+}
+
+#[test]
+fn user_messages_best_effort_and_reliable_both_ways() {
+    for backend in backends() {
+        let (c, _) = two_and_two(backend, [PLAIN; 4]);
+        exchange_user_messages(&c, 1, &[("rs-0", "go-0"), ("go-0", "rs-0"), ("rs-1", "go-1"), ("go-1", "rs-1")]);
+        // Broadcasts, piggybacked from Go's TransmitLimitedQueue and from
+        // ringswim's, relayed by every node that sees one first, and carried
+        // in push/pull user state: each reaches every node.
+        c.go.call(json!({"cmd": "broadcast", "node": "go-0", "msg": hex::encode(b"\0\0\0\x64 go broadcast")}));
+        assert!(c.rs("rs-0").app.gossip.offer(b"\0\0\0\x65 ringswim broadcast"));
+        eventually(&format!("{backend:?}: both broadcasts at every node"), || {
+            for at in ["rs-0", "go-0", "rs-1", "go-1"] {
+                for n in [100, 101] {
+                    if !c.has_received(at, n) {
+                        return Err(format!("{at} lacks broadcast {n}"));
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn encrypted_cluster_with_compression_on_and_off_mixed() {
+    let on = Opts { compression: true, key: Some(KEY) };
+    let off = Opts { compression: false, key: Some(KEY) };
+    for backend in backends() {
+        let (mut c, _) = two_and_two(backend, [off, on, on, off]);
+        exchange_user_messages(&c, 1, &[("rs-0", "go-0"), ("go-0", "rs-0"), ("rs-1", "go-1"), ("go-1", "rs-1")]);
+        // Nodes without the key are refused on both sides (their
+        // plaintext fails Go's and ringswim's verify-incoming).
+        c.add("go-nokey", PLAIN);
+        c.add("rs-nokey", PLAIN);
+        assert!(c.try_join("go-nokey", "rs-0").is_err(), "{backend:?}: a Go node without the key joined ringswim");
+        assert!(c.try_join("rs-nokey", "go-0").is_err(), "{backend:?}: a ringswim node without the key joined Go");
+        c.kill("go-nokey");
+        c.kill("rs-nokey");
+        // A rotation on every node, then newcomers that know only the new
+        // key join through the other side.
+        let b64 = |k: &[u8]| base64::engine::general_purpose::STANDARD.encode(k);
+        for (op, key) in [("add", NEXT_KEY), ("use", NEXT_KEY), ("remove", KEY)] {
+            for rs in ["rs-0", "rs-1"] {
+                let ring = c.rs(rs).member.keyring();
+                match op {
+                    "add" => ring.add_key(key),
+                    "use" => ring.use_key(key),
+                    _ => ring.remove_key(key),
+                }
+                .expect("rotation step");
+            }
+            for go in ["go-0", "go-1"] {
+                c.go.call(json!({"cmd": "key", "node": go, "op": op, "key": b64(key)}));
+            }
+        }
+        c.add("go-2", Opts { compression: true, key: Some(NEXT_KEY) });
+        c.add("rs-2", Opts { compression: false, key: Some(NEXT_KEY) });
+        c.join("go-2", "rs-1");
+        c.join("rs-2", "go-1");
+        c.converge();
+        exchange_user_messages(&c, 11, &[("rs-2", "go-2"), ("go-2", "rs-2")]);
+        for rs in ["rs-0", "rs-1"] {
+            let lost: Vec<_> = c.rs(rs).events.try_iter().filter(|e| e.kind == NodeEventKind::Leave).collect();
+            let nokey = lost.iter().all(|e| e.node.name.ends_with("nokey"));
+            assert!(nokey, "{backend:?}: {rs} lost {lost:?}");
+        }
+    }
+}
+
+#[test]
+fn meta_updates_are_seen_by_the_other_side() {
+    for backend in backends() {
+        let (c, _) = two_and_two(backend, [PLAIN; 4]);
+        *c.rs("rs-0").app.meta.lock().expect("meta") = b"rs-0 v2".to_vec();
+        c.rs("rs-0").member.update_node(BROADCAST_WAIT).expect("update broadcast goes out");
+        let timeout_ms = BROADCAST_WAIT.as_millis() as u64;
+        c.go.call(
+            json!({"cmd": "set_meta", "node": "go-0", "meta": hex::encode(b"go-0 v2"), "timeout_ms": timeout_ms}),
+        );
+        let want = [("rs-0", b"rs-0 v2"), ("go-0", b"go-0 v2")];
+        eventually(&format!("{backend:?}: both new metas everywhere"), || {
+            for (observer, table) in c.views() {
+                for (member, meta) in want {
+                    let seen = &table[member];
+                    if seen.meta != meta {
+                        return Err(format!(
+                            "{observer} has {member}'s meta {:?}",
+                            String::from_utf8_lossy(&seen.meta)
+                        ));
+                    }
+                    assert_eq!(seen.state, "alive", "{backend:?}: {observer}'s view of {member}");
+                }
+            }
+            Ok(())
+        });
+        // Each side's event delegate heard of the other side's update.
+        for go in ["go-0", "go-1"] {
+            let updates: Vec<_> = c.go_events(go).into_iter().filter(|(kind, ..)| kind == "update").collect();
+            assert!(
+                updates.contains(&("update".into(), "rs-0".into(), b"rs-0 v2".to_vec())),
+                "{backend:?}: {go}'s updates {updates:?}"
+            );
+        }
+        for rs in ["rs-0", "rs-1"] {
+            let updates: Vec<(String, Vec<u8>)> = c
+                .rs(rs)
+                .events
+                .try_iter()
+                .filter(|e| e.kind == NodeEventKind::Update)
+                .map(|e| (e.node.name.to_string(), e.node.meta))
+                .collect();
+            assert!(updates.contains(&("go-0".into(), b"go-0 v2".to_vec())), "{backend:?}: {rs}'s updates {updates:?}");
+        }
+    }
+}
