@@ -187,6 +187,8 @@ impl Drop for GoNodes {
 struct App {
     name: String,
     gossip: Gossip,
+    /// Every user message [`Delegate::notify_msg`] got.
+    received: Mutex<Vec<Vec<u8>>>,
     meta: Mutex<Vec<u8>>,
     /// Per member probed: acks received, the last ack's payload.
     acks: Mutex<BTreeMap<String, (u64, Vec<u8>)>>,
@@ -197,6 +199,7 @@ impl Delegate for App {
         self.meta.lock().expect("meta").clone()
     }
     fn notify_msg(&self, msg: &[u8]) {
+        self.received.lock().expect("received").push(msg.to_vec());
         self.gossip.notify_msg(msg);
     }
     fn get_broadcasts(&self, overhead: usize, limit: usize) -> Vec<Vec<u8>> {
@@ -283,6 +286,7 @@ impl Mixed {
             let app = Arc::new(App {
                 name: name.to_owned(),
                 gossip: Gossip::new(4),
+                received: Mutex::default(),
                 meta: Mutex::new(meta),
                 acks: Mutex::default(),
             });
@@ -451,9 +455,22 @@ impl Mixed {
         }
     }
 
-    /// Whether `at` has received user message number `n` (by message or
-    /// broadcast).
-    fn has_received(&self, at: &str, n: u32) -> bool {
+    /// Whether `at` got exactly `msg` as a user message (ringswim:
+    /// [`Delegate::notify_msg`]; Go: `NotifyMsg` or push/pull user state).
+    fn got_message(&self, at: &str, msg: &[u8]) -> bool {
+        match self.rust.get(at) {
+            Some(node) => node.app.received.lock().expect("received").iter().any(|m| m == msg),
+            None => {
+                let answer = self.go.call(json!({"cmd": "messages", "node": at}));
+                let want = hex::encode(msg);
+                answer["messages"].as_array().expect("messages").iter().any(|m| m.as_str() == Some(want.as_str()))
+            }
+        }
+    }
+
+    /// Whether `at` has seen a user message or broadcast numbered `n` (its
+    /// first 4 bytes), by any path (ringswim: [`Gossip::has_seen`]).
+    fn has_seen(&self, at: &str, n: u32) -> bool {
         match self.rust.get(at) {
             Some(node) => node.app.gossip.has_seen(n),
             None => {
@@ -688,14 +705,18 @@ fn exchange_user_messages(c: &Mixed, first: u32, pairs: &[(&str, &str)]) {
         for reliable in [false, true] {
             let n = first + 2 * i as u32 + u32::from(reliable);
             let mut msg = n.to_be_bytes().to_vec();
-            msg.extend_from_slice(format!(" from {from} reliable={reliable}").as_bytes());
+            // A reliable message far larger than a packet (and compressible).
+            let repeat = if reliable { 500 } else { 1 };
+            for k in 0..repeat {
+                msg.extend_from_slice(format!(" {k} from {from} reliable={reliable}").as_bytes());
+            }
             c.send(from, to, &msg, reliable);
-            expected.push((*to, n));
+            expected.push((*to, n, msg));
         }
     }
     eventually(&format!("{:?}: every user message", c.backend), || {
-        match expected.iter().find(|(to, n)| !c.has_received(to, *n)) {
-            Some((to, n)) => Err(format!("{to} lacks message {n}")),
+        match expected.iter().find(|(to, _, msg)| !c.got_message(to, msg)) {
+            Some((to, n, _)) => Err(format!("{to} lacks message {n}")),
             None => Ok(()),
         }
     });
@@ -714,7 +735,7 @@ fn user_messages_best_effort_and_reliable_both_ways() {
         eventually(&format!("{backend:?}: both broadcasts at every node"), || {
             for at in ["rs-0", "go-0", "rs-1", "go-1"] {
                 for n in [100, 101] {
-                    if !c.has_received(at, n) {
+                    if !c.has_seen(at, n) {
                         return Err(format!("{at} lacks broadcast {n}"));
                     }
                 }
