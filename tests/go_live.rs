@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use ringswim::config::Config;
+use ringswim::config::{Config, META_MAX_SIZE};
 use ringswim::delegate::{ChannelEventDelegate, Delegate, Node, NodeEvent, NodeEventKind, NodeState, PingDelegate};
 use ringswim::engine::{Backend, BackendChoice, Memberlist, Runtime, RuntimeOptions};
 use ringswim::sim::Gossip;
@@ -582,6 +582,43 @@ fn go_joins_ringswim_and_ringswim_joins_go() {
 }
 
 #[test]
+fn eight_and_eight_converge_through_either_side() {
+    for backend in backends() {
+        let mut c = Mixed::new(backend);
+        let order: Vec<String> = (0..8).flat_map(|i| [format!("rs-{i}"), format!("go-{i}")]).collect();
+        for (k, name) in order.iter().enumerate() {
+            c.add(name, PLAIN);
+            match k {
+                0 => {}
+                // The last two join through three seeds at once, each one
+                // a push/pull with members of both sides.
+                14 | 15 => {
+                    let seeds: Vec<SocketAddr> = order[..3].iter().map(|s| c.addr(s)).collect();
+                    let joined = match c.rust.get(name) {
+                        Some(n) => n.member.join(&seeds).expect("join"),
+                        None => {
+                            let addrs: Vec<String> = seeds.iter().map(SocketAddr::to_string).collect();
+                            let answer = c.go.call(json!({"cmd": "join", "node": name, "addrs": addrs}));
+                            answer["joined"].as_u64().expect("joined") as usize
+                        }
+                    };
+                    assert_eq!(joined, 3, "{backend:?}: {name}");
+                }
+                // Every other one through the previous, on the other side.
+                _ => c.join(name, &order[k - 1]),
+            }
+        }
+        let views = c.converge();
+        for member in &order {
+            let own = &views[member][member];
+            for (observer, table) in &views {
+                assert_eq!(table[member], *own, "{backend:?}: {observer}'s view of {member}");
+            }
+        }
+    }
+}
+
+#[test]
 fn probes_both_ways_keep_everyone_alive() {
     for backend in backends() {
         let (c, converged) = two_and_two(backend, [PLAIN; 4]);
@@ -795,45 +832,48 @@ fn encrypted_cluster_with_compression_on_and_off_mixed() {
 fn meta_updates_are_seen_by_the_other_side() {
     for backend in backends() {
         let (c, _) = two_and_two(backend, [PLAIN; 4]);
-        *c.rs("rs-0").app.meta.lock().expect("meta") = b"rs-0 v2".to_vec();
-        c.rs("rs-0").member.update_node(BROADCAST_WAIT).expect("update broadcast goes out");
-        let timeout_ms = BROADCAST_WAIT.as_millis() as u64;
-        c.go.call(
-            json!({"cmd": "set_meta", "node": "go-0", "meta": hex::encode(b"go-0 v2"), "timeout_ms": timeout_ms}),
-        );
-        let want = [("rs-0", b"rs-0 v2"), ("go-0", b"go-0 v2")];
-        eventually(&format!("{backend:?}: both new metas everywhere"), || {
-            for (observer, table) in c.views() {
-                for (member, meta) in want {
-                    let seen = &table[member];
-                    if seen.meta != meta {
-                        return Err(format!(
-                            "{observer} has {member}'s meta {:?}",
-                            String::from_utf8_lossy(&seen.meta)
-                        ));
+        // A short meta, then one of the largest size both allow.
+        for size in [7, META_MAX_SIZE] {
+            let meta_of = |name: &str| {
+                let mut meta = format!("{name} {size}").into_bytes();
+                meta.resize(size, b'.');
+                meta
+            };
+            *c.rs("rs-0").app.meta.lock().expect("meta") = meta_of("rs-0");
+            c.rs("rs-0").member.update_node(BROADCAST_WAIT).expect("update broadcast goes out");
+            let timeout_ms = BROADCAST_WAIT.as_millis() as u64;
+            let go_meta = hex::encode(meta_of("go-0"));
+            c.go.call(json!({"cmd": "set_meta", "node": "go-0", "meta": go_meta, "timeout_ms": timeout_ms}));
+            eventually(&format!("{backend:?}: both new {size}-byte metas everywhere"), || {
+                for (observer, table) in c.views() {
+                    for member in ["rs-0", "go-0"] {
+                        let seen = &table[member];
+                        if seen.meta != meta_of(member) {
+                            let meta = String::from_utf8_lossy(&seen.meta);
+                            return Err(format!("{observer} has {member}'s meta {meta:?}"));
+                        }
+                        assert_eq!(seen.state, "alive", "{backend:?}: {observer}'s view of {member}");
                     }
-                    assert_eq!(seen.state, "alive", "{backend:?}: {observer}'s view of {member}");
                 }
+                Ok(())
+            });
+            // Each side's event delegate heard of the other side's update.
+            for go in ["go-0", "go-1"] {
+                let updates: Vec<_> = c.go_events(go).into_iter().filter(|(kind, ..)| kind == "update").collect();
+                let want = ("update".to_owned(), "rs-0".to_owned(), meta_of("rs-0"));
+                assert!(updates.contains(&want), "{backend:?}: {go}'s updates {updates:?}");
             }
-            Ok(())
-        });
-        // Each side's event delegate heard of the other side's update.
-        for go in ["go-0", "go-1"] {
-            let updates: Vec<_> = c.go_events(go).into_iter().filter(|(kind, ..)| kind == "update").collect();
-            assert!(
-                updates.contains(&("update".into(), "rs-0".into(), b"rs-0 v2".to_vec())),
-                "{backend:?}: {go}'s updates {updates:?}"
-            );
-        }
-        for rs in ["rs-0", "rs-1"] {
-            let updates: Vec<(String, Vec<u8>)> = c
-                .rs(rs)
-                .events
-                .try_iter()
-                .filter(|e| e.kind == NodeEventKind::Update)
-                .map(|e| (e.node.name.to_string(), e.node.meta))
-                .collect();
-            assert!(updates.contains(&("go-0".into(), b"go-0 v2".to_vec())), "{backend:?}: {rs}'s updates {updates:?}");
+            for rs in ["rs-0", "rs-1"] {
+                let updates: Vec<(String, Vec<u8>)> = c
+                    .rs(rs)
+                    .events
+                    .try_iter()
+                    .filter(|e| e.kind == NodeEventKind::Update)
+                    .map(|e| (e.node.name.to_string(), e.node.meta))
+                    .collect();
+                let want = ("go-0".to_owned(), meta_of("go-0"));
+                assert!(updates.contains(&want), "{backend:?}: {rs}'s updates {updates:?}");
+            }
         }
     }
 }
