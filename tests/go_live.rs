@@ -152,6 +152,13 @@ impl GoNodes {
         GoNodes { child, stdin, answers, log }
     }
 
+    /// Sends the process a signal (`STOP`, `CONT`) with kill(1).
+    fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -{name} gonodes");
+    }
+
     /// Sends one command; its answer, whether it succeeded or not.
     fn try_call(&self, request: Value) -> Value {
         writeln!(self.stdin.borrow_mut(), "{request}").expect("write to gonodes");
@@ -409,13 +416,19 @@ impl Mixed {
         Ok(views)
     }
 
+    /// Whether every running node has every running node alive; the
+    /// views if so.
+    fn converge_now(&self) -> Result<Views, String> {
+        let alive: BTreeMap<String, &str> = self.running().into_iter().map(|n| (n, "alive")).collect();
+        self.all_see(&alive, &[])
+    }
+
     /// Waits until every running node has every running node alive; the
     /// views then.
     fn converge(&self) -> Views {
-        let alive: BTreeMap<String, &str> = self.running().into_iter().map(|n| (n, "alive")).collect();
         let mut views = Views::new();
         eventually(&format!("{:?}: everyone alive everywhere", self.backend), || {
-            views = self.all_see(&alive, &[])?;
+            views = self.converge_now()?;
             Ok(())
         });
         views
@@ -650,6 +663,51 @@ fn probes_both_ways_keep_everyone_alive() {
         for go in ["go-0", "go-1"] {
             let leaves: Vec<_> = c.go_events(go).into_iter().filter(|(kind, ..)| kind != "join").collect();
             assert!(leaves.is_empty(), "{backend:?}: {go} saw {leaves:?}");
+        }
+    }
+}
+
+#[test]
+fn a_paused_go_process_is_suspected_and_its_nodes_refute() {
+    for backend in backends() {
+        let (c, before) = two_and_two(backend, [PLAIN; 4]);
+        // Stop the Go process: its nodes answer nothing, and ringswim
+        // suspects them (only ringswim's tables can be read meanwhile).
+        c.go.signal("STOP");
+        eventually(&format!("{backend:?}: both Go nodes suspected at both ringswim nodes"), || {
+            for rs in ["rs-0", "rs-1"] {
+                for m in c.rs(rs).member.member_states() {
+                    if m.node.name.starts_with("go-") && m.node.state == NodeState::Alive {
+                        return Err(format!("{rs} still has {} alive", m.node.name));
+                    }
+                }
+            }
+            Ok(())
+        });
+        // Resumed, each Go node hears the accusation and refutes it with a
+        // higher incarnation, which every node takes (whatever Go made of
+        // the probes that ran out while it stood still, answered in turn).
+        c.go.signal("CONT");
+        let mut after = Views::new();
+        eventually(&format!("{backend:?}: Go nodes refuted, everyone alive everywhere"), || {
+            let views = c.converge_now()?;
+            for go in ["go-0", "go-1"] {
+                let (old, new) = (before[go][go].incarnation, views[go][go].incarnation);
+                if new <= old {
+                    return Err(format!("{go} still at incarnation {new}"));
+                }
+            }
+            after = views;
+            Ok(())
+        });
+        for member in ["rs-0", "go-0", "rs-1", "go-1"] {
+            let own = &after[member][member];
+            for (observer, table) in &after {
+                assert_eq!(table[member].incarnation, own.incarnation, "{backend:?}: {observer}'s view of {member}");
+            }
+        }
+        for rs in ["rs-0", "rs-1"] {
+            assert!(c.rs(rs).member.metrics().get(GO_MSG, "suspect") > 0, "{backend:?}: {rs} never suspected");
         }
     }
 }
