@@ -262,9 +262,10 @@ type Views = BTreeMap<String, BTreeMap<String, Seen>>;
 /// A cluster of ringswim nodes (names `rs-*`) and Go nodes (`go-*`).
 struct Mixed {
     backend: Backend,
-    runtime: Runtime,
+    /// Dropped first: each node shuts down while its runtime still runs.
     rust: BTreeMap<String, RustNode>,
     go: GoNodes,
+    runtime: Runtime,
     /// The Go nodes still running.
     go_running: BTreeSet<String>,
     /// Every node's address, stopped ones included.
@@ -277,9 +278,9 @@ impl Mixed {
             .expect("runtime starts");
         Mixed {
             backend,
-            runtime,
             rust: BTreeMap::new(),
             go: GoNodes::spawn(),
+            runtime,
             go_running: BTreeSet::new(),
             addrs: BTreeMap::new(),
         }
