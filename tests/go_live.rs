@@ -108,6 +108,12 @@ fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
     }
 }
 
+/// Sends `child` signal `name` (`STOP`, `CONT`) with kill(1).
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill -{name} {}", child.id());
+}
+
 /// One process of Go memberlist nodes (see tests/interop/go/gonodes/main.go
 /// for its commands). Killed on drop.
 struct GoNodes {
@@ -152,11 +158,9 @@ impl GoNodes {
         GoNodes { child, stdin, answers, log }
     }
 
-    /// Sends the process a signal (`STOP`, `CONT`) with kill(1).
+    /// Stops (`STOP`) or resumes (`CONT`) the process.
     fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().expect("run kill");
-        assert!(status.success(), "kill -{name} gonodes");
+        signal(&self.child, name);
     }
 
     /// Sends one command; its answer, whether it succeeded or not.
@@ -238,6 +242,41 @@ struct RustNode {
     events: Receiver<NodeEvent>,
 }
 
+impl RustNode {
+    /// Hosts ringswim node `name` on `runtime`, configured as the Go nodes
+    /// are (see [`Mixed::add`]).
+    fn host(runtime: &Runtime, name: &str, opts: Opts) -> RustNode {
+        let app = Arc::new(App {
+            name: name.to_owned(),
+            gossip: Gossip::new(4),
+            received: Mutex::default(),
+            meta: Mutex::new(initial_meta(name)),
+            acks: Mutex::default(),
+        });
+        let (tx, events) = channel();
+        let mut config = Config::default_local()
+            .with_name(name)
+            .with_bind_addr(LOOPBACK)
+            .with_bind_port(0)
+            .with_probe_interval(PROBE_INTERVAL)
+            .with_push_pull_interval(PUSH_PULL_INTERVAL)
+            .with_enable_compression(opts.compression)
+            .with_delegate(Arc::clone(&app) as Arc<dyn Delegate>)
+            .with_ping(Arc::clone(&app) as Arc<dyn PingDelegate>)
+            .with_events(Arc::new(ChannelEventDelegate::new(tx)));
+        if let Some(key) = opts.key {
+            config = config.with_secret_key(key.to_vec());
+        }
+        let member = runtime.host(config).expect("hosted");
+        RustNode { member, app, events }
+    }
+}
+
+/// Every node's meta until it updates it.
+fn initial_meta(name: &str) -> Vec<u8> {
+    format!("meta:{name}").into_bytes()
+}
+
 /// How a node is configured, on either side.
 #[derive(Clone, Copy)]
 struct Opts {
@@ -289,39 +328,17 @@ impl Mixed {
     /// Starts a node: `rs-*` here, `go-*` in the Go process. Its meta is
     /// `meta:NAME`.
     fn add(&mut self, name: &str, opts: Opts) {
-        let meta = format!("meta:{name}").into_bytes();
         let addr = if name.starts_with("rs-") {
-            let app = Arc::new(App {
-                name: name.to_owned(),
-                gossip: Gossip::new(4),
-                received: Mutex::default(),
-                meta: Mutex::new(meta),
-                acks: Mutex::default(),
-            });
-            let (tx, events) = channel();
-            let mut config = Config::default_local()
-                .with_name(name)
-                .with_bind_addr(LOOPBACK)
-                .with_bind_port(0)
-                .with_probe_interval(PROBE_INTERVAL)
-                .with_push_pull_interval(PUSH_PULL_INTERVAL)
-                .with_enable_compression(opts.compression)
-                .with_delegate(Arc::clone(&app) as Arc<dyn Delegate>)
-                .with_ping(Arc::clone(&app) as Arc<dyn PingDelegate>)
-                .with_events(Arc::new(ChannelEventDelegate::new(tx)));
-            if let Some(key) = opts.key {
-                config = config.with_secret_key(key.to_vec());
-            }
-            let member = self.runtime.host(config).expect("hosted");
-            let addr = member.local_node().expect("running").address();
-            self.rust.insert(name.to_owned(), RustNode { member, app, events });
+            let node = RustNode::host(&self.runtime, name, opts);
+            let addr = node.member.local_node().expect("running").address();
+            self.rust.insert(name.to_owned(), node);
             addr
         } else {
             let key = opts.key.map(|k| base64::engine::general_purpose::STANDARD.encode(k)).unwrap_or_default();
             let answer = self.go.call(json!({
                 "cmd": "start", "name": name, "compression": opts.compression, "key": key,
                 "probe_interval_ms": PROBE_INTERVAL.as_millis() as u64,
-                "push_pull_interval_ms": PUSH_PULL_INTERVAL.as_millis() as u64, "meta": hex::encode(&meta),
+                "push_pull_interval_ms": PUSH_PULL_INTERVAL.as_millis() as u64, "meta": hex::encode(initial_meta(name)),
             }));
             self.go_running.insert(name.to_owned());
             SocketAddr::new(answer["addr"].as_str().expect("addr").parse().expect("an IP"), port_of(&answer))
@@ -710,6 +727,126 @@ fn a_paused_go_process_is_suspected_and_its_nodes_refute() {
         for rs in ["rs-0", "rs-1"] {
             assert!(c.rs(rs).member.metrics().get(GO_MSG, "suspect") > 0, "{backend:?}: {rs} never suspected");
         }
+    }
+}
+
+/// Names the node [`rs_child_process`] hosts, and its backend.
+const CHILD_ENV: &str = "GO_LIVE_RS_CHILD";
+
+/// A ringswim node in a child process (this test binary running
+/// [`rs_child_process`]), so that a test can stop it (SIGSTOP) and nothing
+/// else. Killed on drop.
+struct RsChild {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl RsChild {
+    fn spawn(name: &str, backend: Backend) -> RsChild {
+        let mut child = Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["--ignored", "--exact", "rs_child_process", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, format!("{name} {}", backend.name()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the child node");
+        let stdin = child.stdin.take().expect("piped");
+        let (tx, lines) = channel();
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        std::thread::spawn(move || {
+            // Only what the child prints: libtest prints its own lines,
+            // and the start of one ("test rs_child_process ... ") before
+            // the child's first.
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Some((_, line)) = line.split_once("CHILD ")
+                    && tx.send(line.to_owned()).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut c = RsChild { child, stdin, lines, addr: SocketAddr::from((LOOPBACK, 0)) };
+        c.addr = c.answer().parse().expect("the child's address");
+        c
+    }
+
+    fn answer(&self) -> String {
+        self.lines.recv_timeout(DEADLINE).expect("the child node answers")
+    }
+
+    /// Joins the cluster through `seed`.
+    fn join(&mut self, seed: SocketAddr) {
+        writeln!(self.stdin, "{seed}").expect("write to the child");
+        assert_eq!(self.answer(), "joined", "the child node joins {seed}");
+    }
+}
+
+impl Drop for RsChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Not a test: the body of [`RsChild`]'s process, which runs only this,
+/// with [`CHILD_ENV`] set (without it, it returns at once). Hosts one
+/// ringswim node as [`Mixed::add`] does, prints `CHILD ADDR`, then joins
+/// each address read from stdin (`CHILD joined` after each), until stdin
+/// closes.
+#[test]
+#[ignore = "the child process of tests that stop a ringswim node"]
+fn rs_child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let (name, backend) = spec.split_once(' ').expect("NAME BACKEND");
+    let backend = [Backend::Uring, Backend::Portable].into_iter().find(|b| b.name() == backend).expect("a backend");
+    let runtime = Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(backend), pin: false })
+        .expect("runtime starts");
+    let node = RustNode::host(&runtime, name, PLAIN);
+    println!("CHILD {}", node.member.local_node().expect("running").address());
+    for line in std::io::stdin().lines().map_while(Result::ok) {
+        let seed: SocketAddr = line.trim().parse().expect("an address");
+        node.member.join(&[seed]).expect("join");
+        println!("CHILD joined");
+    }
+}
+
+#[test]
+fn a_paused_ringswim_node_is_suspected_by_go_and_refutes() {
+    for backend in backends() {
+        let (c, _) = two_and_two(backend, [PLAIN; 4]);
+        let mut child = RsChild::spawn("rs-px", backend);
+        child.join(c.addr("go-0"));
+        let alive_everywhere = |min_incarnation: u32| {
+            for (observer, table) in c.views() {
+                match table.get("rs-px") {
+                    Some(seen) if seen.state == "alive" && seen.incarnation >= min_incarnation => {
+                        assert_eq!(seen.addr, child.addr, "{backend:?}: {observer}'s view of rs-px");
+                    }
+                    other => return Err(format!("{observer} has rs-px as {other:?}")),
+                }
+            }
+            Ok(())
+        };
+        eventually(&format!("{backend:?}: rs-px alive everywhere"), || alive_everywhere(0));
+        let before = c.views()["go-0"]["rs-px"].incarnation;
+        // Stopped, it answers no probe: Go suspects it (so does ringswim).
+        signal(&child.child, "STOP");
+        eventually(&format!("{backend:?}: rs-px suspected at both Go nodes"), || {
+            for (observer, table) in c.views().iter().filter(|(o, _)| o.starts_with("go-")) {
+                if table["rs-px"].state == "alive" {
+                    return Err(format!("{observer} still has rs-px alive"));
+                }
+            }
+            Ok(())
+        });
+        // Resumed, it hears the accusation and refutes it with a higher
+        // incarnation, which Go (and ringswim) take.
+        signal(&child.child, "CONT");
+        eventually(&format!("{backend:?}: rs-px refuted, alive everywhere"), || alive_everywhere(before + 1));
+        c.converge();
     }
 }
 
