@@ -10,9 +10,15 @@
 //! table (Go's from its `nodeMap`, ringswim's `member_states`), events,
 //! user messages, ack payloads, metadata.
 //!
-//! Every wait is on a condition with a bounded deadline; the Go process is
-//! killed and every ringswim node shut down when a test ends, passed or not
-//! (a failing test prints the Go side's log).
+//! To stop one side without the other (SIGSTOP, then SIGCONT), the Go
+//! process is stopped whole, and a ringswim node is hosted in a child
+//! process (this test binary, running `rs_child_process`).
+//!
+//! Every wait is on a condition with a bounded deadline; the child
+//! processes are killed and every ringswim node shut down when a test ends,
+//! passed or not (a failing test prints the Go side's log). With
+//! `GO_LIVE_DEBUG=1` (and `--nocapture`) every wait prints what it is still
+//! waiting for, and when it ended.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
