@@ -15,7 +15,8 @@ use ringswim::config::Config;
 use ringswim::delegate::{ChannelEventDelegate, Delegate, NodeEvent, NodeEventKind, NodeState};
 use ringswim::engine::{Backend, BackendChoice, Error, Memberlist, Runtime, RuntimeOptions};
 use ringswim::sim::Gossip;
-use ringswim::wire::{Alive, Message};
+use ringswim::swim::metrics::DROPPED;
+use ringswim::wire::{Alive, EncodeOptions, Message, MessageType, encode_packet};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Long enough for anything below on a loaded 2-core machine; a test that
@@ -64,13 +65,19 @@ impl Cluster {
 
     /// Hosts node `node-{i}` (the next index) and joins it to node 0.
     fn add(&mut self) -> usize {
+        self.add_with(Runtime::host)
+    }
+
+    /// Hosts node `node-{i}` with `host` ([`Runtime::host`] or
+    /// [`Runtime::host_spread`]) and joins it to node 0.
+    fn add_with(&mut self, host: fn(&Runtime, Config) -> Result<Memberlist, Error>) -> usize {
         let i = self.nodes.len();
         let (tx, events) = channel();
         let gossip = Arc::new(Gossip::new(4));
         let config = (self.tune)(base_config(&format!("node-{i}")))
             .with_events(Arc::new(ChannelEventDelegate::new(tx)))
             .with_delegate(Arc::clone(&gossip) as Arc<dyn Delegate>);
-        let member = self.runtime.host(config).expect("hosted");
+        let member = host(&self.runtime, config).expect("hosted");
         if i > 0 {
             let seed = self.addr(0);
             assert!(member.join(&[seed]).expect("join node 0") >= 1);
@@ -326,5 +333,149 @@ fn rejoin_after_leave_on_the_same_handle() {
         assert!(c.nodes[2].member.join(&[c.addr(0)]).expect("rejoin") >= 1);
         c.await_joined(&[0, 1], &HashSet::from(["node-2".to_owned()]));
         eventually("node-2 back at every member", || c.nodes.iter().all(|n| n.member.num_members() == 3));
+    }
+}
+
+/// A datagram of user messages numbered `tags` (one message, or a compound
+/// of them), as Go's `SendToAddress` sends one.
+fn user_datagram(tags: std::ops::Range<u32>) -> Vec<u8> {
+    let msgs: Vec<Vec<u8>> = tags
+        .map(|tag| {
+            let mut m = vec![MessageType::User as u8];
+            m.extend_from_slice(&tag.to_be_bytes());
+            m
+        })
+        .collect();
+    let mut out = Vec::new();
+    encode_packet(&msgs, &EncodeOptions::default(), &mut out).expect("small");
+    out
+}
+
+/// Senders tried before giving up on reaching a receiving thread: the
+/// kernel picks a `SO_REUSEPORT` socket by the sender's address, one of
+/// two here, so 64 senders all missing it is a 2^-64 chance.
+const SENDERS: u32 = 64;
+
+/// Sends `datagram(k)` from a fresh socket (sender `k`) to `to`, waiting
+/// each time until `arrived(k)`, until `crossed()` says it reached a
+/// receiving thread; panics after [`SENDERS`].
+fn send_until_crossed(
+    to: SocketAddr,
+    datagram: impl Fn(u32) -> Vec<u8>,
+    arrived: impl Fn(u32) -> bool,
+    crossed: impl Fn() -> bool,
+) {
+    for k in 0..SENDERS {
+        let sender = UdpSocket::bind((LOOPBACK, 0)).expect("bind a sender");
+        sender.send_to(&datagram(k), to).expect("send");
+        eventually(&format!("sender {k}'s datagram handled"), || arrived(k));
+        if crossed() {
+            return;
+        }
+    }
+    panic!("{SENDERS} senders never reached a receiving thread");
+}
+
+#[test]
+fn a_spread_node_receives_on_every_thread_joins_and_gets_messages_and_broadcasts() {
+    for backend in backends() {
+        let mut c = Cluster::new(backend, plain);
+        c.add_with(Runtime::host_spread);
+        let to = c.addr(0);
+        // Alone (no other traffic), the node gets user messages from many
+        // senders, some through the other thread's socket and the handoff.
+        assert_eq!(c.runtime.stats().handoff_messages, 0);
+        send_until_crossed(
+            to,
+            |k| user_datagram(100 + k..101 + k),
+            |k| c.nodes[0].gossip.has_seen(100 + k),
+            || c.runtime.stats().handoff_messages > 0,
+        );
+        // It joins a normal node, both converge, and messages and
+        // broadcasts go both ways.
+        c.add();
+        c.converge();
+        for n in &c.nodes {
+            assert_eq!(n.member.num_members(), 2, "{backend:?} {}", n.member.name());
+            n.gossip.set_num_nodes(2);
+        }
+        c.nodes[1].member.send_best_effort(to, &7u32.to_be_bytes()).expect("fits a datagram");
+        c.nodes[0].member.send_best_effort(c.addr(1), &8u32.to_be_bytes()).expect("fits a datagram");
+        assert!(c.nodes[1].gossip.offer(&9u32.to_be_bytes()));
+        assert!(c.nodes[0].gossip.offer(&10u32.to_be_bytes()));
+        eventually("user messages and broadcasts both ways", || {
+            let (spread, plain) = (&c.nodes[0].gossip, &c.nodes[1].gossip);
+            spread.has_seen(7) && spread.has_seen(9) && plain.has_seen(8) && plain.has_seen(10)
+        });
+    }
+}
+
+fn handoff_depth_one(c: Config) -> Config {
+    c.with_handoff_queue_depth(1)
+}
+
+#[test]
+fn a_full_handoff_queue_drops_and_counts_without_losing_membership() {
+    const BURST: u32 = 16;
+    for backend in backends() {
+        let mut c = Cluster::new(backend, handoff_depth_one);
+        c.add_with(Runtime::host_spread);
+        c.tune = plain;
+        c.add();
+        c.converge();
+        let dropped = || c.nodes[0].member.metrics().get(DROPPED, "handoff_queue_full");
+        let before = dropped();
+        // A compound of 16 user messages is queued under one lock: on a
+        // receiving thread, one fits the queue (depth 1) and the rest are
+        // dropped and counted; on the owner's socket all are handled.
+        let tags = |k: u32| 1000 + k * BURST..1000 + (k + 1) * BURST;
+        send_until_crossed(
+            c.addr(0),
+            |k| user_datagram(tags(k)),
+            |k| dropped() > before || tags(k).all(|t| c.nodes[0].gossip.has_seen(t)),
+            || dropped() > before,
+        );
+        assert!(dropped() - before >= u64::from(BURST - 1), "{backend:?}: {} dropped", dropped() - before);
+        // Membership is intact: both still count both, and a newcomer is
+        // seen by the spread node (and sees it).
+        for n in &c.nodes {
+            assert_eq!(n.member.num_members(), 2, "{backend:?} {}", n.member.name());
+        }
+        let newcomer = c.add();
+        c.await_joined(&[0, 1], &HashSet::from([format!("node-{newcomer}")]));
+        c.await_joined(&[newcomer], &c.all_names());
+        for (i, n) in c.nodes.iter().enumerate() {
+            while let Ok(e) = n.events.try_recv() {
+                assert_ne!(e.kind, NodeEventKind::Leave, "{backend:?} node-{i} lost {}", e.node.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn shutting_a_spread_node_down_frees_its_port_on_every_thread() {
+    for backend in backends() {
+        let mut c = Cluster::new(backend, plain);
+        c.add_with(Runtime::host_spread);
+        let addr = c.addr(0);
+        // Bound with SO_REUSEPORT on both threads: a plain bind is refused.
+        assert!(UdpSocket::bind(addr).is_err(), "{backend:?}");
+        c.nodes[0].member.shutdown().expect("running");
+        eventually("the UDP port free on both threads", || UdpSocket::bind(addr).is_ok());
+    }
+}
+
+/// A handle that was shut down and then dropped must not stop the node
+/// hosted since in the slot it had.
+#[test]
+fn dropping_a_shut_down_handle_leaves_the_next_node_in_its_slot_running() {
+    for backend in backends() {
+        let runtime = Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(backend), pin: false })
+            .expect("runtime starts");
+        let first = runtime.host(base_config("first")).expect("hosted");
+        first.shutdown().expect("running");
+        let second = runtime.host(base_config("second")).expect("hosted");
+        drop(first);
+        assert_eq!(second.local_node().expect("second still running").name.as_str(), "second", "{backend:?}");
     }
 }

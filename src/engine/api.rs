@@ -6,11 +6,14 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use super::runtime::{Runtime, RuntimeOptions, ShardLink};
 use super::shard::NodeId;
+use super::spread::{Handoff, Receiving};
 use crate::config::{Config, ConfigError};
 use crate::delegate::{Node, NodeState};
 use crate::swim::Metrics;
@@ -100,6 +103,9 @@ pub(crate) enum Command {
         advertise: SocketAddr,
         reply: Reply<Result<Hosted, Error>>,
     },
+    /// Receive for a spread node another thread owns, on a socket bound
+    /// to its port ([`Runtime::host_spread`]).
+    HostReceiver { udp: std::net::UdpSocket, receiving: Box<Receiving>, reply: Reply<Result<NodeId, Error>> },
     /// A command for one node.
     Node { node: NodeId, op: NodeOp },
     /// End the thread (the runtime is dropped).
@@ -116,16 +122,46 @@ pub(crate) struct Hosted {
 
 /// A command for one hosted node.
 pub(crate) enum NodeOp {
-    Join { seeds: Vec<SocketAddr>, reply: Reply<Result<usize, Error>> },
-    Members { reply: Reply<Vec<MemberInfo>> },
-    LocalNode { reply: Reply<Node> },
-    HealthScore { reply: Reply<usize> },
-    QueuedBroadcasts { reply: Reply<usize> },
-    SendBestEffort { to: SocketAddr, msg: Vec<u8>, reply: Reply<Result<(), Error>> },
-    SendReliable { to: SocketAddr, msg: Vec<u8>, reply: Reply<Result<(), Error>> },
-    UpdateNode { reply: Reply<Result<(), Error>> },
-    Leave { reply: Reply<()> },
-    Shutdown { reply: Reply<()> },
+    Join {
+        seeds: Vec<SocketAddr>,
+        reply: Reply<Result<usize, Error>>,
+    },
+    Members {
+        reply: Reply<Vec<MemberInfo>>,
+    },
+    LocalNode {
+        reply: Reply<Node>,
+    },
+    HealthScore {
+        reply: Reply<usize>,
+    },
+    QueuedBroadcasts {
+        reply: Reply<usize>,
+    },
+    SendBestEffort {
+        to: SocketAddr,
+        msg: Vec<u8>,
+        reply: Reply<Result<(), Error>>,
+    },
+    SendReliable {
+        to: SocketAddr,
+        msg: Vec<u8>,
+        reply: Reply<Result<(), Error>>,
+    },
+    UpdateNode {
+        reply: Reply<Result<(), Error>>,
+    },
+    Leave {
+        reply: Reply<()>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+    /// Take the messages another thread opens for this spread node from
+    /// `handoff` ([`Runtime::host_spread`]).
+    AttachInbound {
+        handoff: Arc<Handoff>,
+    },
 }
 
 impl NodeOp {
@@ -140,6 +176,8 @@ impl NodeOp {
             NodeOp::HealthScore { reply } | NodeOp::QueuedBroadcasts { reply } => reply.send(0),
             NodeOp::LocalNode { .. } => {}
             NodeOp::Leave { reply } | NodeOp::Shutdown { reply } => reply.send(()),
+            // The node is gone: its receivers are shut down by its handle.
+            NodeOp::AttachInbound { .. } => {}
         }
     }
 }
@@ -193,6 +231,12 @@ pub struct Memberlist {
     keyring: SharedKeyring,
     name: String,
     metrics: Metrics,
+    /// A spread node's receiving entries on the other engine threads
+    /// ([`Runtime::host_spread`]): each thread and the entry's id there.
+    receivers: Vec<(ShardLink, NodeId)>,
+    /// [`Memberlist::shutdown`] was called: dropping it sends nothing
+    /// (the ids may be another node's by then).
+    shut_down: AtomicBool,
     /// The runtime hosting it, kept alive with the node.
     _runtime: Option<Runtime>,
 }
@@ -227,8 +271,16 @@ impl Memberlist {
             keyring: hosted.keyring,
             name: hosted.local.name.to_string(),
             metrics: hosted.metrics,
+            receivers: Vec::new(),
+            shut_down: AtomicBool::new(false),
             _runtime: None,
         }
+    }
+
+    /// A receiving entry of this spread node on another thread (`id` on
+    /// `link`'s), shut down with it.
+    pub(crate) fn add_receiver(&mut self, link: ShardLink, id: NodeId) {
+        self.receivers.push((link, id));
     }
 
     fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> NodeOp) -> Result<T, Error> {
@@ -348,13 +400,23 @@ impl Memberlist {
         }
     }
 
-    /// Stops the node: its sockets close, its timers stop (Go `Shutdown`).
-    /// Does not leave.
+    /// Stops the node: its sockets close (a spread node's on every
+    /// thread), its timers stop (Go `Shutdown`). Does not leave.
     ///
     /// # Errors
     /// [`Error::Shutdown`] when it already was.
     pub fn shutdown(&self) -> Result<(), Error> {
-        self.ask(|reply| NodeOp::Shutdown { reply })
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(Error::Shutdown);
+        }
+        let result = self.ask(|reply| NodeOp::Shutdown { reply });
+        for (link, id) in &self.receivers {
+            let (reply, rx) = Reply::new();
+            if link.send(Command::Node { node: *id, op: NodeOp::Shutdown { reply } }).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+        result
     }
 
     /// The node's keyring (Go `Config.Keyring`): install, use and remove
@@ -373,7 +435,13 @@ impl Memberlist {
 
 impl Drop for Memberlist {
     fn drop(&mut self) {
-        let (reply, _rx) = Reply::new();
-        let _ = self.link.send(Command::Node { node: self.node, op: NodeOp::Shutdown { reply } });
+        if *self.shut_down.get_mut() {
+            return;
+        }
+        let entries = std::iter::once((&self.link, self.node)).chain(self.receivers.iter().map(|(l, id)| (l, *id)));
+        for (link, node) in entries {
+            let (reply, _rx) = Reply::new();
+            let _ = link.send(Command::Node { node, op: NodeOp::Shutdown { reply } });
+        }
     }
 }

@@ -9,6 +9,9 @@
 //! - `shard` does everything that is not a system call: the per-node drain,
 //!   sealing packets into the send buffer, the timer heap, the TCP
 //!   exchanges as state machines (`conn`), the API's commands.
+//! - `spread`: one busy node on several threads
+//!   ([`Runtime::host_spread`]): the other threads open its datagrams and
+//!   hand the messages to the owner's shard in batches.
 //! - `portable/` moves the bytes with epoll (`mio`); [`uring`] (Linux) with
 //!   io_uring, through a safe API over the raw `io-uring` crate — the only
 //!   module of the crate without `#![forbid(unsafe_code)]`. Both are driven
@@ -22,6 +25,7 @@ mod conn;
 mod portable;
 mod runtime;
 mod shard;
+mod spread;
 mod telemetry;
 #[cfg(target_os = "linux")]
 pub mod uring;

@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
-use super::api::{Command, Error, Memberlist, Reply};
+use super::api::{Command, Error, Memberlist, NodeOp, Reply};
+use super::spread::{Handoff, Receiving};
 use crate::config::Config;
-use crate::swim::Time;
+use crate::swim::{Opener, Time};
 
 /// Which I/O backend runs the engine's threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,6 +107,9 @@ pub(crate) struct ShardCounters {
     pub tcp_bytes_received: AtomicU64,
     pub tcp_connects: AtomicU64,
     pub tcp_accepts: AtomicU64,
+    /// Messages this thread opened for a spread node another thread owns
+    /// and queued for it.
+    pub handoff_messages: AtomicU64,
 }
 
 impl ShardCounters {
@@ -153,6 +157,11 @@ pub struct EngineStats {
     pub tcp_connects: u64,
     /// Streams accepted (Go `memberlist.tcp.accept`).
     pub tcp_accepts: u64,
+    /// Messages opened on one thread for a spread node another thread owns
+    /// and queued for it ([`Runtime::host_spread`]); those that found the
+    /// queue full are not counted here but in the node's
+    /// `ringswim.dropped{reason="handoff_queue_full"}`.
+    pub handoff_messages: u64,
 }
 
 /// How to reach a shard thread.
@@ -259,6 +268,7 @@ impl Runtime {
             t.tcp_bytes_received += get(&c.tcp_bytes_received);
             t.tcp_connects += get(&c.tcp_connects);
             t.tcp_accepts += get(&c.tcp_accepts);
+            t.handoff_messages += get(&c.handoff_messages);
         }
         t
     }
@@ -275,16 +285,68 @@ impl Runtime {
     /// # Errors
     /// [`Error::Config`], [`Error::Io`] (bind), [`Error::Shutdown`].
     pub fn host(&self, config: Config) -> Result<Memberlist, Error> {
+        self.host_on(config, 1)
+    }
+
+    /// Starts one busy node on every engine thread: it is hosted on the
+    /// next thread (round robin), its owner, as by [`Runtime::host`]; every
+    /// other thread binds its UDP port too (`SO_REUSEPORT` on each of the
+    /// sockets; the kernel spreads datagrams over them by their source and
+    /// destination addresses, so one peer's datagrams all reach the same
+    /// thread) and does Go's `ingestPacket` for it there (label,
+    /// decryption, CRC, decompression, decoding), handing the decoded
+    /// messages to the owner in batches through a queue per thread
+    /// `handoff_queue_depth` deep (Go `HandoffQueueDepth`: alive messages
+    /// first, newest first; a message that finds the queue full is dropped
+    /// and counted as `ringswim.dropped{reason="handoff_queue_full"}` in
+    /// [`Memberlist::metrics`]). The owner handles them, seals and sends
+    /// every packet, and serves TCP. See `src/engine/spread.rs`.
+    ///
+    /// For a process with one node that receives more than one core can
+    /// open; with many nodes per process, [`Runtime::host`] (each thread
+    /// does the whole packet path of its own nodes) costs less. With one
+    /// thread it is [`Runtime::host`]. The handle works as for any node;
+    /// shutting it down (or dropping it) removes the other threads'
+    /// sockets too. Note that `SO_REUSEPORT` lets another socket of the
+    /// same user bind the port as well.
+    ///
+    /// # Errors
+    /// As [`Runtime::host`].
+    pub fn host_spread(&self, config: Config) -> Result<Memberlist, Error> {
+        self.host_on(config, self.inner.shards.len())
+    }
+
+    /// Hosts a node receiving on `threads` engine threads (1: only its
+    /// owner's).
+    fn host_on(&self, config: Config, threads: usize) -> Result<Memberlist, Error> {
         config.validate()?;
-        let (udp, tcp, bound) = bind(config.bind_addr, config.bind_port)?;
+        let (mut udp, tcp, bound) = bind(config.bind_addr, config.bind_port, threads)?;
         let advertise = config.advertise_address(bound, || None)?;
-        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.shards.len();
-        let link = self.inner.shards[i].clone();
+        let n = self.inner.shards.len();
+        let owner = self.inner.next.fetch_add(1, Ordering::Relaxed) % n;
+        let link = self.inner.shards[owner].clone();
         let (reply, rx) = Reply::new();
-        link.send(Command::Host { config: Box::new(config), udp, tcp, advertise, reply })?;
+        let opener_config = (threads > 1).then(|| config.clone());
+        let owner_udp = udp.remove(0);
+        link.send(Command::Host { config: Box::new(config), udp: owner_udp, tcp, advertise, reply })?;
         let hosted = rx.recv().map_err(|_| Error::Shutdown)??;
-        let mut member = Memberlist::new(link, hosted);
+        let (node, keyring, metrics) = (hosted.node, hosted.keyring.clone(), hosted.metrics.clone());
+        let mut member = Memberlist::new(link.clone(), hosted);
         member.keep_runtime(self.clone());
+        for (k, udp) in udp.into_iter().enumerate() {
+            let config = opener_config.as_ref().expect("a config for every receiver");
+            let receiver_link = self.inner.shards[(owner + 1 + k) % n].clone();
+            let handoff = Arc::new(Handoff::new(config.handoff_queue_depth, metrics.clone(), Arc::clone(&link.waker)));
+            // The owner knows the queue before anything is queued in it.
+            link.send(Command::Node { node, op: NodeOp::AttachInbound { handoff: Arc::clone(&handoff) } })?;
+            let receiving = Receiving::new(Opener::new(config, keyring.clone(), metrics.clone()), handoff);
+            let (reply, rx) = Reply::new();
+            receiver_link.send(Command::HostReceiver { udp, receiving: Box::new(receiving), reply })?;
+            // A thread that cannot register the socket fails the whole
+            // node (its handle, dropped, removes the rest).
+            let id = rx.recv().map_err(|_| Error::Shutdown)??;
+            member.add_receiver(receiver_link, id);
+        }
         Ok(member)
     }
 }
@@ -292,9 +354,14 @@ impl Runtime {
 /// Go's `udpRecvBufSize`: a receive buffer that holds bursts.
 const UDP_RECV_BUFFER: usize = 2 * 1024 * 1024;
 
-/// Binds TCP, then UDP on the same port (Go `NewNetTransport`: with port 0,
-/// the TCP listener's port is used for UDP too).
-fn bind(ip: std::net::IpAddr, port: u16) -> Result<(UdpSocket, TcpListener, SocketAddr), Error> {
+/// Binds TCP, then `udp_sockets` UDP sockets on the same port (Go
+/// `NewNetTransport`: with port 0, the TCP listener's port is used for UDP
+/// too); more than one share it with `SO_REUSEPORT`.
+fn bind(
+    ip: std::net::IpAddr,
+    port: u16,
+    udp_sockets: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), Error> {
     let io = |what: String| move |source| Error::Io { what, source };
     let addr = SocketAddr::new(ip, port);
     let domain = Domain::for_address(addr);
@@ -305,12 +372,20 @@ fn bind(ip: std::net::IpAddr, port: u16) -> Result<(UdpSocket, TcpListener, Sock
     tcp.set_nonblocking(true).map_err(io(format!("nonblocking tcp {addr}")))?;
     let tcp: TcpListener = tcp.into();
     let bound = tcp.local_addr().map_err(io(format!("tcp {addr}")))?;
-    let udp = Socket::new(domain, Type::DGRAM, Some(IpProtocol::UDP)).map_err(io(format!("udp socket for {bound}")))?;
-    // Best effort, as in Go (it tries smaller sizes down to 0 and goes on).
-    let _ = udp.set_recv_buffer_size(UDP_RECV_BUFFER);
-    udp.bind(&bound.into()).map_err(io(format!("binding udp {bound}")))?;
-    udp.set_nonblocking(true).map_err(io(format!("nonblocking udp {bound}")))?;
-    Ok((udp.into(), tcp, bound))
+    let mut udps = Vec::with_capacity(udp_sockets.max(1));
+    for _ in 0..udp_sockets.max(1) {
+        let udp =
+            Socket::new(domain, Type::DGRAM, Some(IpProtocol::UDP)).map_err(io(format!("udp socket for {bound}")))?;
+        if udp_sockets > 1 {
+            udp.set_reuse_port(true).map_err(io(format!("SO_REUSEPORT on udp {bound}")))?;
+        }
+        // Best effort, as in Go (it tries smaller sizes down to 0 and goes on).
+        let _ = udp.set_recv_buffer_size(UDP_RECV_BUFFER);
+        udp.bind(&bound.into()).map_err(io(format!("binding udp {bound}")))?;
+        udp.set_nonblocking(true).map_err(io(format!("nonblocking udp {bound}")))?;
+        udps.push(udp.into());
+    }
+    Ok((udps, tcp, bound))
 }
 
 /// Whether [`BackendChoice::Auto`] takes io_uring where the kernel allows

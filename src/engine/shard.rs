@@ -19,7 +19,11 @@
 //!   [`SendQueue::clear`]) and carry out every [`Io`] of
 //!   [`Shard::take_io`] (open a dial, drop a node's sockets).
 //! - A command from an API handle: [`Shard::command`] (and
-//!   [`Shard::host`] for a new node, whose sockets the backend registers).
+//!   [`Shard::host`] for a new node, whose sockets the backend registers;
+//!   [`Shard::host_receiver`] for a spread node's socket on a thread that
+//!   does not own it, [`spread`](super::spread)).
+//! - When woken: [`Shard::take_handoffs`] (messages other threads opened
+//!   for nodes of this one) before the commands.
 //!
 //! # Why the packets bypass `poll_transmit`
 //! After each input the shard takes the node's packets with
@@ -41,6 +45,7 @@ use rand::rngs::StdRng;
 use super::api::{Error as EngineError, MemberInfo, NodeOp, Reply};
 use super::conn::{Conn, DialOutcome, Phase, Role, Want};
 use super::runtime::ShardCounters;
+use super::spread::{Handoff, Inbound, Receiving};
 use super::telemetry::{EXPORT_INTERVAL, NodeExport, TrafficExport};
 use crate::config::Config;
 use crate::delegate::Node;
@@ -107,6 +112,8 @@ struct Hosted {
     conns: Vec<ConnId>,
     /// Its counters at the last metrics export.
     export: NodeExport,
+    /// A spread node's queues from the other threads that receive for it.
+    inbound: Vec<Inbound>,
 }
 
 /// Something due at a time in the shard's timer heap (stale entries are
@@ -121,7 +128,14 @@ enum Due {
 
 /// The nodes of one engine thread. See the [module docs](self).
 pub(crate) struct Shard {
+    /// Nodes by id. An id is one slot for the backend (its sockets): it
+    /// holds a node here, or a receiver in `receivers`, or nothing.
     nodes: Vec<Option<Hosted>>,
+    /// Receiving entries of spread nodes owned by other threads, by id
+    /// (the same ids as `nodes`; shorter when the last ids are nodes).
+    receivers: Vec<Option<Receiving>>,
+    /// Nodes with [`Hosted::inbound`] queues.
+    spread: Vec<NodeId>,
     conns: Vec<(u32, Option<Conn>)>,
     free_conns: Vec<u32>,
     timers: BinaryHeap<Reverse<(Time, Due)>>,
@@ -138,6 +152,8 @@ impl Shard {
     pub fn new(counters: Arc<ShardCounters>) -> Shard {
         Shard {
             nodes: Vec::new(),
+            receivers: Vec::new(),
+            spread: Vec::new(),
             conns: Vec::new(),
             free_conns: Vec::new(),
             timers: BinaryHeap::new(),
@@ -166,23 +182,81 @@ impl Shard {
             update_waiters: Vec::new(),
             conns: Vec::new(),
             export: NodeExport::default(),
+            inbound: Vec::new(),
         };
         if !self.export_scheduled {
             self.export_scheduled = true;
             self.timers.push(Reverse((now + EXPORT_INTERVAL, Due::Export)));
         }
-        let id = match self.nodes.iter().position(Option::is_none) {
-            Some(free) => free,
-            None => {
-                self.nodes.push(None);
-                self.nodes.len() - 1
-            }
-        };
+        let id = self.free_slot();
         self.nodes[id] = Some(hosted);
         let h = self.nodes[id].as_mut().expect("just put");
         h.core.start(now);
         self.after_input(id);
         Ok(id)
+    }
+
+    /// An id that holds neither a node nor a receiver.
+    fn free_slot(&mut self) -> NodeId {
+        let receiving = |id: NodeId| self.receivers.get(id).is_some_and(Option::is_some);
+        match (0..self.nodes.len()).find(|&id| self.nodes[id].is_none() && !receiving(id)) {
+            Some(free) => free,
+            None => {
+                self.nodes.push(None);
+                self.nodes.len() - 1
+            }
+        }
+    }
+
+    /// Starts receiving for a spread node another thread owns: datagrams
+    /// on the socket the backend registers under the returned id are opened
+    /// here and handed over through `handoff`
+    /// ([`spread`](super::spread)).
+    pub fn host_receiver(&mut self, receiving: Receiving) -> NodeId {
+        let id = self.free_slot();
+        if self.receivers.len() <= id {
+            self.receivers.resize_with(id + 1, || None);
+        }
+        self.receivers[id] = Some(receiving);
+        id
+    }
+
+    /// Node `id` takes, from now on, the messages another thread queues in
+    /// `handoff` for it (its receiving entry there).
+    pub fn attach_inbound(&mut self, id: NodeId, handoff: Arc<Handoff>, now: Time) {
+        let Some(Some(h)) = self.nodes.get_mut(id) else { return };
+        h.inbound.push(Inbound::new(handoff));
+        if !self.spread.contains(&id) {
+            self.spread.push(id);
+        }
+        // Messages queued before the owner knew the queue.
+        self.take_handoffs(now);
+    }
+
+    /// Handles what other threads opened for this thread's spread nodes
+    /// since the last call (their [`Handoff`]s said so): one turn per node
+    /// for the whole batch. The backend calls it when woken.
+    pub fn take_handoffs(&mut self, now: Time) {
+        for i in 0..self.spread.len() {
+            let id = self.spread[i];
+            let Some(Some(h)) = self.nodes.get_mut(id) else { continue };
+            let mut handled = 0;
+            for inbound in &mut h.inbound {
+                handled += inbound.handle(&mut h.core, now);
+            }
+            if handled > 0 {
+                self.after_input(id);
+            }
+        }
+    }
+
+    /// Tells the owners of spread nodes what this thread queued for them
+    /// since the last call: the backend calls it with each batch of sends
+    /// (one wake-up of an owner per batch, not per message).
+    pub fn announce_handoffs(&mut self) {
+        for r in self.receivers.iter_mut().flatten() {
+            r.announce();
+        }
     }
 
     /// The keyring of node `id`, for its API handle.
@@ -200,11 +274,16 @@ impl Shard {
         self.nodes.get(id)?.as_ref().map(|h| h.core.local_node().clone())
     }
 
-    /// A datagram for node `id` arrived from `from`.
+    /// A datagram for node `id` arrived from `from` (for a receiver: it
+    /// is opened and queued for the owner).
     pub fn datagram(&mut self, id: NodeId, from: SocketAddr, bytes: &mut [u8], now: Time) {
-        let Some(Some(h)) = self.nodes.get_mut(id) else { return };
-        h.core.handle_packet(from, bytes, now);
-        self.after_input(id);
+        if let Some(Some(h)) = self.nodes.get_mut(id) {
+            h.core.handle_packet(from, bytes, now);
+            self.after_input(id);
+        } else if let Some(Some(r)) = self.receivers.get_mut(id) {
+            let queued = r.datagram(from, bytes);
+            ShardCounters::add(&self.counters.handoff_messages, queued as u64);
+        }
     }
 
     /// The earliest time anything on the shard is due.
@@ -476,6 +555,18 @@ impl Shard {
     /// A command from an API handle (not [`Command::Host`], which the
     /// backend takes, nor [`Command::Stop`]).
     pub fn command(&mut self, node: NodeId, op: NodeOp, now: Time) {
+        if let Some(Some(_)) = self.receivers.get(node) {
+            // A receiving entry takes only its shutdown (from its node's
+            // handle): its socket goes.
+            match op {
+                NodeOp::Shutdown { reply } => {
+                    self.unhost(node);
+                    reply.send(());
+                }
+                op => op.refuse(),
+            }
+            return;
+        }
         let Some(Some(h)) = self.nodes.get_mut(node) else {
             op.refuse();
             return;
@@ -531,13 +622,21 @@ impl Shard {
                 reply.send(());
                 return;
             }
+            NodeOp::AttachInbound { handoff } => return self.attach_inbound(node, handoff, now),
         }
         self.after_input(node);
     }
 
-    /// Removes node `id`: its connections are aborted and the backend drops
-    /// its sockets. Waiters get their answer now.
+    /// Removes node `id` (or the receiving entry `id`): its connections
+    /// are aborted and the backend drops its sockets. Waiters get their
+    /// answer now.
     pub fn unhost(&mut self, id: NodeId) {
+        if let Some(receiving) = self.receivers.get_mut(id)
+            && receiving.take().is_some()
+        {
+            self.io.push(Io::Unhost { node: id });
+            return;
+        }
         let Some(Some(h)) = self.nodes.get_mut(id) else { return };
         h.core.stop();
         let conns = std::mem::take(&mut h.conns);
@@ -545,6 +644,7 @@ impl Shard {
             self.abort(c);
         }
         let Some(h) = self.nodes[id].take() else { return };
+        self.spread.retain(|&n| n != id);
         for (_, reply) in h.joins {
             reply.send(Err(EngineError::Shutdown));
         }

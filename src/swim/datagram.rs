@@ -189,6 +189,19 @@ impl Opener {
         bytes: &'a mut [u8],
         mut deliver: impl FnMut(Message<'a>),
     ) -> Result<usize, WireError> {
+        self.open_parts(bytes, |msg, _| deliver(msg))
+    }
+
+    /// [`Opener::open`], handing each good message with the opened bytes
+    /// it was decoded from (type byte and body; see
+    /// [`Packet::parts`](crate::wire::Packet::parts)): for a driver that
+    /// copies them to another thread, where [`Message::decode`] reads them
+    /// again for [`Core::handle_message`].
+    pub fn open_parts<'a>(
+        &'a mut self,
+        bytes: &'a mut [u8],
+        mut deliver: impl FnMut(Message<'a>, &'a [u8]),
+    ) -> Result<usize, WireError> {
         let packet = match self.rules.open(&mut self.decoder, &self.keyring.load(), bytes) {
             Ok(packet) => packet,
             Err(err) => {
@@ -197,10 +210,10 @@ impl Opener {
             }
         };
         let mut delivered = 0;
-        for msg in packet.messages() {
-            match msg {
-                Ok(msg) => {
-                    deliver(msg);
+        for part in packet.parts() {
+            match part {
+                Ok((msg, raw)) => {
+                    deliver(msg, raw);
                     delivered += 1;
                 }
                 Err(err) => self.metrics.count(PACKETS_REJECTED, err.reason()),

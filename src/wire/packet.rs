@@ -65,11 +65,23 @@ pub struct Packet<'a> {
 impl<'a> Packet<'a> {
     /// The messages, in order: each decoded, or why its part was unreadable.
     pub fn messages(&self) -> impl ExactSizeIterator<Item = Result<Message<'a>, Error>> + 'a {
+        self.parts().map(|part| part.map(|(msg, _)| msg))
+    }
+
+    /// The messages, in order, each decoded with the bytes it was decoded
+    /// from (type byte and body, opened: decrypted and decompressed), or
+    /// why its part was unreadable. The bytes are what a receiving thread
+    /// copies to hand a message to the thread that handles it
+    /// ([`Message::decode`] reads them again there without allocating).
+    pub fn parts(&self) -> impl ExactSizeIterator<Item = Result<(Message<'a>, &'a [u8]), Error>> + 'a {
         let (packet, inflated) = (self.packet, self.inflated);
-        self.leaves.iter().map(move |leaf| match leaf {
-            Leaf::Bytes { source: None, range } => Message::decode(&packet[range.clone()]),
-            Leaf::Bytes { source: Some(i), range } => Message::decode(&inflated[*i][range.clone()]),
-            Leaf::Failed(err) => Err(err.clone()),
+        self.leaves.iter().map(move |leaf| {
+            let bytes = match leaf {
+                Leaf::Bytes { source: None, range } => &packet[range.clone()],
+                Leaf::Bytes { source: Some(i), range } => &inflated[*i][range.clone()],
+                Leaf::Failed(err) => return Err(err.clone()),
+            };
+            Message::decode(bytes).map(|msg| (msg, bytes))
         })
     }
 

@@ -59,10 +59,10 @@ pub(crate) fn spawn(clock: Clock, pin: Option<usize>, index: usize) -> std::io::
     Ok((link, thread))
 }
 
-/// A node's sockets.
+/// A node's sockets (a spread node's receiving entry has no listener).
 struct NodeSockets {
     udp: UdpSocket,
-    tcp: TcpListener,
+    tcp: Option<TcpListener>,
 }
 
 struct Worker {
@@ -116,8 +116,11 @@ impl Worker {
                 }
                 self.flush();
             }
-            // Commands (the waker may have folded several into one event).
+            // Handed-off messages and commands (the waker may have folded
+            // several wake-ups into one event).
             if woken {
+                self.shard.take_handoffs(self.clock.now());
+                self.flush();
                 loop {
                     match commands.try_recv() {
                         Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
@@ -137,20 +140,10 @@ impl Worker {
         match command {
             Command::Host { config, udp, tcp, advertise, reply } => {
                 let result = self.shard.host(*config, advertise, now).and_then(|node| {
-                    let mut sockets = NodeSockets { udp: UdpSocket::from_std(udp), tcp: TcpListener::from_std(tcp) };
-                    let registry = self.poll.registry();
-                    let registered =
-                        registry.register(&mut sockets.udp, token(KIND_UDP, node), Interest::READABLE).and_then(|()| {
-                            registry.register(&mut sockets.tcp, token(KIND_LISTENER, node), Interest::READABLE)
-                        });
-                    if let Err(source) = registered {
+                    if let Err(source) = self.register(node, udp, Some(tcp)) {
                         self.shard.unhost(node);
                         return Err(super::Error::Io { what: format!("registering node {advertise}"), source });
                     }
-                    if self.nodes.len() <= node {
-                        self.nodes.resize_with(node + 1, || None);
-                    }
-                    self.nodes[node] = Some(sockets);
                     let local = self.shard.local_node(node).expect("just hosted");
                     let keyring = self.shard.keyring(node).expect("just hosted");
                     let metrics = self.shard.metrics(node).expect("just hosted");
@@ -158,9 +151,41 @@ impl Worker {
                 });
                 reply.send(result);
             }
+            Command::HostReceiver { udp, receiving, reply } => {
+                let node = self.shard.host_receiver(*receiving);
+                let result = self.register(node, udp, None).map(|()| node).map_err(|source| {
+                    self.shard.unhost(node);
+                    super::Error::Io { what: "registering a spread node's socket".to_owned(), source }
+                });
+                reply.send(result);
+            }
             Command::Node { node, op } => self.shard.command(node, op, now),
             Command::Stop => {}
         }
+    }
+
+    /// Registers the sockets of slot `node` (a listener for a node, none
+    /// for a receiving entry).
+    fn register(
+        &mut self,
+        node: NodeId,
+        udp: std::net::UdpSocket,
+        tcp: Option<std::net::TcpListener>,
+    ) -> std::io::Result<()> {
+        let mut sockets = NodeSockets { udp: UdpSocket::from_std(udp), tcp: tcp.map(TcpListener::from_std) };
+        let registry = self.poll.registry();
+        registry.register(&mut sockets.udp, token(KIND_UDP, node), Interest::READABLE)?;
+        if let Some(tcp) = &mut sockets.tcp
+            && let Err(e) = registry.register(tcp, token(KIND_LISTENER, node), Interest::READABLE)
+        {
+            let _ = registry.deregister(&mut sockets.udp);
+            return Err(e);
+        }
+        if self.nodes.len() <= node {
+            self.nodes.resize_with(node + 1, || None);
+        }
+        self.nodes[node] = Some(sockets);
+        Ok(())
     }
 
     /// Reads node `node`'s datagrams until the socket would block, sending
@@ -188,8 +213,8 @@ impl Worker {
 
     fn accept(&mut self, node: NodeId) {
         loop {
-            let Some(Some(s)) = self.nodes.get(node) else { return };
-            match s.tcp.accept() {
+            let Some(Some(NodeSockets { tcp: Some(tcp), .. })) = self.nodes.get(node) else { return };
+            match tcp.accept() {
                 Ok((mut stream, from)) => {
                     ShardCounters::add(&self.counters.tcp_accepts, 1);
                     let now = self.clock.now();
@@ -274,6 +299,7 @@ impl Worker {
     /// Sends the turn's datagrams and carries out its other I/O, until
     /// neither is left (a dial that fails at once produces more).
     fn flush(&mut self) {
+        self.shard.announce_handoffs();
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
@@ -293,7 +319,9 @@ impl Worker {
                     Io::Unhost { node } => {
                         if let Some(Some(mut s)) = self.nodes.get_mut(node).map(Option::take) {
                             let _ = self.poll.registry().deregister(&mut s.udp);
-                            let _ = self.poll.registry().deregister(&mut s.tcp);
+                            if let Some(tcp) = &mut s.tcp {
+                                let _ = self.poll.registry().deregister(tcp);
+                            }
                         }
                     }
                 }

@@ -89,10 +89,11 @@ pub(crate) fn spawn(
     Ok((ShardLink { tx, waker: Arc::new(waker), counters }, thread))
 }
 
-/// A node's registered sockets.
+/// A node's registered sockets (a spread node's receiving entry has no
+/// listener).
 struct NodeSockets {
     udp: SocketId,
-    tcp: ListenerId,
+    tcp: Option<ListenerId>,
 }
 
 /// A connection's ring stream, and whether an operation is in flight on it
@@ -205,17 +206,22 @@ impl Worker {
     fn handle(&mut self, event: Event, commands: &Receiver<Command>) {
         let now = self.clock.now();
         match event {
-            Event::Woken => loop {
-                match commands.try_recv() {
-                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
-                        self.stop = true;
-                        return;
-                    }
-                    Ok(command) => self.command(command),
-                    Err(TryRecvError::Empty) => return,
-                }
+            Event::Woken => {
+                // Handed-off messages first, then the commands.
+                self.shard.take_handoffs(now);
                 self.flush();
-            },
+                loop {
+                    match commands.try_recv() {
+                        Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                            self.stop = true;
+                            return;
+                        }
+                        Ok(command) => self.command(command),
+                        Err(TryRecvError::Empty) => return,
+                    }
+                    self.flush();
+                }
+            }
             Event::Accepted(node, stream, peer) => {
                 ShardCounters::add(&self.counters.tcp_accepts, 1);
                 match node.and_then(|node| self.shard.accepted(node, peer, now)) {
@@ -312,33 +318,28 @@ impl Worker {
         match command {
             Command::Host { config, udp, tcp, advertise, reply } => {
                 let result = self.shard.host(*config, advertise, now).and_then(|node| {
-                    let registered = self.ring.add_udp(udp).and_then(|u| match self.ring.add_listener(tcp) {
-                        Ok(t) => Ok((u, t)),
-                        Err(e) => {
-                            self.ring.remove_udp(u);
-                            Err(e)
-                        }
-                    });
-                    let (udp, tcp) = match registered {
-                        Ok(ids) => ids,
-                        Err(e) => {
-                            self.shard.unhost(node);
-                            return Err(crate::engine::Error::Io {
-                                what: format!("registering node {advertise} with io_uring"),
-                                source: std::io::Error::other(e.to_string()),
-                            });
-                        }
-                    };
-                    if self.nodes.len() <= node {
-                        self.nodes.resize_with(node + 1, || None);
+                    if let Err(e) = self.register(node, udp, Some(tcp)) {
+                        self.shard.unhost(node);
+                        return Err(crate::engine::Error::Io {
+                            what: format!("registering node {advertise} with io_uring"),
+                            source: std::io::Error::other(e.to_string()),
+                        });
                     }
-                    self.nodes[node] = Some(NodeSockets { udp, tcp });
-                    self.by_socket.insert(udp, node);
-                    self.by_listener.insert(tcp, node);
                     let local = self.shard.local_node(node).expect("just hosted");
                     let keyring = self.shard.keyring(node).expect("just hosted");
                     let metrics = self.shard.metrics(node).expect("just hosted");
                     Ok(Hosted { node, local, keyring, metrics })
+                });
+                reply.send(result);
+            }
+            Command::HostReceiver { udp, receiving, reply } => {
+                let node = self.shard.host_receiver(*receiving);
+                let result = self.register(node, udp, None).map(|()| node).map_err(|e| {
+                    self.shard.unhost(node);
+                    crate::engine::Error::Io {
+                        what: "registering a spread node's socket with io_uring".to_owned(),
+                        source: std::io::Error::other(e.to_string()),
+                    }
                 });
                 reply.send(result);
             }
@@ -347,9 +348,37 @@ impl Worker {
         }
     }
 
+    /// Registers the sockets of slot `node` with the ring (a listener for a
+    /// node, none for a receiving entry).
+    fn register(
+        &mut self,
+        node: NodeId,
+        udp: std::net::UdpSocket,
+        tcp: Option<std::net::TcpListener>,
+    ) -> Result<(), super::ring::RingError> {
+        let udp = self.ring.add_udp(udp)?;
+        let tcp = match tcp.map(|tcp| self.ring.add_listener(tcp)).transpose() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                self.ring.remove_udp(udp);
+                return Err(e);
+            }
+        };
+        if self.nodes.len() <= node {
+            self.nodes.resize_with(node + 1, || None);
+        }
+        self.nodes[node] = Some(NodeSockets { udp, tcp });
+        self.by_socket.insert(udp, node);
+        if let Some(tcp) = tcp {
+            self.by_listener.insert(tcp, node);
+        }
+        Ok(())
+    }
+
     /// Queues the turn's datagrams on the ring and carries out the shard's
     /// other requests, until none is left.
     fn flush(&mut self) {
+        self.shard.announce_handoffs();
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
@@ -369,9 +398,11 @@ impl Worker {
                     ShardIo::Unhost { node } => {
                         if let Some(Some(s)) = self.nodes.get_mut(node).map(Option::take) {
                             self.by_socket.remove(&s.udp);
-                            self.by_listener.remove(&s.tcp);
                             self.ring.remove_udp(s.udp);
-                            self.ring.remove_listener(s.tcp);
+                            if let Some(tcp) = s.tcp {
+                                self.by_listener.remove(&tcp);
+                                self.ring.remove_listener(tcp);
+                            }
                         }
                     }
                 }
