@@ -110,6 +110,11 @@ struct BenchEngineArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
     seconds: f64,
+    /// Instead: one busy node, hosted on one engine thread or spread over
+    /// two (`Runtime::host_spread`), plaintext and encrypted; one JSON line
+    /// per backend, mode and encryption.
+    #[arg(long)]
+    spread: bool,
     /// Serve the round-trip benchmark's node: print its address, run until
     /// stdin closes (what the benchmark starts in a second process).
     #[arg(long, hide = true)]
@@ -137,6 +142,36 @@ fn run_bench_engine(args: &BenchEngineArgs) -> Result<ExitCode, String> {
         line(serde_json::json!({ "addr": addr.to_string() }))?;
         // Until the parent closes our stdin (or dies).
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.spread {
+        for &backend in &backends {
+            for encrypted in [false, true] {
+                for threads in [1, 2] {
+                    line(match bench::spread_path(backend, threads, encrypted, args.seconds) {
+                        Ok(r) => serde_json::json!({
+                            "backend": r.backend,
+                            "mode": r.mode,
+                            "threads": r.threads,
+                            "encrypted": r.encrypted,
+                            "packets_per_s": r.packets_per_s.round(),
+                            "cpu_ns_per_packet": r.cpu_ns_per_packet.round(),
+                            "owner_cpu_ns_per_packet": r.owner_cpu_ns_per_packet.round(),
+                            "packets": r.packets,
+                            "seconds": (r.seconds * 1e3).round() / 1e3,
+                            "handoff_messages": r.handoff_messages,
+                            "handoff_dropped": r.handoff_dropped,
+                            "open_ns_per_packet": r.open_ns_per_packet.round(),
+                            "seal_ns_per_ack": r.seal_ns_per_ack.round(),
+                            "cpus": std::thread::available_parallelism().map_or(1, usize::from),
+                        }),
+                        Err(e) => {
+                            serde_json::json!({ "backend": backend.name(), "threads": threads, "error": e.to_string() })
+                        }
+                    })?;
+                }
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let path_line = |name: &str, result: Result<bench::PacketPath, ringswim::engine::Error>| match result {
