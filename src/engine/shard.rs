@@ -22,8 +22,9 @@
 //!   [`Shard::host`] for a new node, whose sockets the backend registers;
 //!   [`Shard::host_receiver`] for a spread node's socket on a thread that
 //!   does not own it, [`spread`](super::spread)).
-//! - When woken: [`Shard::take_handoffs`] (messages other threads opened
-//!   for nodes of this one) before the commands.
+//! - Before each batch of sends: [`Shard::exchange_handoffs`] (tells other
+//!   threads of the messages this one opened for their nodes, handles the
+//!   ones they opened for its own).
 //!
 //! # Why the packets bypass `poll_transmit`
 //! After each input the shard takes the node's packets with
@@ -233,10 +234,24 @@ impl Shard {
         self.take_handoffs(now);
     }
 
+    /// Before each batch of sends (the backend's flush, which follows
+    /// every wake-up): tells the owners of spread nodes what this thread
+    /// queued for them since the last call (one wake-up of an owner per
+    /// batch, not per message), and handles what other threads queued for
+    /// this thread's spread nodes. Checking at every flush, not only when
+    /// woken, keeps an owner busy with its own socket serving the queues
+    /// too.
+    pub fn exchange_handoffs(&mut self, now: Time) {
+        for r in self.receivers.iter_mut().flatten() {
+            r.announce();
+        }
+        self.take_handoffs(now);
+    }
+
     /// Handles what other threads opened for this thread's spread nodes
     /// since the last call (their [`Handoff`]s said so): one turn per node
-    /// for the whole batch. The backend calls it when woken.
-    pub fn take_handoffs(&mut self, now: Time) {
+    /// for the whole batch.
+    fn take_handoffs(&mut self, now: Time) {
         for i in 0..self.spread.len() {
             let id = self.spread[i];
             let Some(Some(h)) = self.nodes.get_mut(id) else { continue };
@@ -247,15 +262,6 @@ impl Shard {
             if handled > 0 {
                 self.after_input(id);
             }
-        }
-    }
-
-    /// Tells the owners of spread nodes what this thread queued for them
-    /// since the last call: the backend calls it with each batch of sends
-    /// (one wake-up of an owner per batch, not per message).
-    pub fn announce_handoffs(&mut self) {
-        for r in self.receivers.iter_mut().flatten() {
-            r.announce();
         }
     }
 

@@ -116,11 +116,8 @@ impl Worker {
                 }
                 self.flush();
             }
-            // Handed-off messages and commands (the waker may have folded
-            // several wake-ups into one event).
+            // Commands (the waker may have folded several into one event).
             if woken {
-                self.shard.take_handoffs(self.clock.now());
-                self.flush();
                 loop {
                     match commands.try_recv() {
                         Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
@@ -299,7 +296,7 @@ impl Worker {
     /// Sends the turn's datagrams and carries out its other I/O, until
     /// neither is left (a dial that fails at once produces more).
     fn flush(&mut self) {
-        self.shard.announce_handoffs();
+        self.shard.exchange_handoffs(self.clock.now());
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };

@@ -206,22 +206,17 @@ impl Worker {
     fn handle(&mut self, event: Event, commands: &Receiver<Command>) {
         let now = self.clock.now();
         match event {
-            Event::Woken => {
-                // Handed-off messages first, then the commands.
-                self.shard.take_handoffs(now);
-                self.flush();
-                loop {
-                    match commands.try_recv() {
-                        Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
-                            self.stop = true;
-                            return;
-                        }
-                        Ok(command) => self.command(command),
-                        Err(TryRecvError::Empty) => return,
+            Event::Woken => loop {
+                match commands.try_recv() {
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                        self.stop = true;
+                        return;
                     }
-                    self.flush();
+                    Ok(command) => self.command(command),
+                    Err(TryRecvError::Empty) => return,
                 }
-            }
+                self.flush();
+            },
             Event::Accepted(node, stream, peer) => {
                 ShardCounters::add(&self.counters.tcp_accepts, 1);
                 match node.and_then(|node| self.shard.accepted(node, peer, now)) {
@@ -378,7 +373,7 @@ impl Worker {
     /// Queues the turn's datagrams on the ring and carries out the shard's
     /// other requests, until none is left.
     fn flush(&mut self) {
-        self.shard.announce_handoffs();
+        self.shard.exchange_handoffs(self.clock.now());
         loop {
             for (node, to, bytes) in self.shard.sends().iter() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
