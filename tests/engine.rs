@@ -294,9 +294,11 @@ fn a_peer_that_accepts_and_never_answers_costs_one_probe() {
         c.converge();
         // The ghost: a UDP socket that never answers and a TCP listener that
         // accepts (the kernel's backlog) and never replies.
-        let udp = UdpSocket::bind((LOOPBACK, 0)).expect("bind");
-        let ghost = udp.local_addr().expect("addr");
-        let _tcp = TcpListener::bind(ghost).expect("same port for tcp");
+        // TCP first, as the runtime binds: a free UDP port may be a TCP
+        // port still in TIME-WAIT from a dial, which a listener cannot take.
+        let tcp = TcpListener::bind((LOOPBACK, 0)).expect("bind");
+        let ghost = tcp.local_addr().expect("addr");
+        let udp = UdpSocket::bind(ghost).expect("same port for udp");
         // A join through it fails by the TCP timeout instead of hanging.
         let err = c.nodes[1].member.join(&[ghost]).expect_err("nobody answers");
         assert!(matches!(err, Error::JoinFailed(_)), "{err}");

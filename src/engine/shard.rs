@@ -185,16 +185,22 @@ impl Shard {
             export: NodeExport::default(),
             inbound: Vec::new(),
         };
-        if !self.export_scheduled {
-            self.export_scheduled = true;
-            self.timers.push(Reverse((now + EXPORT_INTERVAL, Due::Export)));
-        }
+        self.schedule_export(now);
         let id = self.free_slot();
         self.nodes[id] = Some(hosted);
         let h = self.nodes[id].as_mut().expect("just put");
         h.core.start(now);
         self.after_input(id);
         Ok(id)
+    }
+
+    /// Starts the metrics export when the shard gets its first node or
+    /// receiver.
+    fn schedule_export(&mut self, now: Time) {
+        if !self.export_scheduled {
+            self.export_scheduled = true;
+            self.timers.push(Reverse((now + EXPORT_INTERVAL, Due::Export)));
+        }
     }
 
     /// An id that holds neither a node nor a receiver.
@@ -213,7 +219,8 @@ impl Shard {
     /// on the socket the backend registers under the returned id are opened
     /// here and handed over through `handoff`
     /// ([`spread`](super::spread)).
-    pub fn host_receiver(&mut self, receiving: Receiving) -> NodeId {
+    pub fn host_receiver(&mut self, receiving: Receiving, now: Time) -> NodeId {
+        self.schedule_export(now);
         let id = self.free_slot();
         if self.receivers.len() <= id {
             self.receivers.resize_with(id + 1, || None);

@@ -10,7 +10,9 @@
 //!   `memberlist.msg.alive|suspect|dead`,
 //!   `memberlist.degraded.probe|timeout`; ringswim's
 //!   `ringswim.packets.rejected{reason}`, `ringswim.queue.dropped{queue}`,
-//!   `ringswim.streams.refused|timed_out|ignored{reason}`;
+//!   `ringswim.streams.refused|timed_out|ignored{reason}`,
+//!   `ringswim.handoff.messages` (messages a thread opened for a spread
+//!   node another thread owns and queued for it; `Runtime::host_spread`);
 //! - gauges per node (label `node`): `memberlist.health.score`,
 //!   `memberlist.queue.broadcasts`, `memberlist.node.instances{node_state}`
 //!   (Go 0.5's, a count of the table by state).
@@ -92,7 +94,7 @@ impl NodeExport {
 /// What a shard's traffic counters were at the last export.
 #[derive(Debug, Default)]
 pub(crate) struct TrafficExport {
-    last: [u64; 5],
+    last: [u64; 6],
 }
 
 impl TrafficExport {
@@ -105,6 +107,7 @@ impl TrafficExport {
             load(&c.tcp_accepts),
             load(&c.tcp_connects),
             load(&c.tcp_bytes_sent),
+            load(&c.handoff_messages),
         ];
         let names = [
             "memberlist.udp.sent",
@@ -112,6 +115,7 @@ impl TrafficExport {
             "memberlist.tcp.accept",
             "memberlist.tcp.connect",
             "memberlist.tcp.sent",
+            "ringswim.handoff.messages",
         ];
         for ((name, n), last) in names.into_iter().zip(now).zip(self.last.iter_mut()) {
             let delta = n.saturating_sub(*last);

@@ -149,7 +149,7 @@ impl Worker {
                 reply.send(result);
             }
             Command::HostReceiver { udp, receiving, reply } => {
-                let node = self.shard.host_receiver(*receiving);
+                let node = self.shard.host_receiver(*receiving, now);
                 let result = self.register(node, udp, None).map(|()| node).map_err(|source| {
                     self.shard.unhost(node);
                     super::Error::Io { what: "registering a spread node's socket".to_owned(), source }

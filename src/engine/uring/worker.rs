@@ -328,7 +328,7 @@ impl Worker {
                 reply.send(result);
             }
             Command::HostReceiver { udp, receiving, reply } => {
-                let node = self.shard.host_receiver(*receiving);
+                let node = self.shard.host_receiver(*receiving, now);
                 let result = self.register(node, udp, None).map(|()| node).map_err(|e| {
                     self.shard.unhost(node);
                     crate::engine::Error::Io {
