@@ -217,7 +217,7 @@ impl Shard {
 
     /// Starts receiving for a spread node another thread owns: datagrams
     /// on the socket the backend registers under the returned id are opened
-    /// here and handed over through `handoff`
+    /// here and queued for the owner by `receiving`
     /// ([`spread`](super::spread)).
     pub fn host_receiver(&mut self, receiving: Receiving, now: Time) -> NodeId {
         self.schedule_export(now);
@@ -231,7 +231,7 @@ impl Shard {
 
     /// Node `id` takes, from now on, the messages another thread queues in
     /// `handoff` for it (its receiving entry there).
-    pub fn attach_inbound(&mut self, id: NodeId, handoff: Arc<Handoff>, now: Time) {
+    fn attach_inbound(&mut self, id: NodeId, handoff: Arc<Handoff>, now: Time) {
         let Some(Some(h)) = self.nodes.get_mut(id) else { return };
         h.inbound.push(Inbound::new(handoff));
         if !self.spread.contains(&id) {
