@@ -17,6 +17,11 @@
 //!   violation, replay`, …), then `{"runs":R,"failed":F}`; exit 1 if any
 //!   failed (see `ringswim::sim::swarm`).
 //!
+//! - `ringswim agent --name NAME --bind IP:PORT [--advertise IP:PORT] [--join ADDR]... [--profile local|lan|wan]
+//!   [--key BASE64]... [--label TEXT] [--no-compression] [--http IP:PORT] [--backend uring|portable]`: one member
+//!   until SIGINT/SIGTERM, then a graceful leave; `ringswim members --http IP:PORT`: a running agent's members
+//!   (see `agent.rs`).
+//!
 //! Bad input prints one line naming the problem on stderr and exits 1; nothing
 //! is written to stdout then.
 #![forbid(unsafe_code)]
@@ -31,6 +36,10 @@ use ringswim::inspect::{self, DecodeRequest, EncodeRequest};
 use ringswim::sim::scenario::{self, Profile, Scenario, SlowMode};
 use ringswim::sim::swarm;
 use ringswim::wire::{Compression, EncryptionVersion};
+
+// Beside this file, not in src/bin/ (where cargo would take it for a binary).
+#[path = "ringswim/agent.rs"]
+mod agent;
 
 #[derive(Parser)]
 #[command(name = "ringswim", version, about = "SWIM + Lifeguard membership, wire-compatible with Go memberlist 0.2.2")]
@@ -90,6 +99,11 @@ enum Command {
     /// and TCP port, all joining node 0) and print one JSON line of
     /// measurements.
     Cluster(ClusterArgs),
+    /// Run one member until SIGINT/SIGTERM (then leave): membership events
+    /// as JSON lines on stdout; with --http, GET /members, /metrics, /health.
+    Agent(agent::AgentArgs),
+    /// Print the members of a running agent (its --http address) as a table.
+    Members(agent::MembersArgs),
     /// Benchmarks: `ringswim bench engine`.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -483,7 +497,10 @@ enum Algo {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refuse_arguments(&e),
+    };
     if let Command::Sim(args) = &cli.command
         && let Err(msg) = sim_fits_in_memory(args.nodes).and_then(|()| sim_faults_fit(args))
     {
@@ -495,6 +512,20 @@ fn main() -> ExitCode {
         eprintln!("error: {msg}");
         ExitCode::FAILURE
     })
+}
+
+/// Help and version as clap prints them (exit 0); a refused argument as
+/// one line on stderr, clap's first (exit 2), without the usage and tips
+/// that follow it.
+fn refuse_arguments(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    eprintln!("{}", rendered.lines().next().unwrap_or("error: bad arguments"));
+    ExitCode::from(2)
 }
 
 /// `ringswim swarm`: the lines as runs finish (in run order), the summary,
@@ -523,6 +554,8 @@ fn run_swarm(args: &SwarmArgs) -> Result<ExitCode, String> {
 /// Runs one command: its exit code, or the message for bad input.
 fn run(command: Command) -> Result<ExitCode, String> {
     match command {
+        Command::Agent(args) => agent::run_agent(&args),
+        Command::Members(args) => agent::run_members(&args),
         Command::Swarm(args) => run_swarm(&args),
         Command::Cluster(args) => run_cluster(&args),
         Command::Bench(BenchCommand::Engine(args)) => run_bench_engine(&args),
