@@ -515,16 +515,19 @@ fn main() -> ExitCode {
 }
 
 /// Help and version as clap prints them (exit 0); a refused argument as
-/// one line on stderr, clap's first (exit 2), without the usage and tips
-/// that follow it.
+/// one line on stderr, clap's first paragraph (exit 2), without the usage
+/// and tips that follow it.
 fn refuse_arguments(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
+    // Clap's first paragraph names the problem (e.g. the missing flags on
+    // the lines after "required arguments were not provided:").
     let rendered = e.render().to_string();
-    eprintln!("{}", rendered.lines().next().unwrap_or("error: bad arguments"));
+    let problem: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    eprintln!("{}", problem.join(" "));
     ExitCode::from(2)
 }
 

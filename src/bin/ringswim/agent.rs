@@ -218,7 +218,7 @@ fn serve(server: &tiny_http::Server, member: &Memberlist, prometheus: &Prometheu
             (405, "text/plain", "GET only\n".to_owned())
         } else {
             match request.url() {
-                "/members" => (200, "application/json", members_json(&member.member_states()).to_string()),
+                "/members" => (200, "application/json", members_json(&mut member.member_states()).to_string()),
                 "/metrics" => {
                     // Histograms are drained here, the recorder's upkeep.
                     prometheus.run_upkeep();
@@ -234,8 +234,9 @@ fn serve(server: &tiny_http::Server, member: &Memberlist, prometheus: &Prometheu
     }
 }
 
-/// `GET /members`: every member of the table.
-fn members_json(members: &[MemberInfo]) -> serde_json::Value {
+/// `GET /members`: every member of the table, by name.
+fn members_json(members: &mut [MemberInfo]) -> serde_json::Value {
+    members.sort_by(|x, y| x.node.name.as_str().cmp(y.node.name.as_str()));
     members
         .iter()
         .map(|m| {
@@ -278,4 +279,25 @@ pub fn run_members(args: &MembersArgs) -> Result<ExitCode, String> {
     }
     write_stdout(table.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_addresses_take_every_form_operators_write() {
+        let one = |s: &str| resolve_join(s).expect(s);
+        assert_eq!(one("10.0.0.1:7000"), ["10.0.0.1:7000".parse().unwrap()]);
+        assert_eq!(one("10.0.0.1"), ["10.0.0.1:7946".parse().unwrap()]);
+        assert_eq!(one("[fe80::1]:7000"), ["[fe80::1]:7000".parse().unwrap()]);
+        assert_eq!(one("[fe80::1]"), ["[fe80::1]:7946".parse().unwrap()]);
+        assert_eq!(one("fe80::1"), ["[fe80::1]:7946".parse().unwrap()]);
+        // A host name: every address it has, the port given or 7946.
+        let named = one("localhost:7000");
+        assert!(!named.is_empty() && named.iter().all(|a| a.ip().is_loopback() && a.port() == 7000), "{named:?}");
+        assert!(one("localhost").iter().all(|a| a.port() == 7946));
+        let refused = resolve_join("no-such-host.invalid").expect_err("no such host");
+        assert!(refused.starts_with("--join no-such-host.invalid: "), "{refused}");
+    }
 }

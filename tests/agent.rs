@@ -1,0 +1,318 @@
+//! `ringswim agent` and `ringswim members`, as an operator runs them: agents
+//! as child processes on loopback (free ports: each agent says where it
+//! bound on its first stderr line), their stdout event lines, their HTTP
+//! endpoints, SIGTERM, and the refusals (bad flags, a port in use, a join
+//! that reaches nobody, a keyless agent against an encrypted cluster).
+//!
+//! Every wait has a deadline; agents are killed when a test ends, passed or
+//! not.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Long enough for anything below on a loaded 2-core machine; a test that
+/// hits it fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+const KEY_A: &str = "MDEyMzQ1Njc4OWFiY2RlZg=="; // b"0123456789abcdef"
+const KEY_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="; // 32 bytes
+
+fn ringswim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringswim"))
+}
+
+/// One running `ringswim agent`; killed on drop.
+struct Agent {
+    name: String,
+    child: Child,
+    /// Its stdout, line by line.
+    events: Receiver<String>,
+    /// Its stderr after the first line.
+    stderr: Receiver<String>,
+    /// Where its member and its HTTP server are bound.
+    member: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Agent {
+    /// Starts `ringswim agent --name NAME` on free loopback ports with the
+    /// `local` profile, plus `extra` flags; panics if it does not come up.
+    fn start(name: &str, extra: &[&str]) -> Agent {
+        let mut child = ringswim()
+            .args(["agent", "--name", name, "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--profile", "local"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringswim agent");
+        let events = lines(child.stdout.take().expect("piped"));
+        let stderr = lines(child.stderr.take().expect("piped"));
+        let first = match stderr.recv_timeout(DEADLINE) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("agent {name} said nothing on stderr ({e:?}); exit {:?}", child.wait());
+            }
+        };
+        // "ringswim agent NAME: member at IP:PORT; http at IP:PORT"
+        let addr_after = |marker: &str| -> SocketAddr {
+            let rest = first.split(marker).nth(1).unwrap_or_else(|| panic!("agent {name}: {first}"));
+            rest.split(';').next().expect("an address").trim().parse().unwrap_or_else(|e| panic!("{first}: {e}"))
+        };
+        let (member, http) = (addr_after("member at "), addr_after("http at "));
+        Agent { name: name.to_owned(), child, events, stderr, member, http }
+    }
+
+    /// Reads event lines until one has `event` for `node`; panics at the
+    /// deadline with the lines seen.
+    fn wait_event(&self, event: &str, node: &str) -> Value {
+        let until = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let line = match self.events.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(line) => line,
+                Err(e) => panic!("{}: no {event} of {node} ({e:?}); stdout was {seen:#?}", self.name),
+            };
+            let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", self.name));
+            if value["event"] == event && value["node"] == node {
+                return value;
+            }
+            seen.push(line);
+        }
+    }
+
+    fn get(&self, path: &str) -> String {
+        get(self.http, path)
+    }
+
+    /// `GET /members`, by name.
+    fn members(&self) -> std::collections::BTreeMap<String, Value> {
+        let list: Vec<Value> = serde_json::from_str(&self.get("/members")).expect("a JSON array");
+        list.into_iter().map(|m| (m["name"].as_str().expect("name").to_owned(), m)).collect()
+    }
+
+    /// Sends SIGTERM (with kill(1)) and waits for the exit; its status.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill(1)");
+        assert!(status.success());
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let stderr = self.stderr.try_iter().collect();
+                return (status, stderr);
+            }
+            assert!(Instant::now() < until, "{} did not exit after SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines of a child's pipe, read on a thread of their own.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn get(http: SocketAddr, path: &str) -> String {
+    let url = format!("http://{http}{path}");
+    ureq::get(&url).call().and_then(|mut r| r.body_mut().read_to_string()).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Polls `check` every 20 ms until it returns `Ok` or [`DEADLINE`] passes;
+/// then panics with its last complaint.
+fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if Instant::now() >= until => panic!("timed out waiting for {what}: {why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Runs a `ringswim` command that must end by itself (killed at the deadline).
+fn run(args: &[&str]) -> Output {
+    let child = ringswim()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringswim");
+    let pid = child.id();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("ringswim ran"),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("ringswim {args:?} did not end");
+        }
+    }
+}
+
+/// Asserts a refusal: exit status non-zero, nothing on stdout but the
+/// agent's own join (it may have started before the refusal), one line on
+/// stderr containing every one of `words`.
+fn assert_refused(args: &[&str], words: &[&str]) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ringswim {args:?} succeeded: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line from {args:?}: {stderr}");
+    assert_eq!(stderr.lines().last(), Some(errors[0]), "the error ends stderr: {stderr}");
+    for word in words {
+        assert!(errors[0].contains(word), "{args:?}: {word:?} not in {stderr}");
+    }
+}
+
+/// A loopback port nobody listens on for TCP: a UDP socket holds it.
+fn unanswered_port() -> (UdpSocket, u16) {
+    let holder = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("bound").port();
+    (holder, port)
+}
+
+#[test]
+fn two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm() {
+    let a = Agent::start("a", &[]);
+    // By host name: `localhost` resolves to 127.0.0.1 (and maybe ::1,
+    // where nobody listens: one answer is a join).
+    let b = Agent::start("b", &["--join", &format!("localhost:{}", a.member.port())]);
+
+    // Each prints its own join and the other's.
+    for (agent, other) in [(&a, &b), (&b, &a)] {
+        agent.wait_event("join", &agent.name);
+        let joined = agent.wait_event("join", &other.name);
+        assert_eq!(joined["addr"], other.member.to_string(), "{joined}");
+        assert_eq!(joined["meta"], "", "{joined}");
+    }
+
+    for agent in [&a, &b] {
+        eventually(&format!("{} lists both alive", agent.name), || {
+            let members = agent.members();
+            let states: Vec<(&String, &Value)> = members.iter().map(|(n, m)| (n, &m["state"])).collect();
+            if states == [(&"a".to_owned(), &Value::from("alive")), (&"b".to_owned(), &Value::from("alive"))] {
+                Ok(())
+            } else {
+                Err(format!("{members:?}"))
+            }
+        });
+        for (name, member) in agent.members() {
+            let at = if name == "a" { a.member } else { b.member };
+            assert_eq!(member["addr"], at.ip().to_string(), "{member}");
+            assert_eq!(member["port"], at.port(), "{member}");
+            assert!(member["incarnation"].is_u64(), "{member}");
+            assert_eq!(member["meta"], "", "{member}");
+        }
+        assert_eq!(agent.get("/health").trim(), "0", "a healthy member's score");
+    }
+
+    // `ringswim members` prints the table.
+    let out = run(&["members", "--http", &a.http.to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["Name", "Address", "Status", "Incarnation"], "{table}");
+    let incarnation = |name: &str| a.members()[name]["incarnation"].to_string();
+    assert_eq!(rows[1], ["a", &a.member.to_string(), "alive", &incarnation("a")], "{table}");
+    assert_eq!(rows[2], ["b", &b.member.to_string(), "alive", &incarnation("b")], "{table}");
+    assert_eq!(rows.len(), 3, "{table}");
+
+    // Go's names, as the Prometheus recorder spells them (dots become
+    // underscores, no `_total`): exported once a second.
+    eventually("memberlist_udp_sent in /metrics", || {
+        let metrics = a.get("/metrics");
+        let sent = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("memberlist_udp_sent "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        match sent {
+            Some(bytes) if bytes > 0.0 && metrics.contains("memberlist_health_score{node=\"a\"} 0") => Ok(()),
+            _ => Err(metrics),
+        }
+    });
+
+    let b_name = b.name.clone();
+    let (status, _) = b.terminate();
+    assert_eq!(status.code(), Some(0), "b exits 0 after SIGTERM");
+    a.wait_event("leave", &b_name);
+    eventually("a lists b as left", || {
+        let state = a.members()[&b_name]["state"].clone();
+        if state == "left" { Ok(()) } else { Err(state.to_string()) }
+    });
+}
+
+#[test]
+fn encrypted_agents_join_and_a_keyless_agent_is_refused() {
+    // a encrypts with KEY_A, b with KEY_B; each has both in its keyring.
+    let a = Agent::start("a", &["--key", KEY_A, "--key", KEY_B]);
+    let b = Agent::start("b", &["--key", KEY_B, "--key", KEY_A, "--join", &a.member.to_string()]);
+    a.wait_event("join", "b");
+    b.wait_event("join", "a");
+
+    let seed = a.member.to_string();
+    let args = ["agent", "--name", "c", "--bind", "127.0.0.1:0", "--profile", "local", "--join", &seed];
+    assert_refused(&args, &["failed to join", &seed, "encrypted"]);
+    let wrong_key = "MTExMTExMTExMTExMTExMQ=="; // b"1111111111111111"
+    let mut with_wrong_key = args.to_vec();
+    with_wrong_key.extend(["--key", wrong_key]);
+    assert_refused(&with_wrong_key, &["failed to join", &seed, "decrypt"]);
+    // Neither got in.
+    let members = a.members();
+    assert_eq!(members.keys().collect::<Vec<_>>(), ["a", "b"], "{members:?}");
+}
+
+#[test]
+fn refusals_are_one_line_and_non_zero() {
+    fn agent<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["agent", "--name", "x", "--profile", "local"];
+        args.extend(extra);
+        args
+    }
+    // Bad flags.
+    assert_refused(&["agent", "--bind", "127.0.0.1:0"], &["--name"]);
+    assert_refused(&agent(&["--bind", "nonsense"]), &["--bind", "nonsense"]);
+    assert_refused(&["agent", "--name", "x", "--bind", "127.0.0.1:0", "--profile", "moon"], &["--profile", "moon"]);
+    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--key", "not base64!"]), &["--key"]);
+    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--key", "c2hvcnQ="]), &["--key"]);
+    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--backend", "carrier-pigeon"]), &["--backend"]);
+    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--join", "no-such-host.invalid"]), &["no-such-host.invalid"]);
+
+    // Ports in use: the member's and the HTTP server's.
+    let running = Agent::start("running", &[]);
+    let taken = running.member.to_string();
+    assert_refused(&agent(&["--bind", &taken]), &[&taken]);
+    let taken_http = running.http.to_string();
+    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--http", &taken_http]), &["--http", &taken_http]);
+
+    // A join that reaches nobody.
+    let (_holder, port) = unanswered_port();
+    let nobody = format!("127.0.0.1:{port}");
+    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--join", &nobody]), &["failed to join", &nobody]);
+
+    // `members` with no agent there.
+    assert_refused(&["members", "--http", &nobody], &[&nobody]);
+}
