@@ -4,16 +4,22 @@
 //! endpoints, SIGTERM, and the refusals (bad flags, a port in use, a join
 //! that reaches nobody, a keyless agent against an encrypted cluster).
 //!
+//! One test joins an agent to a real Go memberlist 0.2.2 node (`gonodes`,
+//! see tests/go_live.rs).
+//!
 //! Every wait has a deadline; agents are killed when a test ends, passed or
 //! not.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
+
+#[path = "common/gonodes.rs"]
+mod gonodes;
 
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
@@ -315,4 +321,65 @@ fn refusals_are_one_line_and_non_zero() {
 
     // `members` with no agent there.
     assert_refused(&["members", "--http", &nobody], &[&nobody]);
+}
+
+/// A `gonodes` process (real Go memberlist 0.2.2 nodes, JSON lines on its
+/// stdin and stdout); killed on drop.
+struct GoNodes {
+    child: Child,
+    answers: Receiver<String>,
+}
+
+impl GoNodes {
+    fn spawn() -> GoNodes {
+        let mut child = Command::new(gonodes::gonodes_bin())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gonodes");
+        let answers = lines(child.stdout.take().expect("piped"));
+        GoNodes { child, answers }
+    }
+
+    /// One command that must succeed; its answer.
+    fn call(&mut self, request: Value) -> Value {
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{request}").expect("write to gonodes");
+        let line = self.answers.recv_timeout(DEADLINE).unwrap_or_else(|_| panic!("gonodes did not answer {request}"));
+        let answer: Value = serde_json::from_str(&line).expect("gonodes answers JSON");
+        assert_eq!(answer["ok"], true, "gonodes refused {request}: {answer}");
+        answer
+    }
+}
+
+impl Drop for GoNodes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_agent_joins_a_go_memberlist_node() {
+    let mut go = GoNodes::spawn();
+    let started = go.call(json!({"cmd": "start", "name": "go-0"}));
+    let go_addr = format!("{}:{}", started["addr"].as_str().expect("addr"), started["port"]);
+    let agent = Agent::start("rs", &["--join", &go_addr]);
+
+    let joined = agent.wait_event("join", "go-0");
+    assert_eq!(joined["addr"], go_addr, "{joined}");
+    eventually("the agent lists go-0 alive", || {
+        let state = agent.members().get("go-0").map(|m| m["state"].clone());
+        if state == Some(Value::from("alive")) { Ok(()) } else { Err(format!("{state:?}")) }
+    });
+    eventually("go-0 lists the agent alive", || {
+        let answer = go.call(json!({"cmd": "members", "node": "go-0"}));
+        let table = answer["views"]["go-0"].as_array().cloned().unwrap_or_default();
+        let rs = table.iter().find(|m| m["name"] == "rs");
+        match rs {
+            Some(m) if m["state"] == "alive" && m["port"] == agent.member.port() => Ok(()),
+            _ => Err(format!("{table:?}")),
+        }
+    });
 }

@@ -38,6 +38,10 @@ use ringswim::sim::Gossip;
 use ringswim::swim::metrics::GO_MSG;
 use serde_json::{Value, json};
 
+#[path = "common/gonodes.rs"]
+mod gonodes;
+use gonodes::gonodes_bin;
+
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
@@ -65,27 +69,6 @@ fn backends() -> Vec<Backend> {
             vec![Backend::Portable]
         }
     }
-}
-
-/// Builds (once per test binary) the Go helpers; the path of `gonodes`.
-fn gonodes_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(repo.join("tests/interop/build.sh"))
-            .arg(repo.join("target/go-interop"))
-            .output()
-            .expect("run tests/interop/build.sh");
-        assert!(
-            out.status.success(),
-            "building the Go helpers failed (run .ci/install: it needs golang-go and \
-             golang-github-hashicorp-memberlist-dev):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let gointerop = PathBuf::from(stdout.lines().last().expect("build.sh prints the tool path").trim());
-        gointerop.with_file_name("gonodes")
-    })
 }
 
 /// Polls `check` every 20 ms until it returns `Ok` or [`DEADLINE`] passes;
