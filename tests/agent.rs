@@ -272,6 +272,16 @@ fn two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm() {
 }
 
 #[test]
+fn an_advertised_address_is_what_the_cluster_sees() {
+    // Bound to port 0, the bound port is advertised with the address (Go
+    // `refreshAdvertise`).
+    let a = Agent::start("a", &["--advertise", "127.0.0.2:7000"]);
+    let own = a.wait_event("join", "a");
+    assert_eq!(own["addr"], format!("127.0.0.2:{}", a.member.port()), "{own}");
+    assert_eq!(a.members()["a"]["addr"], "127.0.0.2");
+}
+
+#[test]
 fn encrypted_agents_join_and_a_keyless_agent_is_refused() {
     // a encrypts with KEY_A, b with KEY_B; each has both in its keyring.
     let a = Agent::start("a", &["--key", KEY_A, "--key", KEY_B]);
@@ -312,7 +322,12 @@ fn refusals_are_one_line_and_non_zero() {
     let taken = running.member.to_string();
     assert_refused(&agent(&["--bind", &taken]), &[&taken]);
     let taken_http = running.http.to_string();
-    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--http", &taken_http]), &["--http", &taken_http]);
+    let out = run(&agent(&["--bind", "127.0.0.1:0", "--http", &taken_http]));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no member started: {}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("error: --http {taken_http}: ")), "{stderr}");
 
     // A join that reaches nobody.
     let (_holder, port) = unanswered_port();

@@ -82,7 +82,13 @@ pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("signal handlers: {e}"))?;
     let seeds = args.joins.iter().map(|j| resolve_join(j)).collect::<Result<Vec<_>, _>>()?.concat();
     // Before the engine starts: its shards export to the recorder found then.
-    let prometheus = match args.http {
+    // The HTTP port before the member's: a refused --http starts nothing.
+    let http = args
+        .http
+        .map(|at| tiny_http::Server::http(at).map(Arc::new).map_err(|e| format!("--http {at}: {e}")))
+        .transpose()?;
+    // Before the engine starts: its shards export to the recorder found then.
+    let prometheus = match http {
         Some(_) => Some(PrometheusBuilder::new().install_recorder().map_err(|e| format!("metrics recorder: {e}"))?),
         None => None,
     };
@@ -99,17 +105,13 @@ pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
     drop(runtime); // the member holds it
     let printer = std::thread::spawn(move || print_events(&events));
 
-    let server = match (args.http, prometheus) {
-        (Some(at), Some(prometheus)) => {
-            let server = Arc::new(tiny_http::Server::http(at).map_err(|e| format!("--http {at}: {e}"))?);
-            let serving = std::thread::spawn({
-                let (server, member) = (Arc::clone(&server), Arc::clone(&member));
-                move || serve(&server, &member, &prometheus)
-            });
-            Some((server, serving))
-        }
-        _ => None,
-    };
+    let server = http.zip(prometheus).map(|(server, prometheus)| {
+        let serving = std::thread::spawn({
+            let (server, member) = (Arc::clone(&server), Arc::clone(&member));
+            move || serve(&server, &member, &prometheus)
+        });
+        (server, serving)
+    });
     let local = member.local_node().map_err(|e| e.to_string())?;
     let http = server.as_ref().and_then(|(s, _)| s.server_addr().to_ip());
     eprintln!(
