@@ -3,6 +3,22 @@
 //! `GET /members`, `/metrics` (Prometheus text) and `/health`; and
 //! `ringswim members --http`, the table of a running agent's members (as
 //! `serf members`).
+//!
+//! - stdout: `{"event":"join"|"leave"|"update","node":NAME,"addr":"IP:PORT","meta":HEX}`
+//!   per membership event (the agent's own join first).
+//! - stderr: `ringswim agent NAME: member at IP:PORT[; http at IP:PORT]` once
+//!   bound (the ports the kernel picked, for port 0), a line at the signal,
+//!   and `error: …` (one line, exit 1; bad flags exit 2) on failure.
+//! - `GET /members`: a JSON array, by name, of every member of the table
+//!   (dead and left ones too): `{"name","addr" (IP),"port","state" (alive,
+//!   suspect, dead, left),"incarnation","meta" (hex)}`.
+//! - `GET /metrics`: the engine's metrics (src/engine/telemetry.rs) as
+//!   `metrics-exporter-prometheus` renders them: dots become underscores, as
+//!   Go's go-metrics Prometheus sink spells them (`memberlist.udp.sent` →
+//!   `memberlist_udp_sent`), counters without a `_total` suffix, histograms
+//!   as summaries (quantiles, `_sum`, `_count`). Shards export once a second.
+//! - `GET /health`: Lifeguard's health score, a bare JSON number (0 is
+//!   healthy; Go `GetHealthScore`).
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
