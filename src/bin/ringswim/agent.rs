@@ -97,7 +97,6 @@ pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("signal handlers: {e}"))?;
     let seeds = args.joins.iter().map(|j| resolve_join(j)).collect::<Result<Vec<_>, _>>()?.concat();
-    // Before the engine starts: its shards export to the recorder found then.
     // The HTTP port before the member's: a refused --http starts nothing.
     let http = args
         .http
