@@ -7,7 +7,7 @@
 //!
 //! | extension | hook (where Go's code calls it) |
 //! | --- | --- |
-//! | news push/pull, late settle | `note_news` (an alive brought a member we did not know), `note_learned` (a member joined or came back), `news_push_pull_tick` (the timer) |
+//! | news push/pull, late settle | `note_news` (an alive brought a member we did not know), `note_learned` (a member joined or came back), `note_served_push_pull` (a peer's push/pull reached us), `news_push_pull_tick` (the timer) |
 //! | reconnect | `note_failed` (we declared a member dead), `reconnect_tick` (the timer) |
 //! | storm rules | `in_storm` (queueing a broadcast during a merge), `note_repeat` (an alive heard again) |
 //! | answer stale accusations | `answer_stale_accusation` (a suspect or dead message from the network) |
@@ -121,6 +121,28 @@ impl<R: Rng> Core<R> {
     /// The news push/pull is due
     /// ([`Extensions::news_push_pull_delay`](crate::config::Extensions)).
     pub(super) fn news_push_pull_tick(&mut self, now: Time) {
+        self.schedule_after_news_push_pull(now);
+        self.push_pull(now);
+    }
+
+    /// A peer's push/pull (not a join) reached us while our news push/pull
+    /// of a burst waits: that exchange did what ours would have (each side
+    /// now holds both tables), so it takes our push/pull's place in the
+    /// schedule. Each push/pull carries the whole table (N entries); if
+    /// every member both ran its own and served others' once per gap, a
+    /// mass join of N members would cost twice the N² entries per gap it
+    /// needs (at 1,000 members with LZW, most of the CPU of the storm). A
+    /// settling push/pull is never replaced: it must follow the last news.
+    pub(super) fn note_served_push_pull(&mut self, now: Time) {
+        let waiting = self.timers.get(&Timer::NewsPushPull).is_some();
+        if waiting && !self.net.streams.settling {
+            self.schedule_after_news_push_pull(now);
+        }
+    }
+
+    /// The schedule after a news push/pull at `now`: the settling one next
+    /// (or none).
+    fn schedule_after_news_push_pull(&mut self, now: Time) {
         let s = &mut self.net.streams;
         s.last_news_push_pull = Some(now);
         // One more exchange once the burst has quietened (news pushes it
@@ -146,7 +168,6 @@ impl<R: Rng> Core<R> {
         };
         // (A delay set to zero since stops it.)
         self.timers.set_or_cancel(Timer::NewsPushPull, next.filter(|&t| t > now));
-        self.push_pull(now);
     }
 
     /// Remembers `name` at `addr`, declared dead at `now`, as a reconnect

@@ -117,6 +117,32 @@ fn a_burst_of_news_brings_a_push_pull_soon_then_a_settling_one() {
     assert!(push_pulls_until(&mut c, at(4_000), at(6_000)).is_empty());
 }
 
+/// A peer's push/pull that reaches a member while its news push/pull
+/// waits does that one's work: the member runs only the settling one, two
+/// delays after the exchange. Serving a join is no such exchange.
+#[test]
+fn a_push_pull_served_during_a_burst_takes_the_place_of_our_own() {
+    for (join, expected) in [(false, vec![at(2_300)]), (true, vec![at(1_950), at(2_450)])] {
+        let mut a = core_without_reconnect(0);
+        let mut b = core_without_reconnect(1);
+        for (j, ms) in [(2, 1_500), (3, 1_600), (4, 1_700)] {
+            hear_alive(&mut a, j, at(ms));
+        }
+        // Node 1's push/pull reaches node 0 at 1,800 ms, before node 0's
+        // own (due at 1,950 ms, see above).
+        if join {
+            b.join(&[addr(0)], at(1_800));
+        } else {
+            b.push_pull_with(addr(0), at(1_800));
+        }
+        let req = b.poll_stream().expect("push/pull");
+        let mut bytes = b.stream_connected(req.id);
+        assert!(a.handle_stream(addr(1), &mut bytes, at(1_800)).is_some(), "answered");
+        let opened = push_pulls_until(&mut a, at(1_800), at(4_000));
+        assert_eq!(opened, expected, "join: {join}");
+    }
+}
+
 #[test]
 fn go_behaviour_waits_for_the_periodic_push_pull() {
     let mut c = core(0, true);

@@ -720,6 +720,9 @@ impl<R: Rng> Core<R> {
                 let reply = self.local_state_content(remote.join);
                 // A refused merge (versions, merge delegate) is Go's log line.
                 let _ = self.merge_local_state(&remote, remote.join, remote.join, now);
+                if !remote.join {
+                    self.note_served_push_pull(now);
+                }
                 debug_assert!(self.invariants());
                 Some(StreamContent::PushPull(reply))
             }
@@ -750,6 +753,9 @@ impl<R: Rng> Core<R> {
                 let reply = self.local_push_pull(pp.join);
                 // A refused merge (versions, merge delegate) is Go's log line.
                 let _ = self.merge_push_pull(&pp, pp.join, pp.join, now);
+                if !pp.join {
+                    self.note_served_push_pull(now);
+                }
                 Some(reply)
             }
             Message::Ping(p) => {
