@@ -135,17 +135,22 @@ impl Worker {
     fn run(mut self, commands: &Receiver<Command>) {
         // Completions are collected during the turn (the closure cannot
         // borrow the worker) and handled after it; datagrams are handled
-        // in the closure, their bytes being the ring's until it returns.
+        // in the closure, their bytes being the ring's until it returns,
+        // and their answers queued at once, as the portable backend sends
+        // between reads: a turn may deliver thousands, and an ack held
+        // until the turn ends can miss its probe's timeout.
         let mut events: Vec<Event> = Vec::new();
         while !self.stop {
             let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + crate::engine::TIMER_SLACK);
             let (shard, clock, counters) = (&mut self.shard, &self.clock, &self.counters);
             let (by_socket, by_listener, by_stream) = (&self.by_socket, &self.by_listener, &self.by_stream);
-            let turned = self.ring.turn(timeout, &mut |_io: &mut Io, completion: Completion<'_>| match completion {
+            let nodes = &self.nodes;
+            let turned = self.ring.turn(timeout, &mut |io: &mut Io, completion: Completion<'_>| match completion {
                 Completion::Datagram { socket, from, bytes } => {
                     if let Some(&node) = by_socket.get(&socket) {
                         counters.datagram_received(bytes.len());
                         shard.datagram(node, from, bytes, clock.now());
+                        send_datagrams(shard, nodes, io, counters);
                     }
                 }
                 Completion::Accepted { listener, stream, peer } => {
@@ -201,6 +206,9 @@ impl Worker {
             self.shard.run_timers(self.clock.now());
             self.flush();
         }
+        // What the ring did, for whoever looks into a run (ENOBUFS,
+        // send slots, backlog): the first place to look when it lags.
+        tracing::debug!(stats = ?self.ring.stats(), "io_uring worker stopped");
     }
 
     fn handle(&mut self, event: Event, commands: &Receiver<Command>) {
@@ -375,13 +383,7 @@ impl Worker {
     fn flush(&mut self) {
         self.shard.exchange_handoffs(self.clock.now());
         loop {
-            for (node, to, bytes) in self.shard.sends().iter() {
-                let Some(Some(s)) = self.nodes.get(node) else { continue };
-                // Every send slot in flight, or an unknown socket, loses the
-                // datagram, as UDP allows (the ring counts it too).
-                self.counters.datagram_sent(self.ring.send_to(s.udp, to, bytes).ok().map(|()| bytes.len()));
-            }
-            self.shard.sends().clear();
+            send_datagrams(&mut self.shard, &self.nodes, self.ring.io(), &self.counters);
             let io: Vec<ShardIo> = self.shard.take_io().collect();
             if io.is_empty() {
                 return;
@@ -418,6 +420,17 @@ impl Worker {
             }
         }
     }
+}
+
+/// Queues the datagrams the shard has ready on the ring, each counted.
+fn send_datagrams(shard: &mut Shard, nodes: &[Option<NodeSockets>], io: &mut Io, counters: &ShardCounters) {
+    for (node, to, bytes) in shard.sends().iter() {
+        let Some(Some(s)) = nodes.get(node) else { continue };
+        // Every send slot in flight (even after reaping), or an unknown
+        // socket, loses the datagram, as UDP allows (the ring counts it too).
+        counters.datagram_sent(io.send_to(s.udp, to, bytes).ok().map(|()| bytes.len()));
+    }
+    shard.sends().clear();
 }
 
 /// A completion kept for after the turn.
