@@ -61,6 +61,9 @@ const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
 pub const RECVMSG_OVERHEAD: usize = 16 + NAME_LEN;
 /// How long [`Ring`]'s drop waits for cancelled operations, in total.
 const DROP_WAIT: Duration = Duration::from_secs(2);
+/// Deferred task-work items Linux (6.13+) runs per `io_uring_enter`
+/// (`IO_LOCAL_TW_DEFAULT_MAX`): a round that brings fewer CQEs left none.
+const TASK_WORK_PER_ENTER: usize = 20;
 /// Reaping rounds in one [`Ring::turn`] at most (each one `io_uring_enter`
 /// and the CQEs it brings): enough for the task work of thousands of
 /// sockets, and bounded so that a flood cannot keep the caller's timers
@@ -606,10 +609,15 @@ impl Ring {
         for round in 0..MAX_ROUNDS {
             // With `DEFER_TASKRUN` the kernel completes receives and stream
             // operations as task work inside `io_uring_enter`, and Linux
-            // 6.13+ runs at most 20 items per enter: enter again (without
-            // waiting) while rounds bring completions, which also submits
-            // what the last round queued.
+            // 6.13+ runs at most 20 items per enter: while a round brings
+            // that many CQEs, work may be left; enter again (without
+            // waiting), which also submits what the last round queued.
+            // Fewer means the kernel ran out of work (or a CQE-less item
+            // took a place: it comes with the next turn's enter).
             if round > 0 {
+                if self.cqes.len() < TASK_WORK_PER_ENTER {
+                    break;
+                }
                 self.io.enter(Some(Duration::ZERO))?;
             }
             self.cqes.clear();
