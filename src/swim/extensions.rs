@@ -131,11 +131,13 @@ impl<R: Rng> Core<R> {
     /// schedule. Each push/pull carries the whole table (N entries); if
     /// every member both ran its own and served others' once per gap, a
     /// mass join of N members would cost twice the N² entries per gap it
-    /// needs (at 1,000 members with LZW, most of the CPU of the storm). A
-    /// settling push/pull is never replaced: it must follow the last news.
+    /// needs (at 1,000 members with LZW, most of the CPU of the storm).
+    /// The settling push/pull is replaced too (no news came since the last
+    /// exchange, so this one follows the last news, as the settling one
+    /// would), but not the late settle, whose point is its time.
     pub(super) fn note_served_push_pull(&mut self, now: Time) {
         let waiting = self.timers.get(&Timer::NewsPushPull).is_some();
-        if waiting && !self.net.streams.settling {
+        if waiting && !self.net.streams.settling_late {
             self.schedule_after_news_push_pull(now);
         }
     }

@@ -130,17 +130,39 @@ fn a_push_pull_served_during_a_burst_takes_the_place_of_our_own() {
         }
         // Node 1's push/pull reaches node 0 at 1,800 ms, before node 0's
         // own (due at 1,950 ms, see above).
-        if join {
-            b.join(&[addr(0)], at(1_800));
-        } else {
-            b.push_pull_with(addr(0), at(1_800));
-        }
-        let req = b.poll_stream().expect("push/pull");
-        let mut bytes = b.stream_connected(req.id);
-        assert!(a.handle_stream(addr(1), &mut bytes, at(1_800)).is_some(), "answered");
+        serve_push_pull(&mut a, &mut b, join, 1_800);
         let opened = push_pulls_until(&mut a, at(1_800), at(4_000));
         assert_eq!(opened, expected, "join: {join}");
     }
+}
+
+/// Once the news has stopped, a peer's push/pull that reaches a member
+/// before its settling one also follows the last news: it takes that
+/// one's place, and nothing more runs.
+#[test]
+fn a_push_pull_served_after_the_news_takes_the_place_of_the_settling_one() {
+    let mut a = core_without_reconnect(0);
+    let mut b = core_without_reconnect(1);
+    for (j, ms) in [(2, 1_500), (3, 1_600), (4, 1_700)] {
+        hear_alive(&mut a, j, at(ms));
+    }
+    assert_eq!(push_pulls_until(&mut a, at(1_700), at(2_000)), vec![at(1_950)], "the burst's own");
+    // The settling one is due at 2,450 ms; node 1's comes at 2,100 ms.
+    serve_push_pull(&mut a, &mut b, false, 2_100);
+    assert!(push_pulls_until(&mut a, at(2_100), at(6_000)).is_empty());
+}
+
+/// Node 1 (`b`) runs a push/pull (a join's if `join`) with node 0 (`a`)
+/// at `ms` milliseconds, answered at once.
+fn serve_push_pull(a: &mut Core<StdRng>, b: &mut Core<StdRng>, join: bool, ms: u64) {
+    if join {
+        b.join(&[addr(0)], at(ms));
+    } else {
+        b.push_pull_with(addr(0), at(ms));
+    }
+    let req = b.poll_stream().expect("push/pull");
+    let mut bytes = b.stream_connected(req.id);
+    assert!(a.handle_stream(addr(1), &mut bytes, at(ms)).is_some(), "answered");
 }
 
 #[test]
