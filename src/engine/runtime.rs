@@ -389,10 +389,14 @@ fn bind(
 }
 
 /// Whether [`BackendChoice::Auto`] takes io_uring where the kernel allows
-/// it. Not yet: at 500 members in one process on 2 cores the io_uring
-/// backend converged in 76 s and missed a death the portable backend
-/// found in 11 s (`ringswim cluster --nodes 500 --backend uring`), so it is
-/// opt-in until it matches.
+/// it. Not yet. Its lag at scale (500 members converging in 76 s, a missed
+/// death) was the kernel's cap of 20 task-work items per `io_uring_enter`,
+/// fixed in `Ring::turn`; since, both backends converge and detect alike
+/// at 500 and 1,000 members with no false death, but on 2 cores the
+/// io_uring backend's joins took longer at 1,000 (start 11.9–15.4 s
+/// against 6.0–9.9 s) and its steady CPU at 500 was about 17 % higher
+/// (0.186 against 0.156–0.160 ms per node per second), so it stays opt-in
+/// until it matches there too (`perf/cluster-figures.sh`).
 const AUTO_PREFERS_URING: bool = false;
 
 /// The backend to run: `choice`, or with `Auto` the environment's
