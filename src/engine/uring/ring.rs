@@ -987,10 +987,13 @@ impl Io {
 
     /// Queues a datagram of `payload` from `socket` to `to`: copies it into
     /// a send slot and pushes a `sendmsg`, submitted with the turn's batch.
-    /// The slot is free again when the kernel's CQE for it arrives.
+    /// The slot is free again when the kernel's CQE for it arrives; when
+    /// none is free, the CQEs posted so far are reaped first
+    /// ([`RingStats::send_slots_reclaimed`]).
     ///
     /// Errors (each counted): stale socket, payload over
-    /// [`RingConfig::send_buf_size`], or every slot in flight.
+    /// [`RingConfig::send_buf_size`], or every slot still in flight after
+    /// that reaping (the kernel has not completed one send yet).
     pub fn send_to(&mut self, socket: SocketId, to: SocketAddr, payload: &[u8]) -> Result<(), SendError> {
         let fixed = match self.udp.get_mut(socket.index, socket.generation) {
             Some(udp) if !udp.removing => udp.fixed,
