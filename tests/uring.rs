@@ -143,8 +143,13 @@ fn datagrams_round_trip_past_the_buffer_ring_depth() {
     assert!(st.enters < N as u64, "sends are batched: {} enters for {N} datagrams", st.enters);
 }
 
+/// More datagrams than send slots, queued without a turn: a send that
+/// finds every slot in flight reaps the sends the kernel has completed and
+/// goes out too (a datagram is dropped, and counted in
+/// `send_pool_exhausted`, only if none has completed); oversized payloads
+/// are still refused.
 #[test]
-fn send_pool_exhaustion_is_counted_and_recovers() {
+fn a_full_send_pool_reaps_completed_sends_before_dropping() {
     let Some(s) = support_or_skip("send_pool_exhaustion") else {
         return;
     };
@@ -154,23 +159,23 @@ fn send_pool_exhaustion_is_counted_and_recovers() {
     sink.set_read_timeout(Some(DEADLINE)).unwrap();
     let to = sink.local_addr().unwrap();
     let results: Vec<_> = (0..10u8).map(|i| ring.send_to(sock, to, &[i; 100])).collect();
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
-    assert!(results[4..].iter().all(|r| *r == Err(SendError::PoolExhausted)));
-    assert_eq!(ring.stats().send_pool_exhausted, 6);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(ring.stats().send_slots_reclaimed >= 1);
+    assert_eq!(ring.stats().send_pool_exhausted, 0);
     assert_eq!(ring.send_to(sock, to, &[0; 5000]), Err(SendError::TooLarge { len: 5000, max: 1400 }));
 
     ring.submit().unwrap();
     let mut buf = [0u8; 200];
     let mut got = BTreeSet::new();
-    for _ in 0..4 {
+    for _ in 0..10 {
         let (n, _) = sink.recv_from(&mut buf).unwrap();
         assert_eq!(n, 100);
         got.insert(buf[0]);
     }
-    assert_eq!(got, BTreeSet::from([0, 1, 2, 3]));
-    // The slots come back with their CQEs.
+    assert_eq!(got, (0..10).collect::<BTreeSet<u8>>());
+    // The last slots come back with their CQEs.
     assert!(turn_until(&mut ring, &mut |_, _| {}, |r| r.free_send_slots() == 4));
-    assert_eq!(ring.stats().datagrams_sent, 4);
+    assert_eq!(ring.stats().datagrams_sent, 10);
     assert!(ring.send_to(sock, to, b"again").is_ok());
 }
 

@@ -394,8 +394,8 @@ fn bind(
 /// fixed in `Ring::turn`; since, both backends converge and detect alike
 /// at 500 and 1,000 members with no false death, but on 2 cores the
 /// io_uring backend's joins took longer at 1,000 (start 11.9–15.4 s
-/// against 6.0–9.9 s) and its steady CPU at 500 was about 17 % higher
-/// (0.186 against 0.156–0.160 ms per node per second), so it stays opt-in
+/// against 6.0–9.9 s) and its steady CPU at 500 was 9–17 % higher (0.168–
+/// 0.186 against 0.154–0.160 ms per node per second), so it stays opt-in
 /// until it matches there too (`perf/cluster-figures.sh`).
 const AUTO_PREFERS_URING: bool = false;
 

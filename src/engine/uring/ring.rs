@@ -145,7 +145,8 @@ pub enum SendError {
         /// Slot size, bytes.
         max: usize,
     },
-    /// Every send slot is waiting for its CQE: the datagram is dropped.
+    /// Every send slot is waiting for its CQE, even after reaping the CQEs
+    /// posted so far: the datagram is dropped.
     #[error("all send slots in flight; datagram dropped")]
     PoolExhausted,
 }
