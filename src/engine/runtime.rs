@@ -400,7 +400,8 @@ fn bind(
 const AUTO_PREFERS_URING: bool = false;
 
 /// The backend to run: `choice`, or with `Auto` the environment's
-/// `RINGSWIM_BACKEND`, or io_uring where the kernel allows it; with why,
+/// `RINGSWIM_BACKEND`, else io_uring where the kernel allows it (once
+/// [`AUTO_PREFERS_URING`]; portable until then); with why,
 /// and what the kernel offers when io_uring runs.
 fn choose_backend(choice: BackendChoice) -> Result<(Backend, String, Option<UringSupport>), Error> {
     let (wanted, why) = match choice {
