@@ -228,6 +228,9 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
     };
     report.converge_s = wait_until(deadline, &progress, "converging", || all_alive(&members, n))
         .then(|| joined.elapsed().as_secs_f64());
+    if let Some(s) = report.converge_s {
+        progress(format!("converged: every node counts {n} alive, {s:.2} s after the last join"));
+    }
 
     // 3. Steady window, once no membership news is queued anywhere.
     if report.converge_s.is_some() {
@@ -236,6 +239,7 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
         });
         let window = options.window.min(deadline.saturating_duration_since(Instant::now()));
         if quiet && !window.is_zero() {
+            progress(format!("measuring the steady state for {:.0} s", window.as_secs_f64()));
             let (cpu0, stats0, w0) = (process_cpu_s(), runtime.stats(), Instant::now());
             std::thread::sleep(window);
             let (cpu1, stats1, secs) = (process_cpu_s(), runtime.stats(), w0.elapsed().as_secs_f64());
@@ -269,6 +273,9 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
         report.broadcast_all_s =
             wait_until(deadline, &progress, "broadcasting", || members.iter().all(|x| x.gossip.num_seen() >= m))
                 .then(|| sent.elapsed().as_secs_f64());
+        if let Some(s) = report.broadcast_all_s {
+            progress(format!("{m} broadcasts from node-0 reached all {n} nodes in {s:.2} s"));
+        }
     }
 
     // 5. Kill.
@@ -285,8 +292,13 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
         }
         report.killed = killed.len();
         let survivors = n - killed.len() as i64;
+        let names: Vec<&str> = killed.iter().map(String::as_str).collect();
+        progress(format!("killed {} (shut down without leaving)", names.join(", ")));
         report.detect_dead_all_s = wait_until(deadline, &progress, "detecting", || all_alive(&members, survivors))
             .then(|| at.elapsed().as_secs_f64());
+        if let Some(s) = report.detect_dead_all_s {
+            progress(format!("every survivor counts {survivors} alive {s:.2} s after the kill"));
+        }
     }
 
     let deaths = deaths.lock().map(|d| d.clone()).unwrap_or_default();
