@@ -23,17 +23,9 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// hits it fails.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The backends to run each test on: both where the kernel allows
-/// io_uring (a refusal is printed, and the portable backend still runs).
-fn backends() -> Vec<Backend> {
-    match Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(Backend::Uring), pin: false }) {
-        Ok(_) => vec![Backend::Uring, Backend::Portable],
-        Err(e) => {
-            eprintln!("io_uring refused here ({e}): the portable backend only");
-            vec![Backend::Portable]
-        }
-    }
-}
+#[path = "common/backends.rs"]
+mod backends;
+use backends::backends;
 
 /// A node under test: its handle, its events, its user-broadcast delegate.
 struct TestNode {

@@ -58,17 +58,9 @@ const BROADCAST_WAIT: Duration = Duration::from_secs(5);
 const KEY: &[u8] = b"0123456789abcdef";
 const NEXT_KEY: &[u8] = b"fedcba9876543210fedcba9876543210";
 
-/// The backends to run each test on: both where the kernel allows
-/// io_uring (a refusal is printed, and the portable backend still runs).
-fn backends() -> Vec<Backend> {
-    match Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(Backend::Uring), pin: false }) {
-        Ok(_) => vec![Backend::Uring, Backend::Portable],
-        Err(e) => {
-            eprintln!("io_uring refused here ({e}): the portable backend only");
-            vec![Backend::Portable]
-        }
-    }
-}
+#[path = "common/backends.rs"]
+mod backends;
+use backends::backends;
 
 /// Polls `check` every 20 ms until it returns `Ok` or [`DEADLINE`] passes;
 /// then panics with its last complaint. With `GO_LIVE_DEBUG` set, prints

@@ -29,17 +29,9 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// Slow connections opened at once (more than Go's `maxPushPullRequests`).
 const SLOW_CONNECTIONS: usize = 200;
 
-/// The backends to run each test on: both where the kernel allows
-/// io_uring (a refusal is printed, and the portable backend still runs).
-fn backends() -> Vec<Backend> {
-    match Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(Backend::Uring), pin: false }) {
-        Ok(_) => vec![Backend::Uring, Backend::Portable],
-        Err(e) => {
-            eprintln!("io_uring refused here ({e}): the portable backend only");
-            vec![Backend::Portable]
-        }
-    }
-}
+#[path = "common/backends.rs"]
+mod backends;
+use backends::backends;
 
 struct Cluster {
     runtime: Runtime,
