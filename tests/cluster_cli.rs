@@ -19,6 +19,9 @@ fn a_small_cluster_converges_broadcasts_and_detects_the_kill() {
     assert_eq!(report["broadcast_ok"], true, "{report}");
     assert_eq!((report["killed"].as_u64(), report["detected"].as_bool()), (Some(1), Some(true)), "{report}");
     assert_eq!(report["false_deaths"], 0, "{report}");
+    // Nothing was dropped or refused in a cluster this small and healthy.
+    assert_eq!(report["dropped_by_reason"], serde_json::json!({}), "{report}");
+    assert_eq!(report["rejected_packets"], 0, "{report}");
     for said in ["converged: every node counts 8 alive", "broadcasts from node-0 reached all 8", "killed node-"] {
         assert!(stderr.contains(said), "no {said:?} in:\n{stderr}");
     }

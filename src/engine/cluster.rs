@@ -29,7 +29,7 @@ use super::{BackendChoice, Error, Memberlist, Runtime, RuntimeOptions};
 use crate::delegate::{Delegate, EventDelegate, Node};
 use crate::sim::Gossip;
 use crate::sim::scenario::Profile;
-use crate::swim::metrics::PACKETS_REJECTED;
+use crate::swim::metrics::{DROPPED, PACKETS_REJECTED};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -102,6 +102,10 @@ pub struct ClusterReport {
     pub rejected_by_reason: Vec<(&'static str, u64)>,
     /// Datagrams the kernel refused to send.
     pub udp_send_failed: u64,
+    /// Entries the nodes' bounded queues and tables had no room for,
+    /// summed by reason (`ringswim.dropped{reason}`; only reasons that
+    /// occurred): where news can be lost before it is sent.
+    pub dropped_by_reason: Vec<(&'static str, u64)>,
 }
 
 /// Counts, for one node, the members it holds alive, and records deaths.
@@ -303,16 +307,22 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
 
     let deaths = deaths.lock().map(|d| d.clone()).unwrap_or_default();
     report.false_deaths = deaths.iter().filter(|d| !killed.contains(*d)).collect::<BTreeSet<_>>().len();
-    let mut by_reason = std::collections::BTreeMap::new();
+    let (mut by_reason, mut dropped) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
     for h in members.iter().filter_map(|m| m.handle.as_ref()) {
         for (metric, reason, n) in h.metrics().iter() {
-            if metric == PACKETS_REJECTED && n > 0 {
-                *by_reason.entry(reason).or_insert(0) += n;
+            let sums = match metric {
+                PACKETS_REJECTED => &mut by_reason,
+                DROPPED => &mut dropped,
+                _ => continue,
+            };
+            if n > 0 {
+                *sums.entry(reason).or_insert(0) += n;
             }
         }
     }
     report.rejected_packets = by_reason.values().sum();
     report.rejected_by_reason = by_reason.into_iter().collect();
+    report.dropped_by_reason = dropped.into_iter().collect();
     report.udp_send_failed = runtime.stats().udp_send_failed;
     report.peak_rss_mb = peak_rss_mb();
     Ok(report)
@@ -389,6 +399,7 @@ impl ClusterReport {
             "rejected_packets": self.rejected_packets,
             "rejected_by_reason": self.rejected_by_reason.iter().map(|(r, n)| (r.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
             "udp_send_failed": self.udp_send_failed,
+            "dropped_by_reason": self.dropped_by_reason.iter().map(|(r, n)| (r.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }
