@@ -48,8 +48,14 @@ impl Agent {
     /// Starts `ringswim agent --name NAME` on free loopback ports with the
     /// `local` profile, plus `extra` flags; panics if it does not come up.
     fn start(name: &str, extra: &[&str]) -> Agent {
+        Agent::start_on("127.0.0.1", name, extra)
+    }
+
+    /// [`Agent::start`] on loopback address `ip` (`127.0.0.1`, `[::1]`).
+    fn start_on(ip: &str, name: &str, extra: &[&str]) -> Agent {
+        let (bind, http) = (format!("{ip}:0"), format!("{ip}:0"));
         let mut child = ringswim()
-            .args(["agent", "--name", name, "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--profile", "local"])
+            .args(["agent", "--name", name, "--bind", &bind, "--http", &http, "--profile", "local"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -279,6 +285,29 @@ fn an_advertised_address_is_what_the_cluster_sees() {
     let own = a.wait_event("join", "a");
     assert_eq!(own["addr"], format!("127.0.0.2:{}", a.member.port()), "{own}");
     assert_eq!(a.members()["a"]["addr"], "127.0.0.2");
+}
+
+#[test]
+fn agents_on_ipv6_loopback_join_and_list_each_other() {
+    if let Err(e) = std::net::UdpSocket::bind("[::1]:0") {
+        eprintln!("no IPv6 loopback here ({e}): skipped");
+        return;
+    }
+    let a = Agent::start_on("[::1]", "a6", &[]);
+    let seed = format!("{}", a.member);
+    let b = Agent::start_on("[::1]", "b6", &["--join", &seed]);
+    let seen = a.wait_event("join", "b6");
+    assert_eq!(seen["addr"], format!("{}", b.member), "{seen}");
+    eventually("both alive at their IPv6 addresses", || {
+        let members = b.members();
+        for agent in [&a, &b] {
+            let m = members.get(&agent.name).ok_or(format!("{} missing: {members:?}", agent.name))?;
+            if m["state"] != "alive" || m["addr"] != "::1" || m["port"] != agent.member.port() {
+                return Err(format!("{m}"));
+            }
+        }
+        Ok(())
+    });
 }
 
 #[test]
