@@ -1480,27 +1480,10 @@ mod tests {
     /// read, a pending TCP read) and reaps every CQE, so nothing is leaked.
     #[test]
     fn cancel_all_reaps_everything_in_flight() {
-        let Ok(support) = super::super::probe() else {
-            eprintln!("skipped: io_uring refused");
-            return;
-        };
-        if !support.ring_usable() {
-            eprintln!("skipped: io_uring lacks {:?}", support.missing());
-            return;
-        }
-        let mut ring = Ring::new(&RingConfig::default(), &support).unwrap();
+        let Some(mut ring) = test_ring(&RingConfig::default()) else { return };
         ring.add_udp(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = ring.connect(listener.local_addr().unwrap()).unwrap();
-        let mut connected = false;
-        let end = Instant::now() + Duration::from_secs(10);
-        while !connected && Instant::now() < end {
-            ring.turn(Some(Duration::from_millis(100)), &mut |_, c| {
-                connected |= matches!(c, Completion::Connected { result: Ok(()), .. });
-            })
-            .unwrap();
-        }
-        assert!(connected);
+        let stream = connected_stream(&mut ring, &listener);
         let _peer = listener.accept().unwrap();
         ring.read(stream, 64).unwrap();
         ring.turn(Some(Duration::ZERO), &mut |_, _| {}).unwrap();
@@ -1523,6 +1506,22 @@ mod tests {
         Some(Ring::new(config, &support).unwrap())
     }
 
+    /// A ring stream connected to `listener`, turned until its connect
+    /// completes (bounded: 10 s).
+    fn connected_stream(ring: &mut Ring, listener: &std::net::TcpListener) -> StreamId {
+        let stream = ring.connect(listener.local_addr().unwrap()).unwrap();
+        let mut connected = false;
+        let end = Instant::now() + Duration::from_secs(10);
+        while !connected && Instant::now() < end {
+            ring.turn(Some(Duration::from_millis(100)), &mut |_, c| {
+                connected |= matches!(c, Completion::Connected { result: Ok(()), .. });
+            })
+            .unwrap();
+        }
+        assert!(connected);
+        stream
+    }
+
     /// More datagrams queued between two turns than there are send slots
     /// (a turn's worth of answers, or a gossip tick of hundreds of nodes)
     /// all go out, in order: the sends the kernel completed free their
@@ -1538,16 +1537,7 @@ mod tests {
         // A stream whose read finds its bytes already there: that read
         // completes inside the first reclaiming submit.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = ring.connect(listener.local_addr().unwrap()).unwrap();
-        let mut connected = false;
-        let end = Instant::now() + Duration::from_secs(10);
-        while !connected && Instant::now() < end {
-            ring.turn(Some(Duration::from_millis(100)), &mut |_, c| {
-                connected |= matches!(c, Completion::Connected { result: Ok(()), .. });
-            })
-            .unwrap();
-        }
-        assert!(connected);
+        let stream = connected_stream(&mut ring, &listener);
         let (mut accepted, _) = listener.accept().unwrap();
         accepted.write_all(b"hello").unwrap();
         ring.read(stream, 64).unwrap();
