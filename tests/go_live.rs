@@ -830,15 +830,38 @@ fn a_paused_ringswim_node_is_suspected_by_go_and_refutes() {
     }
 }
 
+/// [`two_and_two`] plus rs-2 and go-2, joined through the other side and
+/// converged: the pair a test then loses.
+fn two_and_two_plus_a_pair_to_lose(backend: Backend) -> Mixed {
+    let (mut c, _) = two_and_two(backend, [PLAIN; 4]);
+    c.add("rs-2", PLAIN);
+    c.add("go-2", PLAIN);
+    c.join("rs-2", "go-1");
+    c.join("go-2", "rs-2");
+    c.converge();
+    c
+}
+
+/// The leave events ringswim node `rs` has had so far, by member name,
+/// with the state each was in.
+fn leave_events(c: &Mixed, rs: &str) -> BTreeMap<String, NodeState> {
+    c.rs(rs)
+        .events
+        .try_iter()
+        .filter(|e| e.kind == NodeEventKind::Leave)
+        .map(|e| (e.node.name.to_string(), e.node.state))
+        .collect()
+}
+
+/// go-2 and rs-2, both in `state`.
+fn lost_pair(state: NodeState) -> BTreeMap<String, NodeState> {
+    BTreeMap::from([("go-2".into(), state), ("rs-2".into(), state)])
+}
+
 #[test]
 fn a_graceful_leave_is_seen_as_left_both_ways() {
     for backend in backends() {
-        let (mut c, _) = two_and_two(backend, [PLAIN; 4]);
-        c.add("rs-2", PLAIN);
-        c.add("go-2", PLAIN);
-        c.join("rs-2", "go-1");
-        c.join("go-2", "rs-2");
-        c.converge();
+        let mut c = two_and_two_plus_a_pair_to_lose(backend);
         c.leave("go-2");
         c.leave("rs-2");
         let mut expected: BTreeMap<String, &str> =
@@ -858,15 +881,7 @@ fn a_graceful_leave_is_seen_as_left_both_ways() {
             assert_eq!(views[leaver][leaver].state, "left", "{backend:?}: {leaver}'s own view");
         }
         for rs in ["rs-0", "rs-1"] {
-            let leaves: BTreeMap<String, NodeState> = c
-                .rs(rs)
-                .events
-                .try_iter()
-                .filter(|e| e.kind == NodeEventKind::Leave)
-                .map(|e| (e.node.name.to_string(), e.node.state))
-                .collect();
-            let want = BTreeMap::from([("go-2".into(), NodeState::Left), ("rs-2".into(), NodeState::Left)]);
-            assert_eq!(leaves, want, "{backend:?}: {rs}'s leave events");
+            assert_eq!(leave_events(&c, rs), lost_pair(NodeState::Left), "{backend:?}: {rs}'s leave events");
         }
         for go in ["go-0", "go-1"] {
             let leaves: BTreeSet<String> =
@@ -881,12 +896,7 @@ fn a_graceful_leave_is_seen_as_left_both_ways() {
 #[test]
 fn a_killed_node_is_declared_dead_both_ways() {
     for backend in backends() {
-        let (mut c, _) = two_and_two(backend, [PLAIN; 4]);
-        c.add("rs-2", PLAIN);
-        c.add("go-2", PLAIN);
-        c.join("rs-2", "go-1");
-        c.join("go-2", "rs-2");
-        c.converge();
+        let mut c = two_and_two_plus_a_pair_to_lose(backend);
         // One of each stops without a word.
         c.kill("go-2");
         c.kill("rs-2");
@@ -895,15 +905,7 @@ fn a_killed_node_is_declared_dead_both_ways() {
         expected.insert("rs-2".into(), "dead");
         eventually(&format!("{backend:?}: go-2 and rs-2 dead everywhere"), || c.all_see(&expected, &[]).map(drop));
         for rs in ["rs-0", "rs-1"] {
-            let leaves: BTreeMap<String, NodeState> = c
-                .rs(rs)
-                .events
-                .try_iter()
-                .filter(|e| e.kind == NodeEventKind::Leave)
-                .map(|e| (e.node.name.to_string(), e.node.state))
-                .collect();
-            let want = BTreeMap::from([("go-2".into(), NodeState::Dead), ("rs-2".into(), NodeState::Dead)]);
-            assert_eq!(leaves, want, "{backend:?}: {rs}'s leave events");
+            assert_eq!(leave_events(&c, rs), lost_pair(NodeState::Dead), "{backend:?}: {rs}'s leave events");
         }
     }
 }
