@@ -10,7 +10,7 @@
 //! Every wait has a deadline; agents are killed when a test ends, passed or
 //! not.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -18,8 +18,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "common/child.rs"]
+mod child;
 #[path = "common/gonodes.rs"]
 mod gonodes;
+use child::lines;
 
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
@@ -129,19 +132,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The lines of a child's pipe, read on a thread of their own.
-fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 fn get(http: SocketAddr, path: &str) -> String {

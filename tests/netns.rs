@@ -23,12 +23,15 @@
 //! namespaces deleted when a test ends, passed or not.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use ringswim::engine::{Backend, BackendChoice, Runtime, RuntimeOptions};
+
+#[path = "common/child.rs"]
+mod child;
+use child::lines;
 
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
@@ -153,19 +156,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The lines of a child's pipe, read on a thread of their own.
-fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// One row of `ringswim members`.
