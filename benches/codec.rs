@@ -47,6 +47,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[path = "../tests/common/alive_compound.rs"]
+mod alive_compound;
+use alive_compound::alive_compound;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -332,28 +335,6 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-/// A compound of 12 alive messages (~1,400 bytes): gossip during a join.
-fn lzw_gossip_input() -> Vec<u8> {
-    let parts: Vec<Vec<u8>> = (0..12)
-        .map(|i: usize| {
-            let name = format!("node-{:04}.dc1.example", 37 * i + 5);
-            let meta = format!("role=web,zone=us-east-1a,rack=r{:02}", i % 16);
-            Message::Alive(Alive {
-                incarnation: 1 + i as u32,
-                node: &name,
-                addr: &[10, 0, 1, i as u8],
-                port: 7946,
-                meta: meta.as_bytes(),
-                vsn: &[1, 5, 2, 0, 0, 0],
-            })
-            .to_vec()
-        })
-        .collect();
-    let mut out = Vec::new();
-    ringswim::wire::frame::write_compound(&mut out, &parts).expect("bench compound");
-    out
-}
-
 /// The stream message a push/pull of 1,000 members sends (~80 KB): names of
 /// ~20 bytes, IPv4 addresses, no meta.
 fn lzw_push_pull_input() -> Vec<u8> {
@@ -404,7 +385,7 @@ fn lzw_benches(c: &mut Criterion) {
     g.sample_size(50);
     let mut wenc = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);
     let mut out = Vec::with_capacity(1 << 17);
-    for (name, data) in [("gossip_1400", lzw_gossip_input()), ("push_pull_1000", lzw_push_pull_input())] {
+    for (name, data) in [("gossip_1400", alive_compound(12)), ("push_pull_1000", lzw_push_pull_input())] {
         let ours = ringswim::wire::compress::compress(Compression::Lzw, &data);
         let mut theirs = Vec::new();
         weezl_compress(&mut wenc, &data, &mut theirs);

@@ -23,6 +23,10 @@ use ringswim::inspect::{self, DecodeRequest, EncodeRequest};
 use ringswim::wire::{Compression, EncryptionVersion, Keyring, frame};
 use serde_json::{Value, json};
 
+#[path = "common/alive_compound.rs"]
+mod alive_compound;
+use alive_compound::alive_compound;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -464,29 +468,6 @@ fn push_pull_body(n: usize) -> Vec<u8> {
     let msg = Message::PushPull(PushPull::from_encoded(false, n, &states, b""));
     let mut out = Vec::new();
     encode_stream(&msg, &EncodeOptions::default(), &mut out).expect("push/pull encodes");
-    out
-}
-
-/// A compound of `n` alive messages, what a joining cluster gossips.
-fn alive_compound(n: usize) -> Vec<u8> {
-    use ringswim::wire::{Alive, Message};
-    let parts: Vec<Vec<u8>> = (0..n)
-        .map(|i| {
-            let name = format!("node-{:04}.dc1.example", 37 * i + 5);
-            let meta = format!("role=web,zone=us-east-1a,rack=r{:02}", i % 16);
-            Message::Alive(Alive {
-                incarnation: 1 + i as u32,
-                node: &name,
-                addr: &[10, 0, 1, i as u8],
-                port: 7946,
-                meta: meta.as_bytes(),
-                vsn: &[1, 5, 2, 0, 0, 0],
-            })
-            .to_vec()
-        })
-        .collect();
-    let mut out = Vec::new();
-    frame::write_compound(&mut out, &parts).expect("compound");
     out
 }
 
