@@ -106,6 +106,11 @@ pub struct ClusterReport {
     /// summed by reason (`ringswim.dropped{reason}`; only reasons that
     /// occurred): where news can be lost before it is sent.
     pub dropped_by_reason: Vec<(&'static str, u64)>,
+    /// Joins that returned an error (the node then stays alone until a
+    /// peer's push/pull finds it), and the first error's text.
+    pub join_failed: usize,
+    /// The first failed join's error, if any.
+    pub join_error: Option<String>,
 }
 
 /// Counts, for one node, the members it holds alive, and records deaths.
@@ -220,7 +225,12 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
         members.push(Member { handle: Some(handle), counting, gossip });
     }
     let seed = members[0].handle.as_ref().expect("running").local_node()?.address();
-    join_all(&members[1..], seed);
+    let failures = join_all(&members[1..], seed);
+    report.join_failed = failures.len();
+    report.join_error = failures.first().cloned();
+    if let Some(e) = &report.join_error {
+        progress(format!("{} joins failed; the first: {e}", failures.len()));
+    }
     report.start_s = t0.elapsed().as_secs_f64();
     progress(format!("started {} nodes in {:.2} s", options.nodes, report.start_s));
 
@@ -330,21 +340,27 @@ pub fn run(options: &ClusterOptions) -> Result<ClusterReport, Error> {
 
 /// Joins every member to `seed`, a few at a time (each join is one
 /// push/pull with node 0, which serves a bounded number at once).
-fn join_all(members: &[Member], seed: SocketAddr) {
+/// Returns the errors of the joins that failed.
+fn join_all(members: &[Member], seed: SocketAddr) -> Vec<String> {
     const AT_ONCE: usize = 16;
+    let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for chunk in members.chunks(members.len().div_ceil(AT_ONCE).max(1)) {
+            let failures = &failures;
             s.spawn(move || {
                 for m in chunk {
                     if let Some(h) = &m.handle {
                         // A failed join leaves the node alone; converge then
                         // reports it.
-                        let _ = h.join(&[seed]);
+                        if let Err(e) = h.join(&[seed]) {
+                            failures.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+                        }
                     }
                 }
             });
         }
     });
+    failures.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Checks `done` every 10 ms until it holds (true) or `deadline` (false),
@@ -399,6 +415,8 @@ impl ClusterReport {
             "rejected_packets": self.rejected_packets,
             "rejected_by_reason": self.rejected_by_reason.iter().map(|(r, n)| (r.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
             "udp_send_failed": self.udp_send_failed,
+            "join_failed": self.join_failed,
+            "join_error": self.join_error,
             "dropped_by_reason": self.dropped_by_reason.iter().map(|(r, n)| (r.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
         })
     }

@@ -12,6 +12,7 @@
 //! | storm rules | `in_storm` (queueing a broadcast during a merge), `note_repeat` (an alive heard again) |
 //! | answer stale accusations | `answer_stale_accusation` (a suspect or dead message from the network) |
 //! | last-chance ping | `send_last_chance_ping` (a suspicion that runs out, in `fire_suspicions`) |
+//! | push/pull when alone | `push_pull_when_alone` (a ping we acked, in `handle_ping`) |
 //! | suspicion per incarnation | inline in `suspect_node` (one condition) |
 //! | min retransmit mult, merge budget, user broadcast share | read where Go's budget and packing are computed (`Config::effective_retransmit_mult`, `Core::queue`, `all_broadcasts`) |
 //!
@@ -269,5 +270,28 @@ impl<R: Rng> Core<R> {
         // in order, so its refutation is queued when it acks the ping, and
         // rides back to us on the ack.
         self.raw_send(to, &[suspect.to_vec(), ping.to_vec()], crc);
+    }
+
+    /// [`Extensions::push_pull_when_alone`]: we acked a ping from `sender`
+    /// (answered at `to`) while we hold no other live member; a stranger
+    /// that probes us knows the cluster, so one push/pull with it teaches
+    /// us the cluster (at most one per `probe_interval`).
+    ///
+    /// [`Extensions::push_pull_when_alone`]: crate::config::Extensions::push_pull_when_alone
+    pub(super) fn push_pull_when_alone(&mut self, sender: &str, to: SocketAddr, now: Time) {
+        if !self.config.extensions.push_pull_when_alone
+            || self.left
+            || sender.is_empty()
+            || self.any_alive()
+            || self.member(sender).is_some()
+        {
+            return;
+        }
+        let last = &mut self.net.streams.last_alone_push_pull;
+        if last.is_some_and(|t| now.saturating_since(t) < self.config.probe_interval) {
+            return;
+        }
+        *last = Some(now);
+        self.push_pull_with(to, now);
     }
 }

@@ -13,6 +13,7 @@ use super::*;
 use crate::config::Extensions;
 use crate::swim::Broadcast as _;
 use crate::swim::{Outbox, drain};
+use crate::wire::Ping;
 
 use super::test_nodes::{PORT, addr, at, name};
 
@@ -464,4 +465,38 @@ fn the_late_settle_counts_one_stretch_of_learning() {
     assert_eq!(late_settle_after_slow_joins(1_000), [270, 770, 1_270, 9_270]);
     // A 10 s pause starts the count again: 45, no late settle.
     assert_eq!(late_settle_after_slow_joins(10_000), [270, 770, 1_270]);
+}
+
+/// Node `j` pings `c` at `ms`, naming itself as the sender (Go 0.2.2's
+/// ping carries the sender's name and address).
+fn pinged_by(c: &mut Core<StdRng>, j: u8, ms: u64) {
+    let (me, from, ip) = (c.config().name.clone(), name(j), ip_to_wire(addr(j).ip()));
+    let ping = Ping { seq_no: 7, node: &me, source_addr: &ip, source_port: PORT, source_node: &from };
+    c.handle_message(addr(j), Message::Ping(ping), at(ms));
+}
+
+/// A joiner whose join reached the seed but whose reply did not knows
+/// nobody, while the cluster knows it and probes it: the first stranger's
+/// ping brings a push/pull with that stranger (once per probe interval,
+/// and only while the node is alone). Go waits for someone's periodic
+/// push/pull to pick it.
+#[test]
+fn a_member_alone_pulls_from_the_first_stranger_that_pings_it() {
+    let mut c = core_without_reconnect(0);
+    pinged_by(&mut c, 1, 100);
+    assert_eq!(push_pull_targets(&mut c, at(100), at(150)), vec![addr(1)]);
+    // Its reply has not come yet: another stranger within the probe
+    // interval (1 s, local) brings nothing; after it, one more.
+    pinged_by(&mut c, 2, 600);
+    assert!(push_pull_targets(&mut c, at(600), at(650)).is_empty());
+    pinged_by(&mut c, 2, 1_200);
+    assert_eq!(push_pull_targets(&mut c, at(1_200), at(1_250)), vec![addr(2)]);
+    // Once it knows a live member it is not alone: pings bring nothing.
+    hear_alive(&mut c, 3, at(1_300));
+    pinged_by(&mut c, 4, 2_500);
+    assert!(push_pull_targets(&mut c, at(2_500), at(2_550)).is_empty());
+
+    let mut go = core(0, true);
+    pinged_by(&mut go, 1, 100);
+    assert!(push_pull_targets(&mut go, at(100), at(150)).is_empty(), "Go: nothing");
 }

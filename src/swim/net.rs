@@ -504,7 +504,7 @@ impl<R: Rng> Core<R> {
 
     fn dispatch_message(&mut self, from: SocketAddr, msg: Message<'_>, now: Time) {
         match msg {
-            Message::Ping(p) => self.handle_ping(from, &p),
+            Message::Ping(p) => self.handle_ping(from, &p, now),
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, &ind, now),
             Message::Ack(ack) => self.handle_ack(&ack, now),
             Message::Nack(nack) => self.handle_nack(nack),
@@ -549,7 +549,7 @@ impl<R: Rng> Core<R> {
 
     /// Go `handlePing`: ack with the ping delegate's payload, unless the ping
     /// names another node.
-    fn handle_ping(&mut self, from: SocketAddr, p: &Ping<'_>) {
+    fn handle_ping(&mut self, from: SocketAddr, p: &Ping<'_>, now: Time) {
         if !p.node.is_empty() && p.node != self.config.name {
             self.reject("wrong_node");
             return;
@@ -560,6 +560,7 @@ impl<R: Rng> Core<R> {
         let payload = self.config.ping.as_ref().map(|d| d.ack_payload()).unwrap_or_default();
         let to = Self::reply_addr(from, p.source_addr, p.source_port);
         self.send_msg(to, &Message::Ack(Ack { seq_no: p.seq_no, payload: &payload }));
+        self.push_pull_when_alone(p.source_node, to, now);
     }
 
     /// Go `handleIndirectPing`: ping the target under a sequence number of

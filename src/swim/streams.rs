@@ -240,6 +240,9 @@ pub(super) struct Streams {
     pub(super) news_gap: u32,
     /// When the last news came (at most `news_push_pull_burst` of them).
     pub(super) recent_news: std::collections::VecDeque<Time>,
+    /// When the last push/pull of
+    /// [`Extensions::push_pull_when_alone`](crate::config::Extensions) ran.
+    pub(super) last_alone_push_pull: Option<Time>,
     /// Reconnect candidates: members we declared dead, by name, with their
     /// address and when ([`Extensions::reconnect_interval`]). At most
     /// [`MAX_RECONNECT_CANDIDATES`], oldest dropped first.
