@@ -81,6 +81,9 @@ fn require_node_names_sends_nothing_to_unnamed_peers() {
     assert!(strict.poll_transmit().is_some());
 
     // A join address names no node: each fails with Go's error, no stream.
+    // (The named ping above found the node alone: it opened a push/pull
+    // with that peer, `Extensions::push_pull_when_alone`.)
+    assert!(strict.poll_stream().is_some_and(|s| s.to == at(2)));
     let join = strict.join(&[at(2), at(3)], now());
     assert_eq!(strict.poll_stream(), None);
     let completed = std::iter::from_fn(|| strict.poll_effect()).find_map(|e| match e {

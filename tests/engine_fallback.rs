@@ -7,24 +7,45 @@
 
 use std::process::Command;
 
+use ringswim::engine::Backend;
+
+#[path = "common/backends.rs"]
+mod backends;
+
 fn ringswim() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ringswim"));
     c.env("RINGSWIM_REFUSE_URING", "1").env_remove("RINGSWIM_BACKEND");
     c
 }
 
-#[test]
-fn a_refused_io_uring_selects_the_portable_backend() {
-    let out = ringswim()
+/// A small cluster on the automatic choice, in `command`'s environment:
+/// its JSON report, once it converged and broadcast.
+fn auto_cluster(mut command: Command) -> serde_json::Value {
+    let out = command
         .args(["cluster", "--nodes", "3", "--kill", "0", "--broadcasts", "1", "--window", "1", "--duration", "60"])
         .args(["--progress", "never", "--json"])
         .output()
         .expect("ringswim runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
-    assert_eq!(report["backend"], "portable");
     assert_eq!(report["converged"], true, "{report}");
     assert_eq!(report["broadcast_ok"], true, "{report}");
+    report
+}
+
+#[test]
+fn a_refused_io_uring_selects_the_portable_backend() {
+    assert_eq!(auto_cluster(ringswim())["backend"], "portable");
+}
+
+/// Where the kernel allows io_uring (this test's own probe says so), the
+/// automatic choice takes it.
+#[test]
+fn an_allowed_io_uring_is_the_automatic_choice() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringswim"));
+    command.env_remove("RINGSWIM_REFUSE_URING").env_remove("RINGSWIM_BACKEND");
+    let expected = if backends::backends().contains(&Backend::Uring) { "uring" } else { "portable" };
+    assert_eq!(auto_cluster(command)["backend"], expected);
 }
 
 #[test]

@@ -257,8 +257,8 @@ struct ClusterArgs {
     /// memberlist defaults: local, lan or wan.
     #[arg(long, default_value = "local", value_parser = ["local", "lan", "wan"])]
     profile: String,
-    /// The I/O backend (by default what RINGSWIM_BACKEND says, else the
-    /// portable one: io_uring is opt-in for now).
+    /// The I/O backend (by default what RINGSWIM_BACKEND says, else
+    /// io_uring where the kernel allows it, the portable one where not).
     #[arg(long, value_parser = ["uring", "portable"])]
     backend: Option<String>,
     /// Engine threads (the CPUs this process may use, by default).

@@ -40,9 +40,9 @@ impl Backend {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum BackendChoice {
     /// What the `RINGSWIM_BACKEND` environment variable says (`uring` or
-    /// `portable`), else the portable backend for now (io_uring becomes the
-    /// automatic choice, where the kernel allows it, once it matches the
-    /// portable backend at scale).
+    /// `portable`), else io_uring where the kernel's probe allows it
+    /// (opcodes, features, not refused by seccomp or
+    /// `kernel.io_uring_disabled`) and the portable backend where not.
     #[default]
     Auto,
     /// Exactly this one; [`Error::BackendUnavailable`] if it cannot run.
@@ -388,21 +388,10 @@ fn bind(
     Ok((udps, tcp, bound))
 }
 
-/// Whether [`BackendChoice::Auto`] takes io_uring where the kernel allows
-/// it. Not yet. Its lag at scale (500 members converging in 76 s, a missed
-/// death) was the kernel's cap of 20 task-work items per `io_uring_enter`,
-/// fixed in `Ring::turn`; since, both backends converge and detect alike
-/// at 500 and 1,000 members with no false death, but on 2 cores the
-/// io_uring backend's joins took longer at 1,000 (start 11.9–15.4 s
-/// against 6.0–9.9 s) and its steady CPU at 500 was 9–17 % higher (0.168–
-/// 0.186 against 0.154–0.160 ms per node per second), so it stays opt-in
-/// until it matches there too (`perf/cluster-figures.sh`).
-const AUTO_PREFERS_URING: bool = false;
-
 /// The backend to run: `choice`, or with `Auto` the environment's
-/// `RINGSWIM_BACKEND`, else io_uring where the kernel allows it (once
-/// [`AUTO_PREFERS_URING`]; portable until then); with why,
-/// and what the kernel offers when io_uring runs.
+/// `RINGSWIM_BACKEND`, else io_uring where the kernel allows it and the
+/// portable backend where it does not; with why, and what the kernel
+/// offers when io_uring runs.
 fn choose_backend(choice: BackendChoice) -> Result<(Backend, String, Option<UringSupport>), Error> {
     let (wanted, why) = match choice {
         BackendChoice::Only(b) => (Some(b), "asked for".to_owned()),
@@ -414,9 +403,6 @@ fn choose_backend(choice: BackendChoice) -> Result<(Backend, String, Option<Urin
     };
     if wanted == Some(Backend::Portable) {
         return Ok((Backend::Portable, why, None));
-    }
-    if wanted.is_none() && !AUTO_PREFERS_URING {
-        return Ok((Backend::Portable, "auto: io_uring is opt-in for now (RINGSWIM_BACKEND=uring)".to_owned(), None));
     }
     match probe_uring() {
         Ok(support) => {

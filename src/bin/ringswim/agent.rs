@@ -71,8 +71,8 @@ pub struct AgentArgs {
     /// Serve GET /members, /metrics and /health here (port 0: a free one).
     #[arg(long, value_name = "IP:PORT")]
     http: Option<SocketAddr>,
-    /// The I/O backend (by default what RINGSWIM_BACKEND says, else the
-    /// portable one).
+    /// The I/O backend (by default what RINGSWIM_BACKEND says, else
+    /// io_uring where the kernel allows it, the portable one where not).
     #[arg(long, value_parser = ["uring", "portable"])]
     backend: Option<String>,
     /// The longest the leave broadcast may wait on SIGINT/SIGTERM, seconds.
