@@ -10,7 +10,7 @@
 //!   `memberlist.msg.alive|suspect|dead`,
 //!   `memberlist.degraded.probe|timeout`; ringswim's
 //!   `ringswim.packets.rejected{reason}`, `ringswim.queue.dropped{queue}`,
-//!   `ringswim.streams.refused|timed_out|ignored{reason}`,
+//!   `ringswim.streams.refused|timed_out|ignored{reason}`, `ringswim.probes{reason}`,
 //!   `ringswim.handoff.messages` (messages a thread opened for a spread
 //!   node another thread owns and queued for it; `Runtime::host_spread`);
 //! - gauges per node (label `node`): `memberlist.health.score`,

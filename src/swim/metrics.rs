@@ -4,7 +4,7 @@
 //!
 //! The names follow the `ringswim.packets.rejected{reason}` style: a
 //! metric name ([`PACKETS_REJECTED`], [`DROPPED`], [`STREAMS_REFUSED`],
-//! [`STREAMS_TIMED_OUT`], [`STREAMS_IGNORED`]) with one label. A driver
+//! [`STREAMS_TIMED_OUT`], [`STREAMS_IGNORED`], [`PROBES`]) with one label. A driver
 //! exports [`Metrics::iter`] to its metrics system as it likes (Go's
 //! go-metrics counters, Prometheus, logs).
 //!
@@ -80,6 +80,17 @@ pub const STREAMS_TIMED_OUT: &str = "ringswim.streams.timed_out";
 /// already ended, e.g. timed out), `unknown_id` (never opened).
 pub const STREAMS_IGNORED: &str = "ringswim.streams.ignored";
 
+/// Lifeguard's indirect probe path, which Go neither logs nor counts, so
+/// that an operator can see it work (or a relay stay silent). Reasons:
+/// - `indirect_ping_sent`: an indirect ping our probe sent to a relay after
+///   `probe_timeout` without an ack (Go `probeNode`'s `indirectPingReq`s);
+/// - `nack_received`: a nack from a relay (Go `handleNack`), whether for the
+///   probe in progress or one already over (Go ignores those);
+/// - `nack_sent`: a nack we sent a prober, the member it asked us to ping
+///   having not acked within `probe_timeout` (Go `handleIndirectPing`'s
+///   nack timer).
+pub const PROBES: &str = "ringswim.probes";
+
 /// Every counter, by `(metric, reason)`.
 const COUNTERS: &[(&str, &str)] = &[
     (PACKETS_REJECTED, "truncated"),
@@ -119,6 +130,9 @@ const COUNTERS: &[(&str, &str)] = &[
     (STREAMS_TIMED_OUT, "user_message"),
     (STREAMS_IGNORED, "late_reply"),
     (STREAMS_IGNORED, "unknown_id"),
+    (PROBES, "indirect_ping_sent"),
+    (PROBES, "nack_received"),
+    (PROBES, "nack_sent"),
     (GO_MSG, "alive"),
     (GO_MSG, "suspect"),
     (GO_MSG, "dead"),

@@ -45,7 +45,7 @@ use super::Core;
 use super::datagram::{InboundRules, OutgoingPacket, PacketQueue};
 use crate::delegate::{Node, NodeState};
 use crate::swim::members::{ip_from_wire, ip_to_wire};
-use crate::swim::metrics::{DROPPED, PACKETS_REJECTED, Sample};
+use crate::swim::metrics::{DROPPED, PACKETS_REJECTED, PROBES, Sample};
 use crate::swim::timers::Timer;
 use crate::swim::{Member, RandomPicks, Time, k_random_nodes, random_offset};
 use crate::wire::frame::{
@@ -620,6 +620,7 @@ impl<R: Rng> Core<R> {
 
     /// Go `handleNack` → `invokeNackHandler`.
     fn handle_nack(&mut self, nack: Nack) {
+        self.metrics.count(PROBES, "nack_received");
         if let Some(p) = self.net.probe.as_mut().filter(|p| p.seq_no == nack.seq_no) {
             // Go's nack channel holds IndirectChecks + 1.
             p.nacks = (p.nacks + 1).min(self.config.indirect_checks + 1);
@@ -634,6 +635,7 @@ impl<R: Rng> Core<R> {
                 if let Some(relay) = self.net.relays.remove(&seq)
                     && relay.nack
                 {
+                    self.metrics.count(PROBES, "nack_sent");
                     self.send_msg(relay.requester, &Message::Nack(Nack { seq_no: relay.seq_no }));
                 }
             }
@@ -822,6 +824,7 @@ impl<R: Rng> Core<R> {
                 source_node: &me,
             };
             self.send_msg(to, &Message::IndirectPing(ind));
+            self.metrics.count(PROBES, "indirect_ping_sent");
         }
         if let Some(p) = self.net.probe.as_mut() {
             p.expected_nacks = expected;

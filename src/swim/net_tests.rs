@@ -15,7 +15,7 @@ use rand::{RngExt as _, SeedableRng};
 use super::*;
 use crate::config::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use crate::delegate::{Delegate, PingDelegate};
-use crate::swim::metrics;
+use crate::swim::metrics::{self, PROBES};
 use crate::swim::{Outbox, Sample, drain};
 use crate::wire::message::{Ack, Ping};
 use crate::wire::{DecodeOptions, EncodeOptions, PacketDecoder, encode_packet};
@@ -462,6 +462,10 @@ fn go_probe_node_awareness_degraded() {
     let (s1, s2) = (c.core(1).net.seq_no, c.core(2).net.seq_no);
     assert!(s1 == 1 || s2 == 1, "bad seqnos {s1}, {s2}");
     assert_eq!(c.core(0).health_score(), 1, "all nacks came: no change");
+    // What an operator sees of it: two relays asked, both nacked.
+    let mut probes = |i: usize, reason: &str| c.core(i).metrics().get(PROBES, reason);
+    assert_eq!((probes(0, "indirect_ping_sent"), probes(0, "nack_received")), (2, 2));
+    assert_eq!((probes(1, "nack_sent"), probes(2, "nack_sent")), (1, 1));
 }
 
 /// Go `TestMemberList_ProbeNode_Awareness_Improved`: a successful probe
@@ -501,6 +505,8 @@ fn go_probe_node_awareness_missed_nack() {
     assert_eq!(c.state(0, 3), NodeState::Suspect);
     assert!(took <= ms(200) + ms(50), "took too long: {took:?}");
     assert_eq!(c.core(0).health_score(), 1, "dinged for the missed nack");
+    let mut probes = |reason: &str| c.core(0).metrics().get(PROBES, reason);
+    assert_eq!((probes("indirect_ping_sent"), probes("nack_received")), (2, 1));
 }
 
 /// Go `TestMemberList_ProbeNode_Awareness_OldProtocol`: peers that speak no
@@ -935,6 +941,9 @@ fn indirect_ack_is_relayed() {
     assert!(c.core(1).net.relays.is_empty(), "relay handler reaped by the ack");
     c.run_for(ms(50));
     assert_eq!(c.core(0).health_score(), 1, "no late nack changes anything");
+    assert_eq!(c.core(0).metrics().get(PROBES, "indirect_ping_sent"), 1);
+    assert_eq!(c.core(1).metrics().get(PROBES, "nack_sent"), 0, "the ack came in time");
+    assert_eq!(c.core(0).metrics().get(PROBES, "nack_received"), 0);
 }
 
 /// Go `SendBestEffort` / `SendReliable`: a user message by datagram and by
