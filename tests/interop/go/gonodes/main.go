@@ -1,21 +1,25 @@
 // Command gonodes: K real Go memberlist 0.2.2 nodes in one process, on
-// 127.0.0.1, driven by JSON lines on stdin, for ringswim's live interop tests
+// loopback, driven by JSON lines on stdin, for ringswim's live interop tests
 // (tests/go_live.rs). Built by tests/interop/build.sh next to gointerop,
 // against the same scratch copy of Debian's memberlist package; it uses the
-// public API plus RingswimMemberStates (tests/interop/go/zz_ringswim_nodes.go)
-// for incarnations and dead/left members.
+// public API plus, from tests/interop/go/zz_ringswim_nodes.go,
+// RingswimMemberStates (incarnations and dead/left members) and RingswimTap
+// (what a node receives, decoded by Go's own receive paths).
 //
 // One JSON line in, one JSON line out: {"ok":true,...} or
 // {"ok":false,"error":"..."}. Byte fields (msg, meta) are lowercase hex; keys
-// are base64. Memberlist's own log goes to stderr.
+// are base64. Memberlist's own log goes to stderr, and each node keeps its
+// own lines ("log").
 //
 //	{"cmd":"start","name":N,"compression":bool,"key":B64|"",
 //	 "disable_tcp_pings":bool,"probe_interval_ms":0|ms,
-//	 "push_pull_interval_ms":0|ms,"meta":HEX}
-//	    Create a node from DefaultLocalConfig bound to 127.0.0.1:0 (a free
-//	    port) -> {"ok":true,"name":N,"addr":"127.0.0.1","port":P}.
+//	 "push_pull_interval_ms":0|ms,"meta":HEX,"bind_addr":IP,"bind_port":P}
+//	    Create a node from DefaultLocalConfig bound to bind_addr:bind_port
+//	    (default 127.0.0.1 and 0, a free port; "::1" for IPv6) ->
+//	    {"ok":true,"name":N,"addr":IP,"port":P}.
 //	    compression defaults to true (Go's default); probe_interval_ms and
-//	    push_pull_interval_ms 0 keep Go's 1 s and 15 s.
+//	    push_pull_interval_ms 0 keep Go's 1 s and 15 s. A name may start
+//	    again once its node is shut down (same bind_port: same address).
 //	{"cmd":"join","node":N,"addrs":["ip:port",...]}     -> {"joined":n}
 //	{"cmd":"leave","node":N,"timeout_ms":ms}            Leave (keeps running)
 //	{"cmd":"shutdown","node":N}  (also "kill")          Shutdown without leave
@@ -36,6 +40,13 @@
 //	    payload. Every node's AckPayload is its name prefixed "ack:".
 //	{"cmd":"broadcast","node":N,"msg":HEX}  queue on N's TransmitLimitedQueue
 //	    (GetBroadcasts piggybacks it; RetransmitMult as N's config).
+//	{"cmd":"log","node":N} -> {"lines":[...]}  memberlist's log lines of N
+//	    since it started ("[WARN] memberlist: handler queue full, ...").
+//	{"cmd":"received","node":N} -> {"received":{KIND:n}}  what N's transport
+//	    received, decoded as memberlist does (RingswimTap): "udp", "tcp"
+//	    (packets, streams), "udp:nack", "tcp:push_pull", ... (messages by
+//	    type, compound parts included), "udp:compressed", "tcp:compressed",
+//	    "udp:undecoded", "tcp:undecoded" (encrypted: the tap has no key).
 //	{"cmd":"quit"}                                       shut all down, exit 0
 //
 // User messages spread like ringswim's sim::Gossip delegate (serf's user
@@ -51,7 +62,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +87,8 @@ type request struct {
 	Msg             string   `json:"msg"`
 	Reliable        bool     `json:"reliable"`
 	Op              string   `json:"op"`
+	BindAddr        string   `json:"bind_addr"`
+	BindPort        int      `json:"bind_port"`
 }
 
 // broadcast is one user broadcast on a TransmitLimitedQueue.
@@ -96,12 +111,38 @@ type node struct {
 	list     *memberlist.Memberlist
 	keyring  *memberlist.Keyring
 	queue    *memberlist.TransmitLimitedQueue
+	tap      *memberlist.RingswimTap
+	log      *nodeLog
 	mu       sync.Mutex
 	meta     []byte
 	messages []string
 	seen     map[string]bool // every message seen, by its bytes
 	events   []event
 	acks     map[string]*ackRecord
+}
+
+// nodeLog is a node's memberlist log: each line goes to stderr (tagged with
+// the node's name) and is kept for the "log" command.
+type nodeLog struct {
+	name  string
+	mu    sync.Mutex
+	lines []string
+}
+
+// Write takes one log line (log.Logger writes each line whole).
+func (l *nodeLog) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+	fmt.Fprintf(os.Stderr, "%s: %s\n", l.name, line)
+	return len(p), nil
+}
+
+func (l *nodeLog) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string{}, l.lines...)
 }
 
 type ackRecord struct {
@@ -238,11 +279,16 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 		return nil, fmt.Errorf("start: meta: %v", err)
 	}
 	n := &node{name: r.Name, meta: meta, seen: map[string]bool{}, acks: map[string]*ackRecord{}}
+	n.log = &nodeLog{name: r.Name}
+	logger := log.New(n.log, "", log.LstdFlags)
+	bindAddr := r.BindAddr
+	if bindAddr == "" {
+		bindAddr = "127.0.0.1"
+	}
 	conf := memberlist.DefaultLocalConfig()
 	conf.Name = r.Name
-	conf.BindAddr = "127.0.0.1"
-	conf.BindPort = 0
-	conf.LogOutput = os.Stderr
+	conf.BindAddr = bindAddr
+	conf.Logger = logger
 	if r.Compression != nil {
 		conf.EnableCompression = *r.Compression
 	}
@@ -264,8 +310,18 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 	conf.Events = n
 	conf.Ping = n
 	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: conf.RetransmitMult}
+	// Bound here (not by Create) so that the tap sees what the node gets.
+	tap, err := memberlist.NewRingswimTap(bindAddr, r.BindPort, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start: %v", err)
+	}
+	n.tap = tap
+	conf.Transport = tap
+	conf.BindPort = tap.GetAutoBindPort()
+	conf.AdvertisePort = conf.BindPort
 	list, err := memberlist.Create(conf)
 	if err != nil {
+		tap.Shutdown()
 		return nil, err
 	}
 	n.list = list
@@ -370,6 +426,10 @@ func (h *harness) handle(r *request) (map[string]interface{}, error) {
 			return nil, n.keyring.RemoveKey(key)
 		}
 		return nil, fmt.Errorf("key: unknown op %q", r.Op)
+	case "log":
+		return map[string]interface{}{"lines": n.log.snapshot()}, nil
+	case "received":
+		return map[string]interface{}{"received": n.tap.Received()}, nil
 	case "broadcast":
 		msg, err := hex.DecodeString(r.Msg)
 		if err != nil {
