@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,7 @@ use ringswim::config::{Config, META_MAX_SIZE};
 use ringswim::delegate::{ChannelEventDelegate, Delegate, Node, NodeEvent, NodeEventKind, NodeState, PingDelegate};
 use ringswim::engine::{Backend, BackendChoice, Memberlist, Runtime, RuntimeOptions};
 use ringswim::sim::Gossip;
-use ringswim::swim::metrics::GO_MSG;
+use ringswim::swim::metrics::{DROPPED, GO_MSG, PROBES};
 use serde_json::{Value, json};
 
 #[path = "common/gonodes.rs"]
@@ -42,6 +42,7 @@ mod gonodes;
 use gonodes::gonodes_bin;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LOOPBACK_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -223,21 +224,22 @@ struct RustNode {
 }
 
 impl RustNode {
-    /// Hosts ringswim node `name` on `runtime`, configured as the Go nodes
-    /// are (see [`Mixed::add`]).
-    fn host(runtime: &Runtime, name: &str, opts: Opts) -> RustNode {
+    /// Hosts ringswim node `name` on `runtime`, bound to `bind` (port 0: a
+    /// free one), with `meta`, configured as the Go nodes are (see
+    /// [`Mixed::add`]).
+    fn host(runtime: &Runtime, name: &str, opts: Opts, bind: SocketAddr, meta: Vec<u8>) -> RustNode {
         let app = Arc::new(App {
             name: name.to_owned(),
             gossip: Gossip::new(4),
             received: Mutex::default(),
-            meta: Mutex::new(initial_meta(name)),
+            meta: Mutex::new(meta),
             acks: Mutex::default(),
         });
         let (tx, events) = channel();
         let mut config = Config::default_local()
             .with_name(name)
-            .with_bind_addr(LOOPBACK)
-            .with_bind_port(0)
+            .with_bind_addr(bind.ip())
+            .with_bind_port(bind.port())
             .with_probe_interval(PROBE_INTERVAL)
             .with_push_pull_interval(PUSH_PULL_INTERVAL)
             .with_enable_compression(opts.compression)
@@ -285,6 +287,8 @@ struct Mixed {
     rust: BTreeMap<String, RustNode>,
     go: GoNodes,
     runtime: Runtime,
+    /// The loopback address every node binds (IPv4 or IPv6).
+    ip: IpAddr,
     /// The Go nodes still running.
     go_running: BTreeSet<String>,
     /// Every node's address, stopped ones included.
@@ -292,7 +296,8 @@ struct Mixed {
 }
 
 impl Mixed {
-    fn new(backend: Backend) -> Mixed {
+    /// No nodes yet; each will bind a free port on `ip`.
+    fn new(backend: Backend, ip: IpAddr) -> Mixed {
         let runtime = Runtime::new(RuntimeOptions { threads: 2, backend: BackendChoice::Only(backend), pin: false })
             .expect("runtime starts");
         Mixed {
@@ -300,16 +305,30 @@ impl Mixed {
             rust: BTreeMap::new(),
             go: GoNodes::spawn(),
             runtime,
+            ip,
             go_running: BTreeSet::new(),
             addrs: BTreeMap::new(),
         }
     }
 
-    /// Starts a node: `rs-*` here, `go-*` in the Go process. Its meta is
-    /// `meta:NAME`.
+    /// Starts a node: `rs-*` here, `go-*` in the Go process, on a free
+    /// port. Its meta is `meta:NAME`.
     fn add(&mut self, name: &str, opts: Opts) {
+        self.start(name, opts, SocketAddr::new(self.ip, 0), initial_meta(name));
+    }
+
+    /// Starts node `name` again after [`Mixed::kill`]: same name, same
+    /// address, new `meta` (it joins nobody yet).
+    fn restart(&mut self, name: &str, opts: Opts, meta: Vec<u8>) {
+        assert!(!self.running().contains(name), "{name} is running");
+        let addr = self.addr(name);
+        self.start(name, opts, addr, meta);
+        assert_eq!(self.addr(name), addr, "{name} restarted elsewhere");
+    }
+
+    fn start(&mut self, name: &str, opts: Opts, bind: SocketAddr, meta: Vec<u8>) {
         let addr = if name.starts_with("rs-") {
-            let node = RustNode::host(&self.runtime, name, opts);
+            let node = RustNode::host(&self.runtime, name, opts, bind, meta);
             let addr = node.member.local_node().expect("running").address();
             self.rust.insert(name.to_owned(), node);
             addr
@@ -318,7 +337,8 @@ impl Mixed {
             let answer = self.go.call(json!({
                 "cmd": "start", "name": name, "compression": opts.compression, "key": key,
                 "probe_interval_ms": PROBE_INTERVAL.as_millis() as u64,
-                "push_pull_interval_ms": PUSH_PULL_INTERVAL.as_millis() as u64, "meta": hex::encode(initial_meta(name)),
+                "push_pull_interval_ms": PUSH_PULL_INTERVAL.as_millis() as u64, "meta": hex::encode(meta),
+                "bind_addr": bind.ip().to_string(), "bind_port": bind.port(),
             }));
             self.go_running.insert(name.to_owned());
             SocketAddr::new(answer["addr"].as_str().expect("addr").parse().expect("an IP"), port_of(&answer))
@@ -515,6 +535,22 @@ impl Mixed {
         }
     }
 
+    /// What Go node `at` received so far, decoded as memberlist does, by
+    /// kind: `udp`, `tcp` (packets, streams), `udp:nack`, `tcp:push_pull`,
+    /// ... (messages by type), `udp:compressed`, `tcp:compressed` (see
+    /// `received` in tests/interop/go/gonodes/main.go).
+    fn go_received(&self, at: &str) -> BTreeMap<String, u64> {
+        let answer = self.go.call(json!({"cmd": "received", "node": at}));
+        let counts = answer["received"].as_object().expect("received");
+        counts.iter().map(|(kind, n)| (kind.clone(), n.as_u64().expect("a count"))).collect()
+    }
+
+    /// Go node `at`'s memberlist log lines so far.
+    fn go_log(&self, at: &str) -> Vec<String> {
+        let answer = self.go.call(json!({"cmd": "log", "node": at}));
+        answer["lines"].as_array().expect("lines").iter().map(|l| l.as_str().expect("a line").to_owned()).collect()
+    }
+
     /// The Go node's events: (kind, member, meta).
     fn go_events(&self, at: &str) -> Vec<(String, String, Vec<u8>)> {
         let answer = self.go.call(json!({"cmd": "events", "node": at}));
@@ -540,9 +576,14 @@ fn names(names: &[&str]) -> Vec<String> {
 
 /// Starts `rs-0`, has `go-0` join it, `rs-1` join `go-0` and `go-1` join
 /// `rs-1` (push/pulls Go -> ringswim and ringswim -> Go), and waits until all
-/// see all alive.
+/// see all alive. On 127.0.0.1 ([`two_and_two_on`] for another address).
 fn two_and_two(backend: Backend, opts: [Opts; 4]) -> (Mixed, Views) {
-    let mut c = Mixed::new(backend);
+    two_and_two_on(LOOPBACK, backend, opts)
+}
+
+/// [`two_and_two`] with every node bound on `ip`.
+fn two_and_two_on(ip: IpAddr, backend: Backend, opts: [Opts; 4]) -> (Mixed, Views) {
+    let mut c = Mixed::new(backend, ip);
     for (name, o) in ["rs-0", "go-0", "rs-1", "go-1"].into_iter().zip(opts) {
         c.add(name, o);
     }
@@ -595,7 +636,7 @@ fn go_joins_ringswim_and_ringswim_joins_go() {
 #[test]
 fn eight_and_eight_converge_through_either_side() {
     for backend in backends() {
-        let mut c = Mixed::new(backend);
+        let mut c = Mixed::new(backend, LOOPBACK);
         let order: Vec<String> = (0..8).flat_map(|i| [format!("rs-{i}"), format!("go-{i}")]).collect();
         for (k, name) in order.iter().enumerate() {
             c.add(name, PLAIN);
@@ -784,7 +825,7 @@ fn rs_child_process() {
     let backend = [Backend::Uring, Backend::Portable].into_iter().find(|b| b.name() == backend).expect("a backend");
     let runtime = Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(backend), pin: false })
         .expect("runtime starts");
-    let node = RustNode::host(&runtime, name, PLAIN);
+    let node = RustNode::host(&runtime, name, PLAIN, SocketAddr::new(LOOPBACK, 0), initial_meta(name));
     println!("CHILD {}", node.member.local_node().expect("running").address());
     for line in std::io::stdin().lines().map_while(Result::ok) {
         let seed: SocketAddr = line.trim().parse().expect("an address");
@@ -827,6 +868,47 @@ fn a_paused_ringswim_node_is_suspected_by_go_and_refutes() {
         signal(&child.child, "CONT");
         eventually(&format!("{backend:?}: rs-px refuted, alive everywhere"), || alive_everywhere(before + 1));
         c.converge();
+    }
+}
+
+/// Lifeguard's indirect probe with nacks, live: rs-0 and go-0 with a third
+/// member, rs-px, in a child process that is then stopped. Each prober's
+/// only possible relay is the other side's node (Go's `DefaultLocalConfig`
+/// and ringswim's ask one), so each nack counted came across.
+#[test]
+fn indirect_probes_of_a_paused_node_are_relayed_and_nacked_both_ways() {
+    for backend in backends() {
+        let mut c = Mixed::new(backend, LOOPBACK);
+        c.add("rs-0", PLAIN);
+        c.add("go-0", PLAIN);
+        c.join("go-0", "rs-0");
+        let mut child = RsChild::spawn("rs-px", backend);
+        child.join(c.addr("go-0"));
+        c.addrs.insert("rs-px".into(), child.addr);
+        let everyone: BTreeMap<String, &str> =
+            names(&["rs-0", "go-0", "rs-px"]).into_iter().map(|n| (n, "alive")).collect();
+        eventually(&format!("{backend:?}: rs-px alive at rs-0 and go-0"), || c.all_see(&everyone, &[]).map(drop));
+        signal(&child.child, "STOP");
+        // Counted from the pause on (a probe slowed by a loaded machine
+        // may have gone indirect before).
+        let rs_probes = |reason: &str| c.rs("rs-0").member.metrics().get(PROBES, reason);
+        let rs_before = ["indirect_ping_sent", "nack_received", "nack_sent"].map(rs_probes);
+        let go_received = |kind: &str| c.go_received("go-0").get(kind).copied().unwrap_or(0);
+        let go_before = ["udp:indirect_ping", "udp:nack"].map(go_received);
+        eventually(&format!("{backend:?}: each side asked the other to ping rs-px, and got its nack"), || {
+            let rs_now = ["indirect_ping_sent", "nack_received", "nack_sent"].map(rs_probes);
+            let go_now = ["udp:indirect_ping", "udp:nack"].map(go_received);
+            let grown = |before: &[u64], now: &[u64]| before.iter().zip(now).all(|(b, n)| n > b);
+            if grown(&rs_before, &rs_now) && grown(&go_before, &go_now) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "rs-0 indirect pings sent, nacks received, nacks sent {rs_before:?} -> {rs_now:?}; \
+                     go-0 indirect pings received, nacks received {go_before:?} -> {go_now:?}"
+                ))
+            }
+        });
+        signal(&child.child, "CONT");
     }
 }
 
@@ -893,19 +975,74 @@ fn a_graceful_leave_is_seen_as_left_both_ways() {
     }
 }
 
+/// Kills go-2 and rs-2 (shutdown without a leave: they stop without a
+/// word) and waits until every other node has them dead; the views then.
+fn kill_the_pair(c: &mut Mixed) -> Views {
+    c.kill("go-2");
+    c.kill("rs-2");
+    let mut expected: BTreeMap<String, &str> = c.running().into_iter().map(|n| (n, "alive")).collect();
+    expected.insert("go-2".into(), "dead");
+    expected.insert("rs-2".into(), "dead");
+    let mut views = Views::new();
+    eventually(&format!("{:?}: go-2 and rs-2 dead everywhere", c.backend), || {
+        views = c.all_see(&expected, &[])?;
+        Ok(())
+    });
+    views
+}
+
 #[test]
 fn a_killed_node_is_declared_dead_both_ways() {
     for backend in backends() {
         let mut c = two_and_two_plus_a_pair_to_lose(backend);
-        // One of each stops without a word.
-        c.kill("go-2");
-        c.kill("rs-2");
-        let mut expected: BTreeMap<String, &str> = c.running().into_iter().map(|n| (n, "alive")).collect();
-        expected.insert("go-2".into(), "dead");
-        expected.insert("rs-2".into(), "dead");
-        eventually(&format!("{backend:?}: go-2 and rs-2 dead everywhere"), || c.all_see(&expected, &[]).map(drop));
+        kill_the_pair(&mut c);
         for rs in ["rs-0", "rs-1"] {
             assert_eq!(leave_events(&c, rs), lost_pair(NodeState::Dead), "{backend:?}: {rs}'s leave events");
+        }
+    }
+}
+
+/// Hashicorp/memberlist#229: a node killed, declared dead, then started
+/// again under the same name and address, rejoins; the issue saw "handler
+/// queue full" drops at the node still in the cluster.
+#[test]
+fn a_killed_node_restarted_under_its_name_and_address_rejoins_without_drops() {
+    for backend in backends() {
+        let mut c = two_and_two_plus_a_pair_to_lose(backend);
+        let dead = kill_the_pair(&mut c);
+        // Each starts again, with a new meta, and joins through the other
+        // side. It starts at incarnation 1, below the one it died at:
+        // the push/pull tells it it is dead, and it refutes above that.
+        let again = |name: &str| format!("meta:{name} again").into_bytes();
+        c.restart("rs-2", PLAIN, again("rs-2"));
+        c.restart("go-2", PLAIN, again("go-2"));
+        c.join("rs-2", "go-0");
+        c.join("go-2", "rs-0");
+        eventually(&format!("{backend:?}: go-2 and rs-2 alive again everywhere, as restarted"), || {
+            let views = c.converge_now()?;
+            for member in ["go-2", "rs-2"] {
+                let died_at = dead.values().map(|table| table[member].incarnation).max().expect("views");
+                for (observer, table) in &views {
+                    let seen = &table[member];
+                    if seen.incarnation <= died_at || seen.meta != again(member) {
+                        return Err(format!("{observer} has {member} as {seen:?}, which died at {died_at}"));
+                    }
+                }
+            }
+            Ok(())
+        });
+        // Nothing was dropped on either side: no ringswim queue or table
+        // overflowed, and no Go node logged "handler queue full" (its
+        // handoff queue, the drop of #229).
+        for (name, node) in &c.rust {
+            let dropped: Vec<_> = node.member.metrics().iter().filter(|&(m, _, n)| m == DROPPED && n > 0).collect();
+            assert!(dropped.is_empty(), "{backend:?}: {name} dropped {dropped:?}");
+        }
+        for go in ["go-0", "go-1", "go-2"] {
+            let log = c.go_log(go);
+            assert!(!log.is_empty(), "{backend:?}: {go}'s log was not captured");
+            let full: Vec<_> = log.iter().filter(|l| l.contains("handler queue full")).collect();
+            assert!(full.is_empty(), "{backend:?}: {go} dropped: {full:?}");
         }
     }
 }
@@ -957,6 +1094,88 @@ fn user_messages_best_effort_and_reliable_both_ways() {
             }
             Ok(())
         });
+    }
+}
+
+#[test]
+fn on_ipv6_loopback_both_sides_join_converge_and_exchange_user_messages() {
+    if let Err(e) = std::net::UdpSocket::bind((LOOPBACK_V6, 0)) {
+        eprintln!("no IPv6 loopback here ({e}): skipped");
+        return;
+    }
+    for backend in backends() {
+        // Converged: every table has every member alive at its [::1]
+        // address (16 address bytes on the wire, both ways).
+        let (c, views) = two_and_two_on(LOOPBACK_V6, backend, [PLAIN; 4]);
+        for (observer, table) in &views {
+            for (member, seen) in table {
+                assert_eq!(seen.addr, c.addr(member), "{backend:?}: {observer}'s view of {member}");
+                assert_eq!(seen.addr.ip(), LOOPBACK_V6, "{backend:?}: {observer}'s view of {member}");
+            }
+        }
+        exchange_user_messages(&c, 1, &[("rs-0", "go-0"), ("go-0", "rs-0"), ("rs-1", "go-1"), ("go-1", "rs-1")]);
+    }
+}
+
+/// With compression off on every node, then on on every node: push/pulls
+/// carrying about 16 KB of user state each way, gossip, and user messages.
+/// go-0's peers are all ringswim nodes, so what it received (decoded by
+/// memberlist's own code, in gonodes) is what ringswim sent: every stream
+/// compressed when on (Go compresses every stream), none when off, and
+/// packets compressed only when on (both keep a packet's compressed form
+/// only when smaller).
+#[test]
+fn compression_all_off_and_all_on_push_pulls_both_ways() {
+    for backend in backends() {
+        for compression in [false, true] {
+            let opts = Opts { compression, key: None };
+            let mut c = Mixed::new(backend, LOOPBACK);
+            for name in ["rs-0", "go-0", "rs-1"] {
+                c.add(name, opts);
+            }
+            // 16 compressible messages of about 1 KB at rs-0 (numbers 200..)
+            // and at go-0 (300..), in their push/pull user state.
+            let big = |n: u32| {
+                let mut msg = n.to_be_bytes().to_vec();
+                msg.extend(format!(" user state {n} ").repeat(64).into_bytes());
+                msg
+            };
+            for k in 0..16 {
+                assert!(c.rs("rs-0").app.gossip.offer(&big(200 + k)));
+                c.go.call(json!({"cmd": "broadcast", "node": "go-0", "msg": hex::encode(big(300 + k))}));
+            }
+            // Go pushes to ringswim and reads its reply; ringswim pushes
+            // to Go and reads its reply, which carries rs-0's state too.
+            c.join("go-0", "rs-0");
+            c.join("rs-1", "go-0");
+            let views = c.converge();
+            for member in ["rs-0", "go-0", "rs-1"] {
+                let own = &views[member][member];
+                for (observer, table) in &views {
+                    assert_eq!(table[member], *own, "{backend:?} {compression}: {observer}'s view of {member}");
+                }
+            }
+            eventually(&format!("{backend:?} compression {compression}: every user state everywhere"), || {
+                for at in ["rs-0", "go-0", "rs-1"] {
+                    if let Some(n) = (200..216).chain(300..316).find(|&n| !c.has_seen(at, n)) {
+                        return Err(format!("{at} lacks message {n}"));
+                    }
+                }
+                Ok(())
+            });
+            exchange_user_messages(&c, 1, &[("rs-0", "go-0"), ("go-0", "rs-1")]);
+            let got = c.go_received("go-0");
+            let count = |kind: &str| got.get(kind).copied().unwrap_or(0);
+            let what = format!("{backend:?} compression {compression}: go-0 received {got:?}");
+            assert!(count("tcp:push_pull") >= 2, "{what}");
+            assert_eq!(count("tcp:undecoded") + count("udp:undecoded"), 0, "{what}");
+            if compression {
+                assert_eq!(count("tcp:compressed"), count("tcp"), "{what}");
+                assert!(count("udp:compressed") > 0, "{what}");
+            } else {
+                assert_eq!(count("tcp:compressed") + count("udp:compressed"), 0, "{what}");
+            }
+        }
     }
 }
 
