@@ -3,12 +3,13 @@
 //!
 //! The Go nodes run in one `gonodes` process (tests/interop/go/gonodes,
 //! built by `tests/interop/build.sh` against Debian's memberlist package:
-//! `DefaultLocalConfig`, 127.0.0.1, free ports), driven by JSON lines. Each
+//! `DefaultLocalConfig`, loopback, free ports), driven by JSON lines. Each
 //! test mixes ringswim nodes (on one runtime of the backend under test,
 //! every test on both backends where the kernel allows io_uring) and Go
 //! nodes, and checks what a user of either would: every node's member
 //! table (Go's from its `nodeMap`, ringswim's `member_states`), events,
-//! user messages, ack payloads, metadata.
+//! user messages, ack payloads, metadata, ringswim's counters, Go's log
+//! lines, and what a Go node received (decoded by memberlist's own code).
 //!
 //! To stop one side without the other (SIGSTOP, then SIGCONT), the Go
 //! process is stopped whole, and a ringswim node is hosted in a child
@@ -343,6 +344,12 @@ impl Mixed {
             self.go_running.insert(name.to_owned());
             SocketAddr::new(answer["addr"].as_str().expect("addr").parse().expect("an IP"), port_of(&answer))
         };
+        self.addrs.insert(name.to_owned(), addr);
+    }
+
+    /// Records the address of node `name` hosted elsewhere (an
+    /// [`RsChild`]), so that [`Mixed::all_see`] can check it.
+    fn track(&mut self, name: &str, addr: SocketAddr) {
         self.addrs.insert(name.to_owned(), addr);
     }
 
@@ -884,7 +891,7 @@ fn indirect_probes_of_a_paused_node_are_relayed_and_nacked_both_ways() {
         c.join("go-0", "rs-0");
         let mut child = RsChild::spawn("rs-px", backend);
         child.join(c.addr("go-0"));
-        c.addrs.insert("rs-px".into(), child.addr);
+        c.track("rs-px", child.addr);
         let everyone: BTreeMap<String, &str> =
             names(&["rs-0", "go-0", "rs-px"]).into_iter().map(|n| (n, "alive")).collect();
         eventually(&format!("{backend:?}: rs-px alive at rs-0 and go-0"), || c.all_see(&everyone, &[]).map(drop));
@@ -1155,9 +1162,14 @@ fn compression_all_off_and_all_on_push_pulls_both_ways() {
                     assert_eq!(table[member], *own, "{backend:?} {compression}: {observer}'s view of {member}");
                 }
             }
+            // Each node has the others' user state (a Go node's record is
+            // of messages it received, not of its own).
+            let (from_rs_0, from_go_0): (Vec<u32>, Vec<u32>) = ((200..216).collect(), (300..316).collect());
+            let both = [from_rs_0.clone(), from_go_0.clone()].concat();
+            let wanted = [("rs-0", from_go_0), ("go-0", from_rs_0), ("rs-1", both)];
             eventually(&format!("{backend:?} compression {compression}: every user state everywhere"), || {
-                for at in ["rs-0", "go-0", "rs-1"] {
-                    if let Some(n) = (200..216).chain(300..316).find(|&n| !c.has_seen(at, n)) {
+                for (at, numbers) in &wanted {
+                    if let Some(n) = numbers.iter().find(|&&n| !c.has_seen(at, n)) {
                         return Err(format!("{at} lacks message {n}"));
                     }
                 }

@@ -17,8 +17,8 @@
 #       tool, zz_ringswim_bench_test.go = Go benchmarks, see bench.sh)
 #   OUT/gopath/src/ringswim-interop/main.go          = tests/interop/go/cmd/main.go
 #   OUT/gopath/src/ringswim-gonodes/main.go          = tests/interop/go/gonodes/main.go
-#       (public API + zz_ringswim_nodes.go's RingswimMemberStates; commands at
-#       the top of that file)
+#       (public API + zz_ringswim_nodes.go's RingswimMemberStates and
+#       RingswimTap; commands at the top of that file)
 # and build offline in GOPATH mode (GO111MODULE=off, GOPATH=OUT/gopath:/usr/share/gocode).
 #
 # gointerop subcommands (details at the top of tests/interop/go/zz_ringswim_interop.go):

@@ -169,10 +169,13 @@ func (t *RingswimTap) tapConn(c net.Conn, err error) (net.Conn, error) {
 	return &rsTapConn{Conn: c, tap: t}, nil
 }
 
-// See Transport.
+// See Transport. The listeners stop first, while the forwarders still drain
+// them (memberlist still reads ours then): NetTransport's listeners block
+// on their unbuffered channels, and its Shutdown waits for them.
 func (t *RingswimTap) Shutdown() error {
+	err := t.NetTransport.Shutdown()
 	t.stopOnce.Do(func() { close(t.done) })
-	return t.NetTransport.Shutdown()
+	return err
 }
 
 // rsTapConn keeps what is read from a stream, and has the tap decode it
