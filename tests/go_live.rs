@@ -1064,8 +1064,9 @@ fn exchange_user_messages(c: &Mixed, first: u32, pairs: &[(&str, &str)]) {
         for reliable in [false, true] {
             let n = first + 2 * i as u32 + u32::from(reliable);
             let mut msg = n.to_be_bytes().to_vec();
-            // A reliable message far larger than a packet (and compressible).
-            let repeat = if reliable { 500 } else { 1 };
+            // A reliable message far larger than a packet, a best-effort
+            // one of about 1 KB, in one packet: both compressible.
+            let repeat = if reliable { 500 } else { 30 };
             for k in 0..repeat {
                 msg.extend_from_slice(format!(" {k} from {from} reliable={reliable}").as_bytes());
             }
@@ -1179,7 +1180,9 @@ fn compression_all_off_and_all_on_push_pulls_both_ways() {
             let got = c.go_received("go-0");
             let count = |kind: &str| got.get(kind).copied().unwrap_or(0);
             let what = format!("{backend:?} compression {compression}: go-0 received {got:?}");
-            assert!(count("tcp:push_pull") >= 2, "{what}");
+            // The join push/pulls, and the reliable user message; the
+            // best-effort one in a packet that compresses.
+            assert!(count("tcp:push_pull") >= 2 && count("tcp:user") >= 1, "{what}");
             assert_eq!(count("tcp:undecoded") + count("udp:undecoded"), 0, "{what}");
             if compression {
                 assert_eq!(count("tcp:compressed"), count("tcp"), "{what}");
