@@ -15,8 +15,9 @@
 //!   block. Connection failures: [`Shard::conn_failed`].
 //! - [`Shard::next_deadline`] says how long it may block;
 //!   [`Shard::run_timers`] when that time comes.
-//! - After each turn, send every datagram of [`Shard::sends`] (then
-//!   [`SendQueue::clear`]) and carry out every [`Io`] of
+//! - After each turn, send every datagram of [`Shard::sends`] (one at a
+//!   time, [`SendQueue::iter`], or a batch per node, [`SendQueue::runs`];
+//!   then [`SendQueue::clear`]) and carry out every [`Io`] of
 //!   [`Shard::take_io`] (open a dial, drop a node's sockets).
 //! - A command from an API handle: [`Shard::command`] (and
 //!   [`Shard::host`] for a new node, whose sockets the backend registers;
@@ -88,6 +89,15 @@ impl SendQueue {
     /// Each datagram: from which node's socket, to where, the bytes.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, SocketAddr, &[u8])> {
         self.datagrams.iter().map(|(node, to, r)| (*node, *to, &self.bytes[r.clone()]))
+    }
+    /// The same datagrams in runs of one node's socket (consecutive in the
+    /// queue, so every socket's datagrams keep their order): the node, then
+    /// each datagram's destination and bytes. A backend that sends a batch
+    /// per system call sends a run at a time.
+    pub fn runs(&self) -> impl Iterator<Item = (NodeId, impl Iterator<Item = (SocketAddr, &[u8])>)> {
+        self.datagrams
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|run| (run[0].0, run.iter().map(|(_, to, r)| (*to, &self.bytes[r.clone()]))))
     }
     /// Forget them (sent, or dropped by the backend), keeping the buffers.
     pub fn clear(&mut self) {

@@ -1,8 +1,10 @@
 //! The portable backend: epoll through `mio`, for kernels and sandboxes
 //! where io_uring is refused. One thread per shard; every socket
 //! non-blocking and edge-triggered; the [`Shard`] decides, this file only
-//! moves bytes.
+//! moves bytes, datagrams a batch per system call ([`datagrams`]).
 #![forbid(unsafe_code)]
+
+mod datagrams;
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -18,13 +20,7 @@ use super::api::{Command, Hosted};
 use super::conn::Want;
 use super::runtime::{Clock, ShardCounters, ShardLink, Wake};
 use super::shard::{ConnId, Io, NodeId, Shard};
-
-/// Largest datagram read (a UDP datagram cannot be larger).
-const RECV_BUFFER: usize = 65_536;
-/// Datagrams handled from one socket before the turn's sends go out, so a
-/// flood on one socket neither starves the others nor grows the send queue
-/// without bound.
-const RECV_BATCH: usize = 64;
+use datagrams::{RECV_BATCH, RecvBuffers};
 
 /// Token kinds in the low two bits.
 const KIND_UDP: usize = 0;
@@ -62,6 +58,8 @@ pub(crate) fn spawn(clock: Clock, pin: Option<usize>, index: usize) -> std::io::
 /// A node's sockets (a spread node's receiving entry has no listener).
 struct NodeSockets {
     udp: UdpSocket,
+    /// Whether `udp` is bound to an IPv6 address ([`RecvBuffers::receive`]).
+    ipv6: bool,
     tcp: Option<TcpListener>,
 }
 
@@ -72,7 +70,7 @@ struct Worker {
     nodes: Vec<Option<NodeSockets>>,
     /// Connections by slot (the token's index); the id checks the generation.
     conns: HashMap<u32, (ConnId, TcpStream)>,
-    recv: Vec<u8>,
+    receiver: RecvBuffers,
     counters: Arc<ShardCounters>,
 }
 
@@ -84,7 +82,7 @@ impl Worker {
             shard: Shard::new(Arc::clone(&counters)),
             nodes: Vec::new(),
             conns: HashMap::new(),
-            recv: vec![0; RECV_BUFFER],
+            receiver: RecvBuffers::new(),
             counters,
         }
     }
@@ -169,7 +167,8 @@ impl Worker {
         udp: std::net::UdpSocket,
         tcp: Option<std::net::TcpListener>,
     ) -> std::io::Result<()> {
-        let mut sockets = NodeSockets { udp: UdpSocket::from_std(udp), tcp: tcp.map(TcpListener::from_std) };
+        let ipv6 = udp.local_addr()?.is_ipv6();
+        let mut sockets = NodeSockets { udp: UdpSocket::from_std(udp), ipv6, tcp: tcp.map(TcpListener::from_std) };
         let registry = self.poll.registry();
         registry.register(&mut sockets.udp, token(KIND_UDP, node), Interest::READABLE)?;
         if let Some(tcp) = &mut sockets.tcp
@@ -185,26 +184,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads node `node`'s datagrams until the socket would block, sending
-    /// what they produce every [`RECV_BATCH`].
+    /// Reads node `node`'s datagrams a batch at a time until the socket is
+    /// drained, sending what each batch produces.
     fn receive(&mut self, node: NodeId) {
         loop {
-            for _ in 0..RECV_BATCH {
-                let Some(Some(s)) = self.nodes.get(node) else { return };
-                match s.udp.recv_from(&mut self.recv) {
-                    Ok((n, from)) => {
-                        self.counters.datagram_received(n);
-                        let now = self.clock.now();
-                        self.shard.datagram(node, from, &mut self.recv[..n], now);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    // ICMP errors surface here (port unreachable): nothing
-                    // to do with them, as in Go.
-                    Err(_) => {}
-                }
+            let Some(Some(s)) = self.nodes.get(node) else { return };
+            let received = match self.receiver.receive(&s.udp, s.ipv6) {
+                Ok(received) => received,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // Interrupted, or an ICMP error surfacing (port
+                // unreachable): nothing to do with them, as in Go.
+                Err(_) => continue,
+            };
+            for i in 0..received {
+                let (from, bytes) = self.receiver.datagram(i);
+                self.counters.datagram_received(bytes.len());
+                let now = self.clock.now();
+                self.shard.datagram(node, from, bytes, now);
             }
             self.flush();
+            // A short batch drained the socket: no call just to hear EAGAIN.
+            if received < RECV_BATCH {
+                return;
+            }
         }
     }
 
@@ -298,11 +300,9 @@ impl Worker {
     fn flush(&mut self) {
         self.shard.exchange_handoffs(self.clock.now());
         loop {
-            for (node, to, bytes) in self.shard.sends().iter() {
+            for (node, datagrams) in self.shard.sends().runs() {
                 let Some(Some(s)) = self.nodes.get(node) else { continue };
-                // A full send buffer or an unreachable address loses the
-                // datagram, as UDP allows.
-                self.counters.datagram_sent(s.udp.send_to(bytes, to).ok());
+                datagrams::send(&s.udp, datagrams, &self.counters);
             }
             self.shard.sends().clear();
             let io: Vec<Io> = self.shard.take_io().collect();
