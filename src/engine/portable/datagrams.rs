@@ -112,15 +112,20 @@ impl RecvBuffers {
     }
 
     /// `recv_from` until [`RECV_BATCH`] datagrams or the socket would
-    /// block (platforms without `recvmmsg`; also tested on Linux).
+    /// block (platforms without `recvmmsg`; also tested on Linux). Other
+    /// errors (interrupted, an ICMP error surfacing) are passed over, as
+    /// one datagram at a time always did: a short batch still means
+    /// `WouldBlock` was heard.
     #[cfg(any(test, not(target_os = "linux")))]
     fn receive_one_by_one(&mut self, socket: &UdpSocket, _ipv6: bool) -> io::Result<usize> {
         self.received.clear();
-        for buffer in self.buffers.chunks_exact_mut(MAX_DATAGRAM) {
+        while self.received.len() < RECV_BATCH {
+            let buffer = &mut self.buffers[self.received.len() * MAX_DATAGRAM..][..MAX_DATAGRAM];
             match socket.recv_from(buffer) {
                 Ok((n, from)) => self.received.push((n, from)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.received.is_empty() => break,
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.received.is_empty() => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {}
             }
         }
         Ok(self.received.len())
