@@ -1,9 +1,10 @@
 //! The portable backend's UDP: a batch of datagrams per system call.
 //! On Linux, `recvmmsg` through `nix` and `sendmmsg` through `rustix` (safe
 //! wrappers; neither sets a socket option, so what goes on the wire is what
-//! one `send_to` per datagram sends: no DF flag, no segmentation offload,
-//! every datagram its own). Elsewhere, one `recv_from`/`send_to` per
-//! datagram behind the same calls.
+//! one `send_to` per datagram sends: the kernel's default path-MTU handling,
+//! as on Go's sockets, which fragments a datagram over the path MTU rather
+//! than refuse it; no segmentation offload; every datagram its own).
+//! Elsewhere, one `recv_from`/`send_to` per datagram behind the same calls.
 #![forbid(unsafe_code)]
 
 use std::io;
