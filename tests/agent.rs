@@ -7,6 +7,11 @@
 //! One test joins an agent to a real Go memberlist 0.2.2 node (`gonodes`,
 //! see tests/go_live.rs).
 //!
+//! Every test that starts an agent runs on both engine backends
+//! (`--backend uring|portable`), as `uring::NAME` and `portable::NAME`
+//! (tests/common/backends.rs); the uring ones skip where the kernel refuses
+//! io_uring.
+//!
 //! Every wait has a deadline; agents are killed when a test ends, passed or
 //! not.
 
@@ -16,8 +21,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
+use ringswim::engine::Backend;
 use serde_json::{Value, json};
 
+#[path = "common/backends.rs"]
+#[macro_use]
+mod backends;
 #[path = "common/child.rs"]
 mod child;
 #[path = "common/gonodes.rs"]
@@ -48,17 +57,19 @@ struct Agent {
 }
 
 impl Agent {
-    /// Starts `ringswim agent --name NAME` on free loopback ports with the
-    /// `local` profile, plus `extra` flags; panics if it does not come up.
-    fn start(name: &str, extra: &[&str]) -> Agent {
-        Agent::start_on("127.0.0.1", name, extra)
+    /// Starts `ringswim agent --name NAME --backend BACKEND` on free
+    /// loopback ports with the `local` profile, plus `extra` flags; panics
+    /// if it does not come up.
+    fn start(backend: Backend, name: &str, extra: &[&str]) -> Agent {
+        Agent::start_on(backend, "127.0.0.1", name, extra)
     }
 
     /// [`Agent::start`] on loopback address `ip` (`127.0.0.1`, `[::1]`).
-    fn start_on(ip: &str, name: &str, extra: &[&str]) -> Agent {
+    fn start_on(backend: Backend, ip: &str, name: &str, extra: &[&str]) -> Agent {
         let (bind, http) = (format!("{ip}:0"), format!("{ip}:0"));
         let mut child = ringswim()
             .args(["agent", "--name", name, "--bind", &bind, "--http", &http, "--profile", "local"])
+            .args(["--backend", backend.name()])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -197,12 +208,20 @@ fn unanswered_port() -> (UdpSocket, u16) {
     (holder, port)
 }
 
-#[test]
-fn two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm() {
-    let a = Agent::start("a", &[]);
+on_each_backend!(
+    two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm,
+    an_advertised_address_is_what_the_cluster_sees,
+    agents_on_ipv6_loopback_join_and_list_each_other,
+    encrypted_agents_join_and_a_keyless_agent_is_refused,
+    a_running_agent_refuses_its_ports_and_a_join_to_nobody,
+    an_agent_joins_a_go_memberlist_node,
+);
+
+fn two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm(backend: Backend) {
+    let a = Agent::start(backend, "a", &[]);
     // By host name: `localhost` resolves to 127.0.0.1 (and maybe ::1,
     // where nobody listens: one answer is a join).
-    let b = Agent::start("b", &["--join", &format!("localhost:{}", a.member.port())]);
+    let b = Agent::start(backend, "b", &["--join", &format!("localhost:{}", a.member.port())]);
 
     // Each prints its own join and the other's.
     for (agent, other) in [(&a, &b), (&b, &a)] {
@@ -267,25 +286,23 @@ fn two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm() {
     });
 }
 
-#[test]
-fn an_advertised_address_is_what_the_cluster_sees() {
+fn an_advertised_address_is_what_the_cluster_sees(backend: Backend) {
     // Bound to port 0, the bound port is advertised with the address (Go
     // `refreshAdvertise`).
-    let a = Agent::start("a", &["--advertise", "127.0.0.2:7000"]);
+    let a = Agent::start(backend, "a", &["--advertise", "127.0.0.2:7000"]);
     let own = a.wait_event("join", "a");
     assert_eq!(own["addr"], format!("127.0.0.2:{}", a.member.port()), "{own}");
     assert_eq!(a.members()["a"]["addr"], "127.0.0.2");
 }
 
-#[test]
-fn agents_on_ipv6_loopback_join_and_list_each_other() {
+fn agents_on_ipv6_loopback_join_and_list_each_other(backend: Backend) {
     if let Err(e) = std::net::UdpSocket::bind("[::1]:0") {
         eprintln!("no IPv6 loopback here ({e}): skipped");
         return;
     }
-    let a = Agent::start_on("[::1]", "a6", &[]);
+    let a = Agent::start_on(backend, "[::1]", "a6", &[]);
     let seed = format!("{}", a.member);
-    let b = Agent::start_on("[::1]", "b6", &["--join", &seed]);
+    let b = Agent::start_on(backend, "[::1]", "b6", &["--join", &seed]);
     let seen = a.wait_event("join", "b6");
     assert_eq!(seen["addr"], format!("{}", b.member), "{seen}");
     eventually("both alive at their IPv6 addresses", || {
@@ -300,19 +317,19 @@ fn agents_on_ipv6_loopback_join_and_list_each_other() {
     });
 }
 
-#[test]
-fn encrypted_agents_join_and_a_keyless_agent_is_refused() {
+fn encrypted_agents_join_and_a_keyless_agent_is_refused(backend: Backend) {
     // a encrypts with KEY_A, b with KEY_B; each has both in its keyring.
-    let a = Agent::start("a", &["--key", KEY_A, "--key", KEY_B]);
-    let b = Agent::start("b", &["--key", KEY_B, "--key", KEY_A, "--join", &a.member.to_string()]);
+    let a = Agent::start(backend, "a", &["--key", KEY_A, "--key", KEY_B]);
+    let b = Agent::start(backend, "b", &["--key", KEY_B, "--key", KEY_A, "--join", &a.member.to_string()]);
     a.wait_event("join", "b");
     b.wait_event("join", "a");
 
     let seed = a.member.to_string();
-    let args = ["agent", "--name", "c", "--bind", "127.0.0.1:0", "--profile", "local", "--join", &seed];
+    let args = ["agent", "--name", "c", "--bind", "127.0.0.1:0", "--profile", "local", "--backend", backend.name()];
+    let args = [&args[..], &["--join", &seed]].concat();
     assert_refused(&args, &["failed to join", &seed, "encrypted"]);
     let wrong_key = "MTExMTExMTExMTExMTExMQ=="; // b"1111111111111111"
-    let mut with_wrong_key = args.to_vec();
+    let mut with_wrong_key = args.clone();
     with_wrong_key.extend(["--key", wrong_key]);
     assert_refused(&with_wrong_key, &["failed to join", &seed, "decrypt"]);
     // Neither got in.
@@ -320,14 +337,17 @@ fn encrypted_agents_join_and_a_keyless_agent_is_refused() {
     assert_eq!(members.keys().collect::<Vec<_>>(), ["a", "b"], "{members:?}");
 }
 
+/// `ringswim agent --name x --profile local [--backend BACKEND]` and `extra`.
+fn agent_args<'a>(backend: Option<Backend>, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["agent", "--name", "x", "--profile", "local"];
+    args.extend(backend.map(|b| ["--backend", b.name()]).iter().flatten());
+    args.extend(extra);
+    args
+}
+
 #[test]
-fn refusals_are_one_line_and_non_zero() {
-    fn agent<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["agent", "--name", "x", "--profile", "local"];
-        args.extend(extra);
-        args
-    }
-    // Bad flags.
+fn bad_flags_are_refused_with_one_line() {
+    let agent = |extra| agent_args(None, extra);
     assert_refused(&["agent", "--bind", "127.0.0.1:0"], &["--name"]);
     assert_refused(&agent(&["--bind", "nonsense"]), &["--bind", "nonsense"]);
     assert_refused(&["agent", "--name", "x", "--bind", "127.0.0.1:0", "--profile", "moon"], &["--profile", "moon"]);
@@ -335,13 +355,15 @@ fn refusals_are_one_line_and_non_zero() {
     assert_refused(&agent(&["--bind", "127.0.0.1:0", "--key", "c2hvcnQ="]), &["--key"]);
     assert_refused(&agent(&["--bind", "127.0.0.1:0", "--backend", "carrier-pigeon"]), &["--backend"]);
     assert_refused(&agent(&["--bind", "127.0.0.1:0", "--join", "no-such-host.invalid"]), &["no-such-host.invalid"]);
+}
 
+fn a_running_agent_refuses_its_ports_and_a_join_to_nobody(backend: Backend) {
     // Ports in use: the member's and the HTTP server's.
-    let running = Agent::start("running", &[]);
+    let running = Agent::start(backend, "running", &[]);
     let taken = running.member.to_string();
-    assert_refused(&agent(&["--bind", &taken]), &[&taken]);
+    assert_refused(&agent_args(Some(backend), &["--bind", &taken]), &[&taken]);
     let taken_http = running.http.to_string();
-    let out = run(&agent(&["--bind", "127.0.0.1:0", "--http", &taken_http]));
+    let out = run(&agent_args(Some(backend), &["--bind", "127.0.0.1:0", "--http", &taken_http]));
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no member started: {}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -351,7 +373,10 @@ fn refusals_are_one_line_and_non_zero() {
     // A join that reaches nobody.
     let (_holder, port) = unanswered_port();
     let nobody = format!("127.0.0.1:{port}");
-    assert_refused(&agent(&["--bind", "127.0.0.1:0", "--join", &nobody]), &["failed to join", &nobody]);
+    assert_refused(
+        &agent_args(Some(backend), &["--bind", "127.0.0.1:0", "--join", &nobody]),
+        &["failed to join", &nobody],
+    );
 
     // `members` with no agent there.
     assert_refused(&["members", "--http", &nobody], &[&nobody]);
@@ -394,12 +419,11 @@ impl Drop for GoNodes {
     }
 }
 
-#[test]
-fn an_agent_joins_a_go_memberlist_node() {
+fn an_agent_joins_a_go_memberlist_node(backend: Backend) {
     let mut go = GoNodes::spawn();
     let started = go.call(json!({"cmd": "start", "name": "go-0"}));
     let go_addr = format!("{}:{}", started["addr"].as_str().expect("addr"), started["port"]);
-    let agent = Agent::start("rs", &["--join", &go_addr]);
+    let agent = Agent::start(backend, "rs", &["--join", &go_addr]);
 
     let joined = agent.wait_event("join", "go-0");
     assert_eq!(joined["addr"], go_addr, "{joined}");

@@ -27,8 +27,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use ringswim::engine::{Backend, BackendChoice, Runtime, RuntimeOptions};
+use ringswim::engine::Backend;
 
+#[path = "common/backends.rs"]
+#[macro_use]
+mod backends;
 #[path = "common/child.rs"]
 mod child;
 use child::lines;
@@ -274,15 +277,4 @@ fn cut_host_is_declared_dead_and_comes_back(backend: Backend) {
     }
 }
 
-#[test]
-fn cut_host_portable() {
-    cut_host_is_declared_dead_and_comes_back(Backend::Portable);
-}
-
-#[test]
-fn cut_host_uring() {
-    match Runtime::new(RuntimeOptions { threads: 1, backend: BackendChoice::Only(Backend::Uring), pin: false }) {
-        Ok(_) => cut_host_is_declared_dead_and_comes_back(Backend::Uring),
-        Err(e) => eprintln!("io_uring refused here ({e}): skipped"),
-    }
-}
+on_each_backend!(cut_host_is_declared_dead_and_comes_back);
