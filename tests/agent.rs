@@ -122,10 +122,32 @@ impl Agent {
         list.into_iter().map(|m| (m["name"].as_str().expect("name").to_owned(), m)).collect()
     }
 
+    /// Sends signal `name` (`TERM`, `HUP`) with kill(1).
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -{name} {}", self.name);
+    }
+
+    /// Reads stderr lines until one contains `words`; panics at the
+    /// deadline with the lines seen.
+    fn wait_stderr(&self, words: &str) -> String {
+        let until = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            match self.stderr.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(words) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("{}: no {words:?} on stderr ({e:?}); it said {seen:#?}", self.name),
+            }
+        }
+    }
+
     /// Sends SIGTERM (with kill(1)) and waits for the exit; its status.
     fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill(1)");
-        assert!(status.success());
+        self.signal("TERM");
         let until = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -201,6 +223,33 @@ fn assert_refused(args: &[&str], words: &[&str]) {
     }
 }
 
+/// A file in the temporary directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    /// `ringswim-agent-test-PID-TAG`, holding `contents`.
+    fn new(tag: &str, contents: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("ringswim-agent-test-{}-{tag}", std::process::id()));
+        let file = TempFile(path);
+        file.write(contents);
+        file
+    }
+
+    fn write(&self, contents: &str) {
+        std::fs::write(&self.0, contents).unwrap_or_else(|e| panic!("write {}: {e}", self.0.display()));
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A loopback port nobody listens on for TCP: a UDP socket holds it.
 fn unanswered_port() -> (UdpSocket, u16) {
     let holder = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -215,6 +264,7 @@ on_each_backend!(
     encrypted_agents_join_and_a_keyless_agent_is_refused,
     a_running_agent_refuses_its_ports_and_a_join_to_nobody,
     an_agent_joins_a_go_memberlist_node,
+    meta_from_a_file_is_announced_again_on_sighup,
 );
 
 fn two_agents_join_serve_their_members_and_metrics_and_leave_on_sigterm(backend: Backend) {
@@ -357,6 +407,65 @@ fn bad_flags_are_refused_with_one_line() {
     assert_refused(&agent(&["--bind", "127.0.0.1:0", "--join", "no-such-host.invalid"]), &["no-such-host.invalid"]);
 }
 
+#[test]
+fn meta_is_hex_of_at_most_512_bytes_from_a_flag_or_a_file() {
+    let too_long = "00".repeat(513);
+    assert_refused(&agent_args(None, &["--bind", "127.0.0.1:0", "--meta", &too_long]), &["--meta", "513 bytes", "512"]);
+    assert_refused(&agent_args(None, &["--bind", "127.0.0.1:0", "--meta", "role=web"]), &["--meta", "not hex"]);
+    let file = TempFile::new("meta-too-long", &too_long);
+    let out = run(&agent_args(None, &["--bind", "127.0.0.1:0", "--meta-file", file.path()]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "no member started: {}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("error: --meta-file {}: 513 bytes", file.path())), "{stderr}");
+    let missing = format!("{}-missing", file.path());
+    assert_refused(&agent_args(None, &["--bind", "127.0.0.1:0", "--meta-file", &missing]), &["--meta-file", &missing]);
+    assert_refused(
+        &agent_args(None, &["--bind", "127.0.0.1:0", "--meta", "00", "--meta-file", file.path()]),
+        &["--meta"],
+    );
+}
+
+/// `text` as the agent takes and prints meta: hex.
+fn hex_of(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn meta_from_a_file_is_announced_again_on_sighup(backend: Backend) {
+    let file = TempFile::new(&format!("meta-{}", backend.name()), &hex_of("role=web"));
+    let a = Agent::start(backend, "a", &["--meta-file", file.path()]);
+    let b = Agent::start(backend, "b", &["--join", &a.member.to_string(), "--meta", &hex_of("role=db")]);
+    assert_eq!(b.wait_event("join", "a")["meta"], hex_of("role=web"));
+    assert_eq!(a.wait_event("join", "b")["meta"], hex_of("role=db"));
+
+    // The most Go announces (MetaMaxSize), in lines as `xxd -p` writes them.
+    let longest: String = (0..512).map(|i| format!("{:02x}", i % 251)).collect();
+    let in_lines: Vec<&str> = longest.as_bytes().chunks(60).map(|c| std::str::from_utf8(c).expect("hex")).collect();
+    file.write(&(in_lines.join("\n") + "\n"));
+    a.signal("HUP");
+    a.wait_stderr(&format!("meta updated from {} (512 bytes)", file.path()));
+    for agent in [&b, &a] {
+        let update = agent.wait_event("update", "a");
+        assert_eq!(update["meta"], longest, "{}: {update}", agent.name);
+        assert_eq!(update["addr"], a.member.to_string(), "{update}");
+    }
+    eventually("b lists a's new meta", || {
+        let meta = b.members()["a"]["meta"].clone();
+        if meta == longest.as_str() { Ok(()) } else { Err(meta.to_string()) }
+    });
+
+    // A file that is no meta changes nothing: the next update b sees is the
+    // one after it.
+    file.write(&format!("{longest}00"));
+    a.signal("HUP");
+    a.wait_stderr("513 bytes, over the limit of 512 (Go MetaMaxSize); meta unchanged");
+    file.write(&hex_of("role=web,v=2"));
+    a.signal("HUP");
+    a.wait_stderr("meta updated");
+    assert_eq!(b.wait_event("update", "a")["meta"], hex_of("role=web,v=2"));
+    assert_eq!(b.members()["a"]["state"], "alive");
+}
+
 fn a_running_agent_refuses_its_ports_and_a_join_to_nobody(backend: Backend) {
     // Ports in use: the member's and the HTTP server's.
     let running = Agent::start(backend, "running", &[]);
@@ -421,12 +530,14 @@ impl Drop for GoNodes {
 
 fn an_agent_joins_a_go_memberlist_node(backend: Backend) {
     let mut go = GoNodes::spawn();
-    let started = go.call(json!({"cmd": "start", "name": "go-0"}));
+    let started = go.call(json!({"cmd": "start", "name": "go-0", "meta": hex_of("go")}));
     let go_addr = format!("{}:{}", started["addr"].as_str().expect("addr"), started["port"]);
-    let agent = Agent::start(backend, "rs", &["--join", &go_addr]);
+    let file = TempFile::new(&format!("go-meta-{}", backend.name()), &hex_of("role=web"));
+    let agent = Agent::start(backend, "rs", &["--join", &go_addr, "--meta-file", file.path()]);
 
     let joined = agent.wait_event("join", "go-0");
     assert_eq!(joined["addr"], go_addr, "{joined}");
+    assert_eq!(joined["meta"], hex_of("go"), "{joined}");
     eventually("the agent lists go-0 alive", || {
         let state = agent.members().get("go-0").map(|m| m["state"].clone());
         if state == Some(Value::from("alive")) { Ok(()) } else { Err(format!("{state:?}")) }
@@ -436,8 +547,29 @@ fn an_agent_joins_a_go_memberlist_node(backend: Backend) {
         let table = answer["views"]["go-0"].as_array().cloned().unwrap_or_default();
         let rs = table.iter().find(|m| m["name"] == "rs");
         match rs {
-            Some(m) if m["state"] == "alive" && m["port"] == agent.member.port() => Ok(()),
+            Some(m) if m["state"] == "alive" && m["port"] == agent.member.port() && m["meta"] == hex_of("role=web") => {
+                Ok(())
+            }
             _ => Err(format!("{table:?}")),
         }
     });
+
+    // New meta on SIGHUP: Go's table has it, and Go's EventDelegate got
+    // NotifyUpdate with it.
+    file.write(&hex_of("role=web,v=2"));
+    agent.signal("HUP");
+    agent.wait_stderr("meta updated");
+    eventually("go-0 got the agent's update", || {
+        let answer = go.call(json!({"cmd": "events", "node": "go-0"}));
+        let events = answer["events"].as_array().cloned().unwrap_or_default();
+        let updates: Vec<&Value> = events.iter().filter(|e| e["kind"] == "update" && e["name"] == "rs").collect();
+        match updates[..] {
+            [update] if update["meta"] == hex_of("role=web,v=2") => Ok(()),
+            _ => Err(format!("{events:?}")),
+        }
+    });
+    let answer = go.call(json!({"cmd": "members", "node": "go-0"}));
+    let table = answer["views"]["go-0"].as_array().cloned().unwrap_or_default();
+    let rs = table.iter().find(|m| m["name"] == "rs").unwrap_or_else(|| panic!("{table:?}"));
+    assert_eq!((&rs["state"], &rs["meta"]), (&Value::from("alive"), &Value::from(hex_of("role=web,v=2"))), "{rs}");
 }

@@ -7,8 +7,13 @@
 //! - stdout: `{"event":"join"|"leave"|"update","node":NAME,"addr":"IP:PORT","meta":HEX}`
 //!   per membership event (the agent's own join first).
 //! - stderr: `ringswim agent NAME: member at IP:PORT[; http at IP:PORT]` once
-//!   bound (the ports the kernel picked, for port 0), a line at the signal,
+//!   bound (the ports the kernel picked, for port 0), a line at each signal,
 //!   and `error: …` (one line, exit 1; bad flags exit 2) on failure.
+//! - Meta: `--meta HEX` or `--meta-file PATH` (hex, whitespace ignored; at
+//!   most 512 bytes, Go `MetaMaxSize`). SIGHUP re-reads the file and
+//!   re-announces the member (Go `UpdateNode`): the others print `update`.
+//!   A file that no longer reads as meta keeps the old meta (one stderr
+//!   line); SIGHUP never stops the agent.
 //! - `GET /members`: a JSON array, by name, of every member of the table
 //!   (dead and left ones too): `{"name","addr" (IP),"port","state" (alive,
 //!   suspect, dead, left),"incarnation","meta" (hex)}`.
@@ -22,15 +27,16 @@
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use ringswim::config::{Config, DEFAULT_PORT};
-use ringswim::delegate::{ChannelEventDelegate, Node, NodeEvent, NodeEventKind};
+use ringswim::config::{Config, DEFAULT_PORT, META_MAX_SIZE};
+use ringswim::delegate::{ChannelEventDelegate, Delegate, Node, NodeEvent, NodeEventKind};
 use ringswim::engine::{Backend, BackendChoice, MemberInfo, Memberlist, Runtime, RuntimeOptions};
 use ringswim::wire::Keyring;
 use serde_json::json;
@@ -75,9 +81,59 @@ pub struct AgentArgs {
     /// io_uring where the kernel allows it, the portable one where not).
     #[arg(long, value_parser = ["uring", "portable"])]
     backend: Option<String>,
-    /// The longest the leave broadcast may wait on SIGINT/SIGTERM, seconds.
+    /// The longest the leave broadcast may wait on SIGINT/SIGTERM, and a
+    /// meta update's on SIGHUP, seconds (serf's `BroadcastTimeout` covers
+    /// both too).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = super::positive_seconds)]
     leave_timeout: f64,
+    /// This member's metadata (Go `Delegate.NodeMeta`), in hex as the agent
+    /// prints meta: at most 512 bytes (Go `MetaMaxSize`).
+    #[arg(long, value_name = "HEX", value_parser = parse_meta, conflicts_with = "meta_file")]
+    meta: Option<Meta>,
+    /// Read the metadata from FILE (hex as for --meta, whitespace ignored)
+    /// at start and again on each SIGHUP, which re-announces the member
+    /// with it (Go `UpdateNode`).
+    #[arg(long, value_name = "FILE")]
+    meta_file: Option<PathBuf>,
+}
+
+/// Node metadata as the agent takes it (`--meta`, `--meta-file`).
+#[derive(Clone, Debug, Default)]
+pub struct Meta(Vec<u8>);
+
+/// Meta in hex, as the agent prints it, ASCII whitespace ignored (so that
+/// `xxd -p`'s lines serve); at most [`META_MAX_SIZE`] bytes, which Go
+/// refuses to announce (`MetaMaxSize`).
+fn parse_meta(text: &str) -> Result<Meta, String> {
+    let digits: String = text.split_ascii_whitespace().collect();
+    let meta = hex::decode(&digits).map_err(|e| format!("not hex: {e}"))?;
+    if meta.len() > META_MAX_SIZE {
+        return Err(format!("{} bytes, over the limit of {META_MAX_SIZE} (Go MetaMaxSize)", meta.len()));
+    }
+    Ok(Meta(meta))
+}
+
+/// `--meta-file`'s meta.
+fn read_meta_file(path: &Path) -> Result<Meta, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--meta-file {}: {e}", path.display()))?;
+    parse_meta(&text).map_err(|e| format!("--meta-file {}: {e}", path.display()))
+}
+
+/// The member's metadata, handed to the core whenever it builds this
+/// member's alive message (at start, on [`Memberlist::update_node`]).
+#[derive(Default)]
+struct AgentMeta(Mutex<Meta>);
+
+impl AgentMeta {
+    fn set(&self, meta: Meta) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = meta;
+    }
+}
+
+impl Delegate for AgentMeta {
+    fn node_meta(&self, _limit: usize) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,11 +147,18 @@ pub struct MembersArgs {
 const MEMBERS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `ringswim agent`: runs the member until SIGINT or SIGTERM, then leaves
-/// and exits 0. Errors before that (bad key, bind, join) are one line.
+/// and exits 0; SIGHUP re-reads `--meta-file`. Errors before that (bad
+/// key, bind, join, meta file) are one line.
 pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // First, so that a signal during the join is not the default (death).
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("signal handlers: {e}"))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| format!("signal handlers: {e}"))?;
+    let meta = Arc::new(AgentMeta::default());
+    meta.set(match &args.meta_file {
+        Some(path) => read_meta_file(path)?,
+        None => args.meta.clone().unwrap_or_default(),
+    });
     let seeds = args.joins.iter().map(|j| resolve_join(j)).collect::<Result<Vec<_>, _>>()?.concat();
     // The HTTP port before the member's: a refused --http starts nothing.
     let http = args
@@ -109,7 +172,9 @@ pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
     };
 
     let (event_tx, events) = std::sync::mpsc::channel();
-    let config = agent_config(args)?.with_events(Arc::new(ChannelEventDelegate::new(event_tx)));
+    let config = agent_config(args)?
+        .with_events(Arc::new(ChannelEventDelegate::new(event_tx)))
+        .with_delegate(Arc::clone(&meta) as Arc<dyn Delegate>);
     let backend = match args.backend.as_deref() {
         Some("uring") => BackendChoice::Only(Backend::Uring),
         Some("portable") => BackendChoice::Only(Backend::Portable),
@@ -139,9 +204,21 @@ pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
         member.join(&seeds).map_err(|e| e.to_string())?;
     }
 
-    let signal = signals.forever().next();
+    let broadcast_timeout = Duration::from_secs_f64(args.leave_timeout);
+    let mut signal = None;
+    for caught in signals.forever() {
+        if caught != SIGHUP {
+            signal = Some(caught);
+            break;
+        }
+        let outcome = match &args.meta_file {
+            Some(path) => update_meta(&member, &meta, path, broadcast_timeout),
+            None => "no --meta-file to re-read".to_owned(),
+        };
+        eprintln!("ringswim agent {}: signal {SIGHUP}: {outcome}", local.name);
+    }
     eprintln!("ringswim agent {}: signal {}, leaving", local.name, signal.unwrap_or_default());
-    if let Err(e) = member.leave(Duration::from_secs_f64(args.leave_timeout)) {
+    if let Err(e) = member.leave(broadcast_timeout) {
         eprintln!("ringswim agent {}: {e}; shutting down anyway", local.name);
     }
     if let Some((server, serving)) = server {
@@ -156,7 +233,23 @@ pub fn run_agent(args: &AgentArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The member's `Config` from the flags (events delegate aside).
+/// SIGHUP: the meta from `path`, announced (Go `UpdateNode`); what
+/// happened, for the agent's stderr line. A file that does not read as meta
+/// changes nothing.
+fn update_meta(member: &Memberlist, meta: &AgentMeta, path: &Path, timeout: Duration) -> String {
+    let new = match read_meta_file(path) {
+        Ok(new) => new,
+        Err(e) => return format!("{e}; meta unchanged"),
+    };
+    let len = new.0.len();
+    meta.set(new);
+    match member.update_node(timeout) {
+        Ok(()) => format!("meta updated from {} ({len} bytes)", path.display()),
+        Err(e) => format!("meta updated from {} ({len} bytes), not yet announced: {e}", path.display()),
+    }
+}
+
+/// The member's `Config` from the flags (event and meta delegates aside).
 fn agent_config(args: &AgentArgs) -> Result<Config, String> {
     let mut config = match args.profile.as_str() {
         "local" => Config::default_local(),
