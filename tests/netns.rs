@@ -1,26 +1,38 @@
-//! Three hosts in network namespaces: `ringswim agent`s, each in a
-//! namespace of its own, joined across veth links; one host's link is cut
-//! (`ip link set eth0 down` inside its namespace) until the other two
-//! declare it dead, then restored, and the three must agree again (it
-//! refuted); then cut until both sides have reaped each other (past
-//! `gossip_to_the_dead_time`, where Go memberlist 0.2.2 stays split for
-//! good), restored, and the three must agree again (ringswim's reconnect).
-//! About 75 s, both backends in parallel (`local` profile).
+//! Hosts in network namespaces: `ringswim agent`s, each in a namespace of
+//! its own, joined across veth links and a bridge.
+//!
+//! - `cut_host_is_declared_dead_and_comes_back`: three hosts; one host's
+//!   link is cut (`ip link set eth0 down` inside its namespace) until the
+//!   other two declare it dead, then restored, and the three must agree
+//!   again (it refuted); then cut until both sides have reaped each other
+//!   (past `gossip_to_the_dead_time`, where Go memberlist 0.2.2 stays split
+//!   for good), restored, and the three must agree again (ringswim's
+//!   reconnect). About 75 s.
+//! - `udp_cut_tcp_passing_is_survived_only_with_tcp_pings`: two clusters
+//!   of two hosts; the bridge drops every UDP datagram within each pair
+//!   (nftables, bridge family, in the hub), TCP passes. The member with
+//!   Go's default (TCP fallback pings) keeps its peer alive; the one with
+//!   `--disable-tcp-pings` declares its peer dead. About 30 s.
+//!
+//! Each on both backends, in parallel (`local` profile).
 //!
 //! Layout (all made and removed by the test, names carry the pid and the
-//! backend; the host's own interfaces and routes are never touched):
+//! backend; the host's own interfaces, routes and nftables are never
+//! touched):
 //!
 //! ```text
 //!   ns h0 (10.77.0.1/24) eth0 ─ v0 ┐
-//!   ns h1 (10.77.0.2/24) eth0 ─ v1 ┼ br0 in ns hub
-//!   ns h2 (10.77.0.3/24) eth0 ─ v2 ┘
+//!   ns h1 (10.77.0.2/24) eth0 ─ v1 ┼ br0 in ns hub (nft table bridge ringswim)
+//!   ns h2 (10.77.0.3/24) eth0 ─ v2 ┤
+//!   ns h3 (10.77.0.4/24) eth0 ─ v3 ┘ (the UDP cut test only)
 //! ```
 //!
-//! The test reads each agent's view as an operator would, with
+//! The tests read each agent's view as an operator would, with
 //! `ip netns exec NS ringswim members --http IP:PORT` (the table).
-//! Without root or `ip netns` it prints why and returns (skipped). Every
-//! wait is a condition with a bounded deadline; agents are killed and
-//! namespaces deleted when a test ends, passed or not.
+//! Without root or `ip netns` (or `nft`, for the UDP cut) a test prints why
+//! and returns (skipped). Every wait is a condition with a bounded
+//! deadline; agents are killed, the nftables table and the namespaces
+//! deleted when a test ends, passed or not.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -61,27 +73,34 @@ fn must(program: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The nftables table a test filters br0 with, in the hub namespace: the
+/// bridge family filters what crosses the bridge, as a switch would, so
+/// that the hosts see only loss.
+const FILTER_TABLE: &str = "ringswim";
+
 /// The namespaces of one test; deleted on drop (which also removes the
-/// veth pairs and the bridge inside them).
+/// veth pairs and the bridge inside them), after the nftables table.
 struct Lab {
     hub: String,
     hosts: Vec<String>,
     /// Every namespace made so far, to delete.
     made: Vec<String>,
+    /// Whether [`FILTER_TABLE`] was made, to delete.
+    filtered: bool,
 }
 
 impl Lab {
-    /// Makes the hub with its bridge and the hosts with their addresses;
+    /// Makes the hub with its bridge and `hosts` hosts with their addresses;
     /// `Err` if this machine will not (not root, no `ip netns`).
-    fn new(tag: &str) -> Result<Lab, String> {
+    fn new(tag: &str, hosts: usize) -> Result<Lab, String> {
         let prefix = format!("rsw{}{tag}", std::process::id());
-        let mut lab = Lab { hub: format!("{prefix}-hub"), hosts: Vec::new(), made: Vec::new() };
+        let mut lab = Lab { hub: format!("{prefix}-hub"), hosts: Vec::new(), made: Vec::new(), filtered: false };
         must("ip", &["netns", "add", &lab.hub])?;
         lab.made.push(lab.hub.clone());
         let hub = lab.hub.clone();
         must("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
         must("ip", &["-n", &hub, "link", "set", "br0", "up"])?;
-        for host in 0..HOSTS {
+        for host in 0..hosts {
             let ns = format!("{prefix}-h{host}");
             must("ip", &["netns", "add", &ns])?;
             lab.made.push(ns.clone());
@@ -100,10 +119,58 @@ impl Lab {
     fn set_link(&self, host: usize, state: &str) {
         must("ip", &["-n", &self.hosts[host], "link", "set", "dev", "eth0", state]).expect("ip link set");
     }
+
+    /// `nft ARGS` in the hub namespace.
+    fn nft(&self, args: &[&str]) -> Result<String, String> {
+        must("ip", &[&["netns", "exec", &self.hub, "nft"], args].concat())
+    }
+
+    /// Makes [`FILTER_TABLE`] with an empty `forward` chain on br0; `Err`
+    /// if this machine will not (no `nft`, no nftables in the kernel).
+    fn add_filter(&mut self) -> Result<(), String> {
+        self.nft(&["add", "table", "bridge", FILTER_TABLE])?;
+        self.filtered = true;
+        let chain = "{ type filter hook forward priority 0; policy accept; }";
+        self.nft(&["add", "chain", "bridge", FILTER_TABLE, "forward", chain]).map(drop)
+    }
+
+    /// Drops every UDP datagram between hosts `a` and `b` on the bridge
+    /// (counted as `udp a-b` and `udp b-a`), TCP passing; counts the TCP
+    /// connections `a` opens to `b` (`syn a-b`).
+    fn cut_udp(&self, a: usize, b: usize) {
+        let (ip_a, ip_b) = (host_ip(a), host_ip(b));
+        for (from, to, name) in [(&ip_a, &ip_b, format!("udp {a}-{b}")), (&ip_b, &ip_a, format!("udp {b}-{a}"))] {
+            let rule = ["ip", "saddr", from, "ip", "daddr", to, "meta", "l4proto", "udp", "counter", "drop"];
+            self.add_rule(&rule, &name);
+        }
+        let syn = ["ip", "saddr", &ip_a, "ip", "daddr", &ip_b, "tcp flags & (syn|ack) == syn", "counter"];
+        self.add_rule(&syn, &format!("syn {a}-{b}"));
+    }
+
+    fn add_rule(&self, rule: &[&str], comment: &str) {
+        let quoted = format!("\"{comment}\"");
+        let args = [&["add", "rule", "bridge", FILTER_TABLE, "forward"], rule, &["comment", &quoted]].concat();
+        self.nft(&args).expect("nft add rule");
+    }
+
+    /// The packets the rule with `comment` has counted.
+    fn counted(&self, comment: &str) -> u64 {
+        let listing = self.nft(&["-j", "list", "table", "bridge", FILTER_TABLE]).expect("nft list");
+        let listing: serde_json::Value = serde_json::from_str(&listing).expect("nft -j prints JSON");
+        let rules = listing["nftables"].as_array().into_iter().flatten().filter_map(|entry| entry.get("rule"));
+        let rule = rules.into_iter().find(|r| r["comment"] == comment).unwrap_or_else(|| panic!("no rule {comment}"));
+        let counter = rule["expr"].as_array().into_iter().flatten().find_map(|e| e.get("counter"));
+        counter.and_then(|c| c["packets"].as_u64()).unwrap_or_else(|| panic!("rule {comment} counts nothing: {rule}"))
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if self.filtered
+            && let Err(e) = self.nft(&["delete", "table", "bridge", FILTER_TABLE])
+        {
+            eprintln!("cleanup: {e}");
+        }
         for ns in self.made.iter().rev() {
             if let Err(e) = must("ip", &["netns", "del", ns]) {
                 eprintln!("cleanup: {e}");
@@ -118,11 +185,14 @@ struct Agent {
     /// Its stderr, line by line (for failure messages; also keeps the
     /// pipe drained).
     stderr: Receiver<String>,
-    _stdout: Receiver<String>,
+    /// Its event lines.
+    events: Receiver<String>,
 }
 
 impl Agent {
-    fn start(lab: &Lab, host: usize, backend: Backend, join: Option<usize>) -> Agent {
+    /// `ringswim agent --name hHOST` on the host's address, joining
+    /// `join`'s, with `extra` flags.
+    fn start(lab: &Lab, host: usize, backend: Backend, join: Option<usize>, extra: &[&str]) -> Agent {
         let ip = host_ip(host);
         let (bind, http) = (format!("{ip}:{MEMBER_PORT}"), format!("{ip}:{HTTP_PORT}"));
         let name = format!("h{host}");
@@ -132,6 +202,7 @@ impl Agent {
         if let Some(seed) = &seed {
             args.extend(["--join", seed]);
         }
+        args.extend(extra);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.hosts[host], env!("CARGO_BIN_EXE_ringswim")])
             .args(&args)
@@ -140,9 +211,9 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ip netns exec ringswim agent");
-        let stdout = lines(child.stdout.take().expect("piped"));
+        let events = lines(child.stdout.take().expect("piped"));
         let stderr = lines(child.stderr.take().expect("piped"));
-        Agent { child, stderr, _stdout: stdout }
+        Agent { child, stderr, events }
     }
 
     /// Panics if the agent has exited (with what it said).
@@ -222,17 +293,17 @@ fn sees(lab: &Lab, host: usize, dead: Option<usize>) -> Result<BTreeMap<String, 
 }
 
 fn cut_host_is_declared_dead_and_comes_back(backend: Backend) {
-    let lab = match Lab::new(&backend.name()[..1]) {
+    let lab = match Lab::new(&backend.name()[..1], HOSTS) {
         Ok(lab) => lab,
         Err(e) => {
             eprintln!("network namespaces unavailable here ({e}): skipped");
             return;
         }
     };
-    let mut agents = vec![Agent::start(&lab, 0, backend, None)];
+    let mut agents = vec![Agent::start(&lab, 0, backend, None, &[])];
     // h0 must serve before the others join it.
     eventually("h0 serves", || view(&lab, 0).map(drop));
-    agents.extend((1..HOSTS).map(|h| Agent::start(&lab, h, backend, Some(0))));
+    agents.extend((1..HOSTS).map(|h| Agent::start(&lab, h, backend, Some(0), &[])));
     for host in 0..HOSTS {
         eventually(&format!("h{host} sees three alive"), || sees(&lab, host, None));
     }
@@ -277,4 +348,73 @@ fn cut_host_is_declared_dead_and_comes_back(backend: Backend) {
     }
 }
 
-on_each_backend!(cut_host_is_declared_dead_and_comes_back);
+/// `host`'s view of `other`: its status and incarnation.
+fn status_of(lab: &Lab, host: usize, other: usize) -> Result<(String, u64), String> {
+    let members = view(lab, host)?;
+    let row =
+        members.get(&format!("h{other}")).ok_or_else(|| format!("h{host} does not list h{other}: {members:?}"))?;
+    Ok((row.status.clone(), row.incarnation))
+}
+
+/// How many TCP connections h0 must open to h1 after the UDP cut (its
+/// probes' TCP fallback pings, and a push/pull every 15 s) while h1 stays
+/// alive: without the fallback, h1 would be suspect after the first probe
+/// and dead 3 probe intervals later (`local`: suspicion 3 × 1 s).
+const FALLBACK_PINGS: u64 = 10;
+
+fn udp_cut_tcp_passing_is_survived_only_with_tcp_pings(backend: Backend) {
+    let mut lab = match Lab::new(&format!("{}u", &backend.name()[..1]), 4) {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!("network namespaces unavailable here ({e}): skipped");
+            return;
+        }
+    };
+    if let Err(e) = lab.add_filter() {
+        eprintln!("nftables unavailable here ({e}): skipped");
+        return;
+    }
+    // Two clusters of two: h1 joins h0 (Go's default, TCP pings on), h3
+    // joins h2 (--disable-tcp-pings). Two members, so no indirect probe
+    // can route around the cut.
+    let mut agents =
+        vec![Agent::start(&lab, 0, backend, None, &[]), Agent::start(&lab, 2, backend, None, &["--disable-tcp-pings"])];
+    eventually("h0 serves", || view(&lab, 0).map(drop));
+    eventually("h2 serves", || view(&lab, 2).map(drop));
+    agents.push(Agent::start(&lab, 1, backend, Some(0), &[]));
+    agents.push(Agent::start(&lab, 3, backend, Some(2), &[]));
+    for (host, other) in [(0, 1), (1, 0), (2, 3), (3, 2)] {
+        eventually(&format!("h{host} sees h{other} alive"), || match status_of(&lab, host, other)? {
+            (status, _) if status == "alive" => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        });
+    }
+    let (_, incarnation) = status_of(&lab, 0, 1).expect("h0's view");
+    lab.cut_udp(0, 1);
+    lab.cut_udp(2, 3);
+
+    // TCP fallback on: every view h0 gives meanwhile has h1 alive at the
+    // same incarnation (a suspicion h1 heard of by push/pull would have
+    // made it refute).
+    eventually(&format!("h0 opens {FALLBACK_PINGS} TCP connections to h1 with h1 alive"), || {
+        let seen = status_of(&lab, 0, 1)?;
+        assert_eq!(seen, ("alive".to_owned(), incarnation), "h0's view of h1 with UDP cut, TCP pings on");
+        let connections = lab.counted("syn 0-1");
+        if connections >= FALLBACK_PINGS { Ok(()) } else { Err(format!("{connections} connections")) }
+    });
+    assert!(lab.counted("udp 0-1") > 0, "h0's UDP to h1 was dropped");
+    let events: Vec<String> = agents[0].events.try_iter().collect();
+    assert!(!events.iter().any(|e| e.contains(r#""event":"leave""#)), "h0 lost h1: {events:#?}");
+
+    // TCP fallback off: h2 declares h3 dead.
+    eventually("h2 sees h3 dead", || match status_of(&lab, 2, 3)? {
+        (status, _) if status == "dead" => Ok(()),
+        seen => Err(format!("{seen:?}")),
+    });
+    assert!(lab.counted("udp 2-3") > 0, "h2's UDP to h3 was dropped");
+    for agent in &mut agents {
+        agent.assert_running();
+    }
+}
+
+on_each_backend!(cut_host_is_declared_dead_and_comes_back, udp_cut_tcp_passing_is_survived_only_with_tcp_pings);

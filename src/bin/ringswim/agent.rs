@@ -74,6 +74,11 @@ pub struct AgentArgs {
     /// Turn memberlist's LZW compression off (Go `EnableCompression`).
     #[arg(long)]
     no_compression: bool,
+    /// Never fall back to a TCP ping when a probe's UDP ping and indirect
+    /// pings go unanswered (Go `DisableTcpPings`): a member that only UDP
+    /// cannot reach is then declared dead rather than kept alive.
+    #[arg(long)]
+    disable_tcp_pings: bool,
     /// Serve GET /members, /metrics and /health here (port 0: a free one).
     #[arg(long, value_name = "IP:PORT")]
     http: Option<SocketAddr>,
@@ -277,6 +282,7 @@ fn agent_config(args: &AgentArgs) -> Result<Config, String> {
     }
     config.label = args.label.clone();
     config.enable_compression = !args.no_compression;
+    config.disable_tcp_pings = args.disable_tcp_pings;
     Ok(config)
 }
 
