@@ -15,7 +15,6 @@
 //! Every wait has a deadline; agents are killed when a test ends, passed or
 //! not.
 
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -32,6 +31,7 @@ mod child;
 #[path = "common/gonodes.rs"]
 mod gonodes;
 use child::lines;
+use gonodes::GoNodes;
 
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
@@ -491,45 +491,8 @@ fn a_running_agent_refuses_its_ports_and_a_join_to_nobody(backend: Backend) {
     assert_refused(&["members", "--http", &nobody], &[&nobody]);
 }
 
-/// A `gonodes` process (real Go memberlist 0.2.2 nodes, JSON lines on its
-/// stdin and stdout); killed on drop.
-struct GoNodes {
-    child: Child,
-    answers: Receiver<String>,
-}
-
-impl GoNodes {
-    fn spawn() -> GoNodes {
-        let mut child = Command::new(gonodes::gonodes_bin())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gonodes");
-        let answers = lines(child.stdout.take().expect("piped"));
-        GoNodes { child, answers }
-    }
-
-    /// One command that must succeed; its answer.
-    fn call(&mut self, request: Value) -> Value {
-        let stdin = self.child.stdin.as_mut().expect("piped");
-        writeln!(stdin, "{request}").expect("write to gonodes");
-        let line = self.answers.recv_timeout(DEADLINE).unwrap_or_else(|_| panic!("gonodes did not answer {request}"));
-        let answer: Value = serde_json::from_str(&line).expect("gonodes answers JSON");
-        assert_eq!(answer["ok"], true, "gonodes refused {request}: {answer}");
-        answer
-    }
-}
-
-impl Drop for GoNodes {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn an_agent_joins_a_go_memberlist_node(backend: Backend) {
-    let mut go = GoNodes::spawn();
+    let mut go = GoNodes::spawn(&[]);
     let started = go.call(json!({"cmd": "start", "name": "go-0", "meta": hex_of("go")}));
     let go_addr = format!("{}:{}", started["addr"].as_str().expect("addr"), started["port"]);
     let file = TempFile::new(&format!("go-meta-{}", backend.name()), &hex_of("role=web"));

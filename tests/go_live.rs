@@ -38,6 +38,8 @@ use ringswim::sim::Gossip;
 use ringswim::swim::metrics::{DROPPED, GO_MSG, PROBES};
 use serde_json::{Value, json};
 
+#[path = "common/child.rs"]
+mod child;
 #[path = "common/gonodes.rs"]
 mod gonodes;
 use gonodes::gonodes_bin;
@@ -115,15 +117,7 @@ impl GoNodes {
             .spawn()
             .expect("start gonodes");
         let stdin = RefCell::new(child.stdin.take().expect("piped"));
-        let (tx, answers) = channel();
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let answers = child::lines(child.stdout.take().expect("piped"));
         // Drained always, so that a chatty log never blocks the Go side.
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = BufReader::new(child.stderr.take().expect("piped"));

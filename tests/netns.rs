@@ -13,6 +13,12 @@
 //!   (nftables, bridge family, in the hub), TCP passes. The member with
 //!   Go's default (TCP fallback pings) keeps its peer alive; the one with
 //!   `--disable-tcp-pings` declares its peer dead. About 30 s.
+//! - `udp_cut_tcp_passing_against_go_nodes`: the same cut, with Go
+//!   memberlist 0.2.2 nodes (`gonodes`, each in its host's namespace) at h0
+//!   (Go's default) and h2 (`DisableTcpPings`), agents at h1 and h3
+//!   (`--disable-tcp-pings`): h0 and h1 keep each other alive by TCP pings
+//!   each answers for the other; h2 and h3 declare each other dead. About
+//!   18 s.
 //!
 //! Each on both backends, in parallel (`local` profile).
 //!
@@ -24,7 +30,7 @@
 //!   ns h0 (10.77.0.1/24) eth0 ─ v0 ┐
 //!   ns h1 (10.77.0.2/24) eth0 ─ v1 ┼ br0 in ns hub (nft table bridge ringswim)
 //!   ns h2 (10.77.0.3/24) eth0 ─ v2 ┤
-//!   ns h3 (10.77.0.4/24) eth0 ─ v3 ┘ (the UDP cut test only)
+//!   ns h3 (10.77.0.4/24) eth0 ─ v3 ┘ (the UDP cut tests only)
 //! ```
 //!
 //! The tests read each agent's view as an operator would, with
@@ -40,13 +46,17 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use ringswim::engine::Backend;
+use serde_json::json;
 
 #[path = "common/backends.rs"]
 #[macro_use]
 mod backends;
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/gonodes.rs"]
+mod gonodes;
 use child::lines;
+use gonodes::GoNodes;
 
 /// Long enough for anything below on a loaded 2-core machine; a test that
 /// hits it fails.
@@ -136,15 +146,15 @@ impl Lab {
 
     /// Drops every UDP datagram between hosts `a` and `b` on the bridge
     /// (counted as `udp a-b` and `udp b-a`), TCP passing; counts the TCP
-    /// connections `a` opens to `b` (`syn a-b`).
+    /// connections each opens to the other (`syn a-b`, `syn b-a`).
     fn cut_udp(&self, a: usize, b: usize) {
-        let (ip_a, ip_b) = (host_ip(a), host_ip(b));
-        for (from, to, name) in [(&ip_a, &ip_b, format!("udp {a}-{b}")), (&ip_b, &ip_a, format!("udp {b}-{a}"))] {
-            let rule = ["ip", "saddr", from, "ip", "daddr", to, "meta", "l4proto", "udp", "counter", "drop"];
-            self.add_rule(&rule, &name);
+        for (from, to) in [(a, b), (b, a)] {
+            let (from_ip, to_ip) = (host_ip(from), host_ip(to));
+            let udp = ["ip", "saddr", &from_ip, "ip", "daddr", &to_ip, "meta", "l4proto", "udp", "counter", "drop"];
+            self.add_rule(&udp, &format!("udp {from}-{to}"));
+            let syn = ["ip", "saddr", &from_ip, "ip", "daddr", &to_ip, "tcp flags & (syn|ack) == syn", "counter"];
+            self.add_rule(&syn, &format!("syn {from}-{to}"));
         }
-        let syn = ["ip", "saddr", &ip_a, "ip", "daddr", &ip_b, "tcp flags & (syn|ack) == syn", "counter"];
-        self.add_rule(&syn, &format!("syn {a}-{b}"));
     }
 
     fn add_rule(&self, rule: &[&str], comment: &str) {
@@ -417,4 +427,79 @@ fn udp_cut_tcp_passing_is_survived_only_with_tcp_pings(backend: Backend) {
     }
 }
 
-on_each_backend!(cut_host_is_declared_dead_and_comes_back, udp_cut_tcp_passing_is_survived_only_with_tcp_pings);
+/// Go node `node`'s view of `other`: its status and incarnation.
+fn go_status_of(go: &mut GoNodes, node: &str, other: &str) -> Result<(String, u64), String> {
+    let m = go.member(node, other).ok_or_else(|| format!("{node} does not list {other}"))?;
+    Ok((m["state"].as_str().unwrap_or_default().to_owned(), m["incarnation"].as_u64().unwrap_or_default()))
+}
+
+/// `Ok` if `seen`'s status is `status`.
+fn has_status(status: &str, seen: (String, u64)) -> Result<(), String> {
+    if seen.0 == status { Ok(()) } else { Err(format!("{seen:?}")) }
+}
+
+fn udp_cut_tcp_passing_against_go_nodes(backend: Backend) {
+    let mut lab = match Lab::new(&format!("{}g", &backend.name()[..1]), 4) {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!("network namespaces unavailable here ({e}): skipped");
+            return;
+        }
+    };
+    if let Err(e) = lab.add_filter() {
+        eprintln!("nftables unavailable here ({e}): skipped");
+        return;
+    }
+    // Go memberlist 0.2.2 nodes at h0 (Go's default) and h2
+    // (DisableTcpPings), each in a gonodes process in its namespace;
+    // agents at h1 (default) and h3 (--disable-tcp-pings) join them.
+    let mut go = [0, 2].map(|host| {
+        let mut nodes = GoNodes::spawn(&["ip", "netns", "exec", &lab.hosts[host]]);
+        let request =
+            json!({"cmd": "start", "name": format!("h{host}"), "bind_addr": host_ip(host), "disable_tcp_pings": host == 2});
+        let started = nodes.call(request);
+        let at = format!("{}:{}", started["addr"].as_str().expect("addr"), started["port"]);
+        (nodes, at)
+    });
+    let mut agents = [
+        Agent::start(&lab, 1, backend, None, &["--join", &go[0].1]),
+        Agent::start(&lab, 3, backend, None, &["--join", &go[1].1, "--disable-tcp-pings"]),
+    ];
+    for (i, go_host) in [0, 2].into_iter().enumerate() {
+        let (nodes, rs_host) = (&mut go[i].0, go_host + 1);
+        let (go_name, rs_name) = (format!("h{go_host}"), format!("h{rs_host}"));
+        eventually(&format!("{go_name} (Go) sees {rs_name} alive"), || {
+            has_status("alive", go_status_of(nodes, &go_name, &rs_name)?)
+        });
+        eventually(&format!("{rs_name} sees {go_name} (Go) alive"), || {
+            has_status("alive", status_of(&lab, rs_host, go_host)?)
+        });
+    }
+    let (_, go_incarnation) = go_status_of(&mut go[0].0, "h0", "h1").expect("h0's view");
+    let (_, rs_incarnation) = status_of(&lab, 1, 0).expect("h1's view");
+    lab.cut_udp(0, 1);
+    lab.cut_udp(2, 3);
+
+    // TCP pings on, both sides: each keeps the other alive at the same
+    // incarnation while it opens FALLBACK_PINGS connections to it (Go's
+    // fallback pings answered by ringswim, ringswim's by Go).
+    eventually(&format!("h0 (Go) and h1 each open {FALLBACK_PINGS} TCP connections to the other"), || {
+        let alive = |incarnation| ("alive".to_owned(), incarnation);
+        assert_eq!(go_status_of(&mut go[0].0, "h0", "h1")?, alive(go_incarnation), "h0's (Go) view of h1");
+        assert_eq!(status_of(&lab, 1, 0)?, alive(rs_incarnation), "h1's view of h0 (Go)");
+        let connections = [lab.counted("syn 0-1"), lab.counted("syn 1-0")];
+        if connections.iter().all(|&n| n >= FALLBACK_PINGS) { Ok(()) } else { Err(format!("{connections:?}")) }
+    });
+    // TCP pings off, both sides: each declares the other dead.
+    eventually("h2 (Go, DisableTcpPings) sees h3 dead", || has_status("dead", go_status_of(&mut go[1].0, "h2", "h3")?));
+    eventually("h3 (--disable-tcp-pings) sees h2 (Go) dead", || has_status("dead", status_of(&lab, 3, 2)?));
+    for agent in &mut agents {
+        agent.assert_running();
+    }
+}
+
+on_each_backend!(
+    cut_host_is_declared_dead_and_comes_back,
+    udp_cut_tcp_passing_is_survived_only_with_tcp_pings,
+    udp_cut_tcp_passing_against_go_nodes,
+);
