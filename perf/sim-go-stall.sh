@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# GO-NOTES §1 and §3 in the simulator: Go memberlist 0.2.2's behaviour
+# docs/go-behaviour.md §1 and §3 in the simulator: Go memberlist 0.2.2's behaviour
 # (`--behaviour go`, default and "tuned" RetransmitMult 4) against ringswim's
 # (`--behaviour ringswim`), same seeds, same mass join (every node joins
 # node 0 at t = 0), then node 0 sends 200 user broadcasts of 7 bytes (the
-# GO-NOTES payload) once the cluster has settled.
+# payload of docs/go-behaviour.md §3) once the cluster has settled.
 #
 # usage: perf/sim-go-stall.sh [SEEDS...]      (default seeds: 1 2 3)
 #

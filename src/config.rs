@@ -377,7 +377,7 @@ pub struct Config {
     pub skip_inbound_label_check: bool,
 
     /// What ringswim does beyond Go memberlist 0.2.2 where Go stalls
-    /// (GO-NOTES §1, §3, hashicorp/memberlist #299). Every default
+    /// (docs/go-behaviour.md §1, §3, hashicorp/memberlist #299). Every default
     /// constructor turns it on; [`Config::with_go_behaviour`] turns it off
     /// for runs that must match Go step for step. Nothing in it changes the
     /// wire format: a Go peer only sees more (or earlier) messages of kinds
@@ -395,7 +395,7 @@ pub struct Extensions {
     /// live member this long after, at most one per this interval, and a
     /// settling one two intervals after the last. Go waits for the periodic
     /// push/pull (45–60 s after start at 128 nodes): rumours that died out
-    /// before reaching a node stay unknown that long (GO-NOTES §1). Costs
+    /// before reaching a node stay unknown that long (docs/go-behaviour.md §1). Costs
     /// streams only during bursts. Zero: off (Go).
     pub news_push_pull_delay: Duration,
     /// How many members' news must come within four
@@ -407,7 +407,7 @@ pub struct Extensions {
     /// ([`Config::effective_retransmit_mult`]). Each broadcast is sent
     /// `mult × ceil(log10(N + 1))` times in all; with Go's LAN/local 4/2 a
     /// rumour misses each node with probability about `e^-limit`, which at
-    /// 128 nodes leaves a few nodes without news of a join (GO-NOTES §1)
+    /// 128 nodes leaves a few nodes without news of a join (docs/go-behaviour.md §1)
     /// and some user broadcasts undelivered (§3) until the next push/pull.
     /// A larger budget costs bytes only while there is news: the queues are
     /// empty in steady state. Zero: off (Go).

@@ -1,4 +1,4 @@
-//! The hostile floods that take Go memberlist 0.2.2 down (GO-NOTES §4), thrown
+//! The hostile floods that take Go memberlist 0.2.2 down (docs/go-behaviour.md §4), thrown
 //! at ringswim's decoders: each flood decodes thousands of crafted inputs with
 //! one reused decoder (as a receive loop would) and checks that
 //! - nothing panics,
@@ -238,7 +238,7 @@ fn keyring() -> Keyring {
 
 // ------------------------------------------------------------ (a) random bytes
 
-/// 50,000 packets of random bytes, 1–1400 B (GO-NOTES §4: Go ran out of memory).
+/// 50,000 packets of random bytes, 1–1400 B (docs/go-behaviour.md §4: Go ran out of memory).
 #[test]
 fn flood_a_random_packets() {
     isolated("flood_a_random_packets", || {

@@ -932,7 +932,7 @@ mod tests {
 
     #[test]
     fn after_a_mass_join_go_leaves_pairs_for_push_pull_ringswim_none() {
-        // GO-NOTES §1, at 64 nodes joining at once. Under Go's rules the
+        // docs/go-behaviour.md §1, at 64 nodes joining at once. Under Go's rules the
         // gossip dies down with members still unknown to some nodes, and
         // nothing repairs them before the periodic push/pull (30 s at 64
         // local nodes, later than this run looks); under ringswim's every

@@ -19,8 +19,8 @@
 //! - Packets never exceed `udp_buffer_size`: the budget also counts the
 //!   first part's length and the CRC header, which Go forgets (it can
 //!   overshoot by 7 bytes).
-//! - A packet holds at most [`MAX_COMPOUND_PARTS_FOR_GO`] parts (GO-NOTES
-//!   §2); user broadcasts the delegate hands out beyond that wait for the
+//! - A packet holds at most [`MAX_COMPOUND_PARTS_FOR_GO`] parts
+//!   (docs/go-behaviour.md §2); user broadcasts the delegate hands out beyond that wait for the
 //!   next packet.
 //! - Encryption nonces come from the core's seeded RNG, so a run replays
 //!   byte for byte.
@@ -257,7 +257,7 @@ impl<R> Core<R> {
     /// no part left for, then the delegate's. The delegate cannot be told a
     /// count: what it hands over beyond `max_count` waits for the next
     /// packet rather than being lost (never more than 127 parts to a Go
-    /// peer: GO-NOTES §2).
+    /// peer: docs/go-behaviour.md §2).
     fn user_broadcasts(&mut self, overhead: usize, avail: usize, max_count: usize, out: &mut Vec<Arc<[u8]>>) {
         let mut taken = 0;
         let mut left = avail;

@@ -630,7 +630,7 @@ fn go_gossip_to_dead() {
 }
 
 /// Many small user broadcasts: every datagram stays within
-/// `udp_buffer_size` and under Go's 128-part limit (GO-NOTES §2).
+/// `udp_buffer_size` and under Go's 128-part limit (docs/go-behaviour.md §2).
 #[test]
 fn packets_keep_to_go_part_limit_and_buffer_size() {
     struct Chatty;

@@ -21,8 +21,8 @@
 //!   A message queued afterwards can then get the same id as one of them, and
 //!   once both have the same transmit count and size, Go's btree
 //!   `ReplaceOrInsert` silently overwrites one with the other: a queued message
-//!   is lost without being sent out fully or `Finished` (GO-NOTES.md §3 measured
-//!   thousands of lost user messages at 128 nodes). Here ids come from a `u64`
+//!   is lost without being sent out fully or `Finished` (docs/go-behaviour.md
+//!   §3: thousands of lost user messages at 128 nodes). Here ids come from a `u64`
 //!   counter that never goes back, so no two queued messages ever share a key.
 //!   At one message per nanosecond it would take 584 years to wrap.
 //! - Invalidation by name is a hash lookup and an O(log n) removal, and a
@@ -446,7 +446,7 @@ impl<B: Broadcast> TransmitLimitedQueue<B> {
     /// [`TransmitLimitedQueue::get_broadcasts`], taking at most `max_count`
     /// messages (so that a packet to a Go peer keeps to
     /// [`MAX_COMPOUND_PARTS_FOR_GO`](crate::wire::frame::MAX_COMPOUND_PARTS_FOR_GO)
-    /// parts: GO-NOTES §2).
+    /// parts: docs/go-behaviour.md §2).
     pub fn get_broadcasts_max(
         &mut self,
         overhead: usize,
@@ -981,7 +981,7 @@ mod tests {
         q.check();
     }
 
-    /// Go's overwrite (GO-NOTES.md §3), reproduced against Go 0.2.2: X is sent
+    /// Go's overwrite (docs/go-behaviour.md §3), reproduced against Go 0.2.2: X is sent
     /// once and the queue empties mid-call, so Go's id counter goes back to 0;
     /// Y, queued next, gets X's id; once Y is sent it has X's transmits, size
     /// and id, and Go's `ReplaceOrInsert` overwrites X, which is never sent

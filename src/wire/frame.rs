@@ -14,7 +14,7 @@ use super::Error;
 use super::message::MessageType;
 
 /// Go 0.2.2 computes the compound header size as `numParts*2` in `uint8`, so it
-/// mis-decodes 128 parts or more (GO-NOTES §2): never send more to a Go peer.
+/// mis-decodes 128 parts or more (docs/go-behaviour.md §2): never send more to a Go peer.
 pub const MAX_COMPOUND_PARTS_FOR_GO: usize = 127;
 /// The count byte's own limit; ringswim decodes up to this many parts.
 pub const MAX_COMPOUND_PARTS: usize = 255;
