@@ -104,7 +104,7 @@ pub struct AgentArgs {
 
 /// Node metadata as the agent takes it (`--meta`, `--meta-file`).
 #[derive(Clone, Debug, Default)]
-pub struct Meta(Vec<u8>);
+struct Meta(Vec<u8>);
 
 /// Meta in hex, as the agent prints it, ASCII whitespace ignored (so that
 /// `xxd -p`'s lines serve); at most [`META_MAX_SIZE`] bytes, which Go
