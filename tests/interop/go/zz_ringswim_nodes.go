@@ -38,6 +38,13 @@ func (m *Memberlist) RingswimMemberStates() []RingswimMemberState {
 	return out
 }
 
+// RingswimQueuedBroadcasts is how many membership broadcasts (alive,
+// suspect, dead) this node still holds on its own queue, the unexported
+// m.broadcasts: 0 once it has sent each its budget of times.
+func (m *Memberlist) RingswimQueuedBroadcasts() int {
+	return m.broadcasts.NumQueued()
+}
+
 // RingswimTap is a NetTransport that also decodes, with Go's own receive
 // paths (rsDecode, zz_ringswim_interop.go), every packet and stream its
 // node receives, and counts them by kind: "udp" and "tcp" (packets, streams

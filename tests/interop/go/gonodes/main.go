@@ -13,13 +13,27 @@
 //
 //	{"cmd":"start","name":N,"compression":bool,"key":B64|"",
 //	 "disable_tcp_pings":bool,"probe_interval_ms":0|ms,
-//	 "push_pull_interval_ms":0|ms,"meta":HEX,"bind_addr":IP,"bind_port":P}
+//	 "push_pull_interval_ms":0|ms,"meta":HEX,"bind_addr":IP,"bind_port":P,
+//	 "tap":bool}
 //	    Create a node from DefaultLocalConfig bound to bind_addr:bind_port
 //	    (default 127.0.0.1 and 0, a free port; "::1" for IPv6) ->
 //	    {"ok":true,"name":N,"addr":IP,"port":P}.
 //	    compression defaults to true (Go's default); probe_interval_ms and
 //	    push_pull_interval_ms 0 keep Go's 1 s and 15 s. A name may start
 //	    again once its node is shut down (same bind_port: same address).
+//	    tap defaults to true; false gives the node memberlist's own
+//	    NetTransport, without RingswimTap's second decode of every packet
+//	    (what a CPU figure needs; "received" then answers an error).
+//	{"cmd":"cluster","nodes":N,"prefix":P,"join_at_once":J, ...start's fields}
+//	    Start N nodes named P0 .. P(N-1) (P defaults to "node-") as "start"
+//	    would, each with the other fields given, then join P1 .. P(N-1) to
+//	    P0, J joins at once (default 16, as `ringswim cluster`) ->
+//	    {"start_s":s (first start to last join returned),"join_failed":n,
+//	    "join_error":"first failure" (only when n > 0)}.
+//	{"cmd":"alive"} -> {"alive":{N:n},"queued":q}  for every running node,
+//	    the members it holds alive or suspect (NumMembers; what
+//	    `ringswim cluster` counts with NotifyJoin/NotifyLeave), and the
+//	    membership broadcasts still queued on all of them together.
 //	{"cmd":"join","node":N,"addrs":["ip:port",...]}     -> {"joined":n}
 //	{"cmd":"leave","node":N,"timeout_ms":ms}            Leave (keeps running)
 //	{"cmd":"shutdown","node":N}  (also "kill")          Shutdown without leave
@@ -63,7 +77,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -89,6 +105,10 @@ type request struct {
 	Op              string   `json:"op"`
 	BindAddr        string   `json:"bind_addr"`
 	BindPort        int      `json:"bind_port"`
+	Tap             *bool    `json:"tap"`
+	Nodes           int      `json:"nodes"`
+	Prefix          string   `json:"prefix"`
+	JoinAtOnce      int      `json:"join_at_once"`
 }
 
 // broadcast is one user broadcast on a TransmitLimitedQueue.
@@ -111,7 +131,7 @@ type node struct {
 	list     *memberlist.Memberlist
 	keyring  *memberlist.Keyring
 	queue    *memberlist.TransmitLimitedQueue
-	tap      *memberlist.RingswimTap
+	tap      *memberlist.RingswimTap // nil when started with "tap":false
 	log      *nodeLog
 	mu       sync.Mutex
 	meta     []byte
@@ -310,18 +330,23 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 	conf.Events = n
 	conf.Ping = n
 	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: conf.RetransmitMult}
-	// Bound here (not by Create) so that the tap sees what the node gets.
-	tap, err := memberlist.NewRingswimTap(bindAddr, r.BindPort, logger)
-	if err != nil {
-		return nil, fmt.Errorf("start: %v", err)
+	conf.BindPort = r.BindPort
+	if r.Tap == nil || *r.Tap {
+		// Bound here (not by Create) so that the tap sees what the node gets.
+		tap, err := memberlist.NewRingswimTap(bindAddr, r.BindPort, logger)
+		if err != nil {
+			return nil, fmt.Errorf("start: %v", err)
+		}
+		n.tap = tap
+		conf.Transport = tap
+		conf.BindPort = tap.GetAutoBindPort()
+		conf.AdvertisePort = conf.BindPort
 	}
-	n.tap = tap
-	conf.Transport = tap
-	conf.BindPort = tap.GetAutoBindPort()
-	conf.AdvertisePort = conf.BindPort
 	list, err := memberlist.Create(conf)
 	if err != nil {
-		tap.Shutdown()
+		if n.tap != nil {
+			n.tap.Shutdown()
+		}
 		return nil, err
 	}
 	n.list = list
@@ -332,9 +357,79 @@ func (h *harness) start(r *request) (map[string]interface{}, error) {
 	return map[string]interface{}{"name": local.Name, "addr": local.Addr.String(), "port": local.Port}, nil
 }
 
+// cluster is the "cluster" command: nodes started one after another, then
+// joined to the first, r.JoinAtOnce at a time.
+func (h *harness) cluster(r *request) (map[string]interface{}, error) {
+	if r.Nodes < 1 {
+		return nil, fmt.Errorf("cluster: nodes %d", r.Nodes)
+	}
+	prefix := r.Prefix
+	if prefix == "" {
+		prefix = "node-"
+	}
+	atOnce := r.JoinAtOnce
+	if atOnce < 1 {
+		atOnce = 16
+	}
+	t0 := time.Now()
+	nodes := make([]*node, r.Nodes)
+	for i := range nodes {
+		one := *r
+		one.Name = fmt.Sprintf("%s%d", prefix, i)
+		if _, err := h.start(&one); err != nil {
+			return nil, fmt.Errorf("cluster: %s: %v", one.Name, err)
+		}
+		nodes[i] = h.nodes[one.Name]
+	}
+	seed := nodes[0].list.LocalNode()
+	addr := net.JoinHostPort(seed.Addr.String(), strconv.Itoa(int(seed.Port)))
+	var mu sync.Mutex
+	failed, firstError := 0, ""
+	joins := make(chan *node)
+	var wg sync.WaitGroup
+	for w := 0; w < atOnce; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range joins {
+				// A failed join leaves the node alone until a push/pull
+				// finds it; the caller sees it in join_failed.
+				if _, err := n.list.Join([]string{addr}); err != nil {
+					mu.Lock()
+					if failed == 0 {
+						firstError = err.Error()
+					}
+					failed++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, n := range nodes[1:] {
+		joins <- n
+	}
+	close(joins)
+	wg.Wait()
+	answer := map[string]interface{}{"start_s": time.Since(t0).Seconds(), "join_failed": failed}
+	if failed > 0 {
+		answer["join_error"] = firstError
+	}
+	return answer, nil
+}
+
 func (h *harness) handle(r *request) (map[string]interface{}, error) {
-	if r.Cmd == "start" {
+	switch r.Cmd {
+	case "start":
 		return h.start(r)
+	case "cluster":
+		return h.cluster(r)
+	case "alive":
+		alive, queued := map[string]int{}, 0
+		for name, n := range h.nodes {
+			alive[name] = n.list.NumMembers()
+			queued += n.list.RingswimQueuedBroadcasts()
+		}
+		return map[string]interface{}{"alive": alive, "queued": queued}, nil
 	}
 	if r.Cmd == "members" {
 		views := map[string][]member{}
@@ -429,6 +524,9 @@ func (h *harness) handle(r *request) (map[string]interface{}, error) {
 	case "log":
 		return map[string]interface{}{"lines": n.log.snapshot()}, nil
 	case "received":
+		if n.tap == nil {
+			return nil, fmt.Errorf("%s was started without the tap", r.Node)
+		}
 		return map[string]interface{}{"received": n.tap.Received()}, nil
 	case "broadcast":
 		msg, err := hex.DecodeString(r.Msg)
