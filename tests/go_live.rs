@@ -1284,3 +1284,37 @@ fn meta_updates_are_seen_by_the_other_side() {
         }
     }
 }
+
+/// gonodes' `cluster` and `alive`, what `perf/cluster-vs-go.sh` measures
+/// real Go with: every node started under the prefix and joined to the
+/// first, each counting every node alive as its own member table says; nodes
+/// started without the tap refuse `received`.
+#[test]
+fn gonodes_cluster_joins_every_node_and_alive_counts_them() {
+    const NODES: usize = 6;
+    let go = GoNodes::spawn();
+    let started = go.call(json!({
+        "cmd": "cluster", "nodes": NODES, "prefix": "go-", "join_at_once": 2, "tap": false,
+        "push_pull_interval_ms": PUSH_PULL_INTERVAL.as_millis() as u64,
+    }));
+    assert_eq!(started["join_failed"], 0, "{started}");
+    let expected: BTreeSet<String> = (0..NODES).map(|i| format!("go-{i}")).collect();
+    eventually("every Go node counting every node alive", || {
+        let alive = go.call(json!({"cmd": "alive"}));
+        let counts = alive["alive"].as_object().ok_or("no counts")?;
+        assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), expected, "{alive}");
+        if counts.values().any(|n| n != NODES) {
+            return Err(format!("counts {alive}"));
+        }
+        let views = go.call(json!({"cmd": "members"}));
+        for (name, table) in views["views"].as_object().ok_or("no views")? {
+            let alive_in_table = table.as_array().ok_or("no table")?.iter().filter(|m| m["state"] == "alive").count();
+            if alive_in_table != NODES {
+                return Err(format!("{name}'s table holds {alive_in_table} alive"));
+            }
+        }
+        Ok(())
+    });
+    let refused = go.try_call(json!({"cmd": "received", "node": "go-1"}));
+    assert_eq!(refused["ok"], false, "{refused}");
+}
