@@ -32,6 +32,7 @@ pub mod uring;
 
 pub use api::{Error, MemberInfo, Memberlist};
 pub use runtime::{Backend, BackendChoice, EngineStats, Runtime, RuntimeOptions};
+pub use shard::MAX_INBOUND_CONNECTIONS;
 
 /// How late a timer may run so that timers close together run in one
 /// wake-up of the thread (a node's gossip and probe timers, over thousands

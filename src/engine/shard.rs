@@ -6,7 +6,10 @@
 //! # What the backend does
 //! - A datagram arrived on node `n`'s UDP socket: [`Shard::datagram`].
 //! - A connection was accepted on node `n`'s listener: [`Shard::accepted`]
-//!   gives a [`ConnId`]; the backend keeps the socket under that id.
+//!   gives a [`ConnId`]; the backend keeps the socket under that id, or
+//!   closes it on `None`. Making room may abort an older connection
+//!   ([`Io::Abort`]) whose slot the new id reuses: a backend that keeps
+//!   sockets by slot carries out [`Shard::take_io`] first.
 //! - For every connection, after any event on it: loop on
 //!   [`Shard::want`] — [`Want::Connect`] (wait), [`Want::Write`] (write
 //!   [`Shard::unwritten`], report [`Shard::wrote`]), [`Want::Read`] (read
@@ -51,8 +54,30 @@ use super::spread::{Handoff, Inbound, Receiving};
 use super::telemetry::{EXPORT_INTERVAL, NodeExport, TrafficExport};
 use crate::config::Config;
 use crate::delegate::Node;
+use crate::swim::metrics::STREAMS_REFUSED;
 use crate::swim::{Core, Effect, Sealer, Sink, StreamError, StreamRequest, Time, Transmit, drain};
 use crate::wire::Framing;
+
+/// Inbound connections one node holds at most: accepted, and not yet done
+/// reading the request and writing its reply. One more ends the node's
+/// oldest inbound connection that has not delivered a whole request
+/// (counted, `ringswim.streams.refused{reason="too_many_connections"}`),
+/// or is itself closed at once when every one has (then each is writing a
+/// reply, and ends by `tcp_timeout` at the latest).
+///
+/// Twice Go's `maxPushPullRequests`
+/// ([`MAX_PUSH_PULL_REQUESTS`](crate::swim::MAX_PUSH_PULL_REQUESTS)): up to
+/// 127 admitted push/pulls may be writing large replies to slow readers,
+/// and as many again may be reading requests, which on a LAN complete in
+/// well under a millisecond. A peer that opens connections and stalls
+/// (slowloris) only churns the oldest stalled ones: an honest request is
+/// ended only if this many connections arrive while it is being read, so
+/// a retry gets through. Each connection holds at most one read buffer
+/// (the io_uring backend's are 64 KiB), so this also bounds what the
+/// connections of one node hold before their requests are complete.
+/// Go 0.2.2 bounds none: every connection holds a goroutine until its
+/// `TCPTimeout`.
+pub const MAX_INBOUND_CONNECTIONS: usize = 2 * crate::swim::MAX_PUSH_PULL_REQUESTS;
 
 /// Index of a hosted node in its shard.
 pub(crate) type NodeId = usize;
@@ -424,11 +449,52 @@ impl Shard {
         Some(conn)
     }
 
-    /// A peer connected to node `id`'s listener from `from`.
+    /// A peer connected to node `id`'s listener from `from`: its id, or
+    /// `None` when the backend is to close the socket (no such node, or
+    /// the node holds [`MAX_INBOUND_CONNECTIONS`] and none of them can
+    /// make room). Past the bound, the node's oldest inbound connection
+    /// that has not delivered a whole request is ended first
+    /// ([`Io::Abort`]), and either way one is counted,
+    /// `ringswim.streams.refused{reason="too_many_connections"}`.
     pub fn accepted(&mut self, id: NodeId, from: SocketAddr, now: Time) -> Option<ConnId> {
         let h = self.nodes.get(id)?.as_ref()?;
         let deadline = now + h.core.config().tcp_timeout;
+        if !self.make_room_for_inbound(id) {
+            return None;
+        }
         Some(self.insert_conn(Conn::serve(id, from, deadline)))
+    }
+
+    /// Whether node `id` may accept one more connection: under
+    /// [`MAX_INBOUND_CONNECTIONS`] unfinished inbound ones, or at it and
+    /// the oldest still reading its request was aborted to make room
+    /// (counted either way once at the bound).
+    fn make_room_for_inbound(&mut self, id: NodeId) -> bool {
+        let Some(Some(h)) = self.nodes.get(id) else { return false };
+        let mut open = 0;
+        let mut oldest_reading = None;
+        // `conns` is in the order they were opened: the first reading one
+        // is the oldest.
+        for conn_id in &h.conns {
+            let Some(conn) = self.conn(*conn_id) else { continue };
+            if matches!(conn.role, Role::Serve { .. }) && conn.phase != Phase::Done {
+                open += 1;
+                if oldest_reading.is_none() && conn.phase == Phase::Reading {
+                    oldest_reading = Some(*conn_id);
+                }
+            }
+        }
+        if open < MAX_INBOUND_CONNECTIONS {
+            return true;
+        }
+        h.core.metrics().count(STREAMS_REFUSED, "too_many_connections");
+        match oldest_reading {
+            Some(oldest) => {
+                self.abort(oldest);
+                true
+            }
+            None => false,
+        }
     }
 
     /// What the backend does next on `c` (`Close` for a connection the

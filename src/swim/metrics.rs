@@ -67,8 +67,12 @@ pub const GO_MSG: &str = "memberlist.msg";
 /// suspicion ran out with fewer confirmations than it expected).
 pub const GO_DEGRADED: &str = "memberlist.degraded";
 
-/// Incoming streams refused. Reason: `too_many_push_pulls` (Go's
-/// `maxPushPullRequests`, [`MAX_PUSH_PULL_REQUESTS`](super::MAX_PUSH_PULL_REQUESTS)).
+/// Incoming streams refused. Reasons: `too_many_push_pulls` (Go's
+/// `maxPushPullRequests`, [`MAX_PUSH_PULL_REQUESTS`](super::MAX_PUSH_PULL_REQUESTS));
+/// `too_many_connections` (counted by the engine, not the core: a
+/// connection closed because the node held
+/// [`MAX_INBOUND_CONNECTIONS`](crate::engine::MAX_INBOUND_CONNECTIONS)
+/// unfinished inbound connections; Go bounds none).
 pub const STREAMS_REFUSED: &str = "ringswim.streams.refused";
 
 /// Outgoing streams the driver did not answer by their deadline, which the
@@ -125,6 +129,7 @@ const COUNTERS: &[(&str, &str)] = &[
     (DROPPED, "reconnect_candidate_evicted"),
     (DROPPED, "broadcast_of_reaped_member"),
     (STREAMS_REFUSED, "too_many_push_pulls"),
+    (STREAMS_REFUSED, "too_many_connections"),
     (STREAMS_TIMED_OUT, "push_pull"),
     (STREAMS_TIMED_OUT, "fallback_ping"),
     (STREAMS_TIMED_OUT, "user_message"),

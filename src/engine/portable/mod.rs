@@ -217,7 +217,12 @@ impl Worker {
                 Ok((mut stream, from)) => {
                     ShardCounters::add(&self.counters.tcp_accepts, 1);
                     let now = self.clock.now();
-                    let Some(c) = self.shard.accepted(node, from, now) else { return };
+                    let accepted = self.shard.accepted(node, from, now);
+                    // Close what making room aborted before the new
+                    // connection takes its slot in `conns`.
+                    self.flush();
+                    // Dropping the stream closes it.
+                    let Some(c) = accepted else { continue };
                     let registered = self.poll.registry().register(
                         &mut stream,
                         token(KIND_CONN, c.slot as usize),
