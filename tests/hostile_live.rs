@@ -1,10 +1,13 @@
 //! Hostile peers against live engine nodes on loopback, on every backend
 //! this machine runs: forged datagrams from a plain UDP socket (the faults
-//! of hashicorp/memberlist #358 and #180), and 200 TCP connections that
-//! never finish a request. What is checked is what a user checks: both
-//! nodes still alive in each other's view at the same incarnation, the
-//! forgeries counted under their reasons, no bogus member, user messages
-//! still delivered, the slow connections closed by the node, and a new
+//! of hashicorp/memberlist #358 and #180); 200 TCP connections that never
+//! finish a request; 200 that send whole push/pull requests and never read
+//! the reply, past Go's `maxPushPullRequests` (#259); and 300 stalled
+//! connections, past the engine's bound on open inbound connections. What
+//! is checked is what a user checks: both nodes still alive in each
+//! other's view at the same incarnation, the forgeries and refusals
+//! counted under their reasons, no bogus member, user messages still
+//! delivered, which connections the node answered or closed, and a new
 //! node still able to join. Every wait is on a condition with a bounded
 //! deadline; every socket and node is closed at the end.
 
@@ -14,13 +17,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringswim::config::Config;
+use ringswim::config::{Config, Extensions};
 use ringswim::delegate::{Delegate, NodeState};
-use ringswim::engine::{Backend, BackendChoice, Memberlist, Runtime, RuntimeOptions};
+use ringswim::engine::{Backend, BackendChoice, MAX_INBOUND_CONNECTIONS, Memberlist, Runtime, RuntimeOptions};
 use ringswim::sim::Gossip;
+use ringswim::swim::MAX_PUSH_PULL_REQUESTS;
 use ringswim::swim::metrics::{PACKETS_REJECTED, STREAMS_REFUSED};
 use ringswim::wire::Message;
-use ringswim::wire::message::{Accusation, Alive, PushNodeState, PushPull};
+use ringswim::wire::message::{Accusation, Alive, MessageType, PushNodeState, PushPull};
+use socket2::{Domain, Socket, Type};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Long enough for anything below on a loaded 2-core machine; a test that
@@ -28,6 +33,13 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Slow connections opened at once (more than Go's `maxPushPullRequests`).
 const SLOW_CONNECTIONS: usize = 200;
+/// Stalled connections opened at once past [`MAX_INBOUND_CONNECTIONS`].
+const STALLED_CONNECTIONS: usize = 300;
+/// Zero bytes a bulky cluster's nodes add to their push/pull state: a
+/// reply far bigger than what the kernel buffers for a client with a small
+/// receive buffer and segment size (a few tens of KB), so that the node's
+/// write of it cannot finish while the client does not read.
+const BULKY_STATE: usize = 256 * 1024;
 
 #[path = "common/backends.rs"]
 mod backends;
@@ -37,14 +49,32 @@ struct Cluster {
     runtime: Runtime,
     nodes: Vec<(Memberlist, Arc<Gossip>)>,
     tcp_timeout: Duration,
+    /// Whether every node adds [`BULKY_STATE`] to its push/pull state, with
+    /// compression off (the zeros would compress to nothing, and a reply's
+    /// first byte is then its message type) and no push/pull of its own
+    /// making (Go's periodic one off, ringswim's extensions off), so that
+    /// the only push/pulls a node serves are its joiners' and strangers'.
+    bulky: bool,
 }
 
 impl Cluster {
     /// `n` nodes `node-{i}`, each joined to node 0, all alive at all.
     fn start(backend: Backend, n: usize, tcp_timeout: Duration) -> Cluster {
+        Cluster::start_with(backend, n, tcp_timeout, false)
+    }
+
+    /// [`Cluster::start`] with [`Cluster::bulky`] nodes.
+    fn start_bulky(backend: Backend, n: usize, tcp_timeout: Duration) -> Cluster {
+        Cluster::start_with(backend, n, tcp_timeout, true)
+    }
+
+    fn start_with(backend: Backend, n: usize, tcp_timeout: Duration, bulky: bool) -> Cluster {
+        // The tests run in parallel in one process, each with hundreds of
+        // sockets at both ends: more than a soft limit of 1,024 allows.
+        rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-file limit");
         let runtime = Runtime::new(RuntimeOptions { threads: 2, backend: BackendChoice::Only(backend), pin: false })
             .expect("runtime starts");
-        let mut c = Cluster { runtime, nodes: Vec::new(), tcp_timeout };
+        let mut c = Cluster { runtime, nodes: Vec::new(), tcp_timeout, bulky };
         for _ in 0..n {
             c.add();
         }
@@ -60,7 +90,16 @@ impl Cluster {
         config.bind_addr = LOOPBACK;
         config.bind_port = 0;
         config.tcp_timeout = self.tcp_timeout;
-        let config = config.with_delegate(Arc::clone(&gossip) as Arc<dyn Delegate>);
+        let padding = if self.bulky {
+            config.enable_compression = false;
+            config.push_pull_interval = Duration::ZERO;
+            config.extensions = Extensions::go();
+            BULKY_STATE
+        } else {
+            0
+        };
+        let delegate = Padded { gossip: Arc::clone(&gossip), padding };
+        let config = config.with_delegate(Arc::new(delegate) as Arc<dyn Delegate>);
         let member = self.runtime.host(config).expect("hosted");
         if i > 0 {
             assert!(member.join(&[self.addr(0)]).expect("join node 0") >= 1, "node-{i} joined nobody");
@@ -96,6 +135,35 @@ impl Cluster {
 
     fn rejected(&self, i: usize, reason: &str) -> u64 {
         self.nodes[i].0.metrics().get(PACKETS_REJECTED, reason)
+    }
+
+    fn refused(&self, i: usize, reason: &str) -> u64 {
+        self.nodes[i].0.metrics().get(STREAMS_REFUSED, reason)
+    }
+}
+
+/// A node's delegate: [`Gossip`], whose push/pull state is followed by
+/// `padding` zero bytes (which `Gossip` reads back as empty messages, and
+/// ignores).
+struct Padded {
+    gossip: Arc<Gossip>,
+    padding: usize,
+}
+
+impl Delegate for Padded {
+    fn notify_msg(&self, msg: &[u8]) {
+        self.gossip.notify_msg(msg);
+    }
+    fn get_broadcasts(&self, overhead: usize, limit: usize) -> Vec<Vec<u8>> {
+        self.gossip.get_broadcasts(overhead, limit)
+    }
+    fn local_state(&self, join: bool) -> Vec<u8> {
+        let mut state = self.gossip.local_state(join);
+        state.resize(state.len() + self.padding, 0);
+        state
+    }
+    fn merge_remote_state(&self, buf: &[u8], join: bool) {
+        self.gossip.merge_remote_state(buf, join);
     }
 }
 
@@ -177,6 +245,26 @@ fn forged_datagrams_change_nothing_and_are_counted() {
     }
 }
 
+/// Waits until the node has closed each of `conns` (end of stream or
+/// reset), reading and dropping whatever it sent before.
+fn await_closed_by_node(conns: &mut [TcpStream], backend: Backend) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut buf = [0u8; 64 * 1024];
+    for (k, s) in conns.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        s.set_read_timeout(Some(left)).expect("timeout");
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {} // a reply or part of one, then the close
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("{backend:?}: connection {k} still open ({e})"),
+            }
+        }
+    }
+}
+
 /// A push/pull whose header promises `nodes` states; `cut` bytes of it.
 fn push_pull_prefix(nodes: usize, with_state: bool, cut: usize) -> Vec<u8> {
     let mut states = Vec::new();
@@ -197,7 +285,8 @@ fn push_pull_prefix(nodes: usize, with_state: bool, cut: usize) -> Vec<u8> {
 /// incarnation, user messages arrive, a third node joins through it (an
 /// honest push/pull is not refused: a stalled request holds none of Go's
 /// `maxPushPullRequests` places), every slow connection is closed by the
-/// node (its `tcp_timeout`), and then a fourth node joins.
+/// node (its `tcp_timeout`; 200 is under [`MAX_INBOUND_CONNECTIONS`], so
+/// none is ended before), and then a fourth node joins.
 #[test]
 fn slow_connections_do_not_stall_the_node() {
     for backend in backends() {
@@ -227,26 +316,205 @@ fn slow_connections_do_not_stall_the_node() {
         }
         c.add();
         c.await_all_alive();
-        assert_eq!(c.nodes[0].0.metrics().get(STREAMS_REFUSED, "too_many_push_pulls"), 0, "{backend:?}");
+        assert_eq!(c.refused(0, "too_many_push_pulls"), 0, "{backend:?}");
+        // Fewer than the bound on open connections: none ended early.
+        assert_eq!(c.refused(0, "too_many_connections"), 0, "{backend:?}");
         // The node closes every one of them.
-        let deadline = Instant::now() + DEADLINE;
-        for (k, s) in slow.iter_mut().enumerate() {
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            s.set_read_timeout(Some(left)).expect("timeout");
-            let mut buf = [0u8; 256];
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {} // an error reply, then the close
-                    Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => panic!("{backend:?}: slow connection {k} still open ({e})"),
-                }
-            }
-        }
+        await_closed_by_node(&mut slow, backend);
         drop(slow);
         c.add();
         c.await_all_alive();
         user_messages_arrive(&c, 20);
+    }
+}
+
+/// A whole push/pull request with no member states and no user state (a
+/// stranger's periodic one: it changes nobody's view).
+fn push_pull_request() -> Vec<u8> {
+    Message::PushPull(PushPull::from_encoded(false, 0, &[], &[])).to_vec()
+}
+
+/// A client that takes its replies slowly: a 4 KiB receive buffer (which
+/// turns the kernel's autotuning off) and 536-byte segments (which keep
+/// the node's send buffer small: Linux sizes it from the peer's segment
+/// size), both set before connecting, so that the kernel holds a few tens
+/// of KB of a reply at most.
+fn slow_reader(to: SocketAddr) -> TcpStream {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    s.set_tcp_mss(536).expect("TCP_MAXSEG");
+    s.connect_timeout(&to.into(), Duration::from_secs(10)).expect("connect");
+    s.into()
+}
+
+/// The first byte the node sent on `s` (a reply's message type, with
+/// compression off), waiting for it; left unread.
+fn first_reply_byte(s: &TcpStream, k: usize, backend: Backend, deadline: Instant) -> u8 {
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    s.set_read_timeout(Some(left)).expect("timeout");
+    let mut byte = [0u8; 1];
+    loop {
+        match s.peek(&mut byte) {
+            Ok(1) => return byte[0],
+            Ok(_) => panic!("{backend:?}: client {k} closed without a reply"),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("{backend:?}: client {k} got no reply ({e})"),
+        }
+    }
+}
+
+/// 200 strangers each send a node a whole push/pull request and never
+/// read the reply, which is too big for the socket buffers
+/// ([`BULKY_STATE`], [`slow_reader`]), so that the node cannot finish
+/// writing it and each admitted request holds its place until
+/// `tcp_timeout` (hashicorp/memberlist #259). The first 127 are admitted
+/// (the start of a push/pull reply comes back) and the other 73 refused
+/// (an error reply comes back), each refusal counted
+/// (`ringswim.streams.refused{reason="too_many_push_pulls"}`), while both
+/// nodes stay alive to each other at the same incarnation and user
+/// messages arrive. Once the node has closed every one of them (the
+/// admitted at their `tcp_timeout`), a third node joins.
+///
+/// Where ringswim differs from Go 0.2.2 (`net.go` `handleConn`): Go counts
+/// a push/pull from its message type byte, before reading the rest, so a
+/// stalled request holds a place too; ringswim takes a place only once the
+/// whole request has arrived (stalled ones are bounded by
+/// [`MAX_INBOUND_CONNECTIONS`] instead; see the next test). Go refuses by
+/// closing the connection without a word; ringswim sends an error reply
+/// first, which Go's `sendAndReceiveState` reports as a remote error. Go
+/// frees the place once the reply is written and the remote state merged;
+/// ringswim merges when the request arrives and frees the place once the
+/// reply is written, or at `tcp_timeout`.
+///
+/// The nodes make no push/pulls of their own ([`Cluster::bulky`]), so every
+/// place is a stranger's; the 200 requests arrive well within the
+/// `tcp_timeout` of the first.
+#[test]
+fn push_pulls_past_the_cap_are_refused() {
+    for backend in backends() {
+        let mut c = Cluster::start_bulky(backend, 2, Duration::from_secs(5));
+        let before: Vec<_> = (0..2).map(|i| c.view(i)).collect();
+        let target = c.addr(0);
+        let request = push_pull_request();
+        let mut clients: Vec<TcpStream> = (0..SLOW_CONNECTIONS)
+            .map(|_| {
+                let mut s = slow_reader(target);
+                s.write_all(&request).expect("write");
+                s
+            })
+            .collect();
+        let deadline = Instant::now() + DEADLINE;
+        let (mut admitted, mut refused) = (0, 0);
+        for (k, s) in clients.iter().enumerate() {
+            match first_reply_byte(s, k, backend, deadline) {
+                b if b == MessageType::PushPull as u8 => admitted += 1,
+                b if b == MessageType::Err as u8 => refused += 1,
+                b => panic!("{backend:?}: client {k} got message type {b}"),
+            }
+        }
+        // Go's maxPushPullRequests: a push/pull is refused when 128 would
+        // be in progress with it.
+        assert_eq!(admitted, MAX_PUSH_PULL_REQUESTS - 1, "{backend:?}");
+        assert_eq!(refused, SLOW_CONNECTIONS - admitted, "{backend:?}");
+        assert_eq!(c.refused(0, "too_many_push_pulls"), refused as u64, "{backend:?}");
+        // Meanwhile: probes, gossip and user messages go on.
+        user_messages_arrive(&c, 30);
+        for (i, view) in before.iter().enumerate() {
+            assert_eq!(&c.view(i), view, "{backend:?} node-{i}'s view moved");
+        }
+        await_closed_by_node(&mut clients, backend);
+        drop(clients);
+        c.add();
+        c.await_all_alive();
+        user_messages_arrive(&c, 40);
+        assert_eq!(c.refused(0, "too_many_push_pulls"), refused as u64, "{backend:?}: the join was refused");
+    }
+}
+
+/// The stalled connections the node has ended (their indices), once every
+/// one it counted as ended by the bound is seen closed; `None` while closes
+/// are on their way. Only the bound ends them here (their `tcp_timeout` is
+/// past the test's deadline), and never an honest connection (the stalled
+/// ones are older), so each one counted is one of them.
+fn ended_by_the_bound(c: &Cluster, stalled: &[TcpStream], backend: Backend) -> Option<Vec<usize>> {
+    let closed: Vec<usize> = (0..stalled.len()).filter(|&k| closed_by_node(&stalled[k], k, backend)).collect();
+    // Read after the scan: every one seen closed had been counted by then.
+    (closed.len() as u64 == c.refused(0, "too_many_connections")).then_some(closed)
+}
+
+/// Waits until the node has ended at least `at_least` of the `stalled`
+/// connections by the bound ([`ended_by_the_bound`]), and checks that they
+/// are the oldest ones and that those still open are at most the bound.
+/// Returns how many it ended.
+fn await_oldest_ended(c: &Cluster, stalled: &[TcpStream], backend: Backend, at_least: usize) -> usize {
+    let mut ended = Vec::new();
+    eventually("stalled connections ended and counted", || match ended_by_the_bound(c, stalled, backend) {
+        Some(seen) if seen.len() >= at_least => {
+            ended = seen;
+            true
+        }
+        _ => false,
+    });
+    assert_eq!(ended, (0..ended.len()).collect::<Vec<_>>(), "{backend:?}: not the oldest ended");
+    assert!(stalled.len() - ended.len() <= MAX_INBOUND_CONNECTIONS, "{backend:?}: more than the bound open");
+    ended.len()
+}
+
+/// Whether the node has closed `s` (end of stream or reset), not waiting;
+/// `s` is non-blocking, and the node sends a stalled connection nothing.
+fn closed_by_node(s: &TcpStream, k: usize, backend: Backend) -> bool {
+    let mut byte = [0u8; 1];
+    match s.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("{backend:?}: stalled connection {k} got a reply"),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => true,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => false,
+        Err(e) => panic!("{backend:?}: stalled connection {k}: {e}"),
+    }
+}
+
+/// 300 stalled connections to one node (as in
+/// [`slow_connections_do_not_stall_the_node`]), past
+/// [`MAX_INBOUND_CONNECTIONS`] (256), opened one after another: the node
+/// holds 256 and closes the oldest as newer ones come, long before their
+/// `tcp_timeout` (set past the test's deadline, so every close seen is the
+/// bound's), each counted
+/// (`ringswim.streams.refused{reason="too_many_connections"}`); the ones
+/// closed are the oldest, and those still open are at most the bound.
+/// Meanwhile both nodes stay alive to each other at the same incarnation,
+/// user messages arrive, and a third node joins through it while the
+/// stalled connections are held: its connection ends the oldest stalled
+/// one instead of being refused.
+#[test]
+fn connections_past_the_bound_end_the_oldest_stalled() {
+    for backend in backends() {
+        let mut c = Cluster::start(backend, 2, 2 * DEADLINE);
+        let before: Vec<_> = (0..2).map(|i| c.view(i)).collect();
+        let target = c.addr(0);
+        let stalled: Vec<TcpStream> = (0..STALLED_CONNECTIONS)
+            .map(|k| {
+                let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(10)).expect("connect");
+                match k % 3 {
+                    0 => {}
+                    1 => s.write_all(&push_pull_prefix(1, true, 12)).expect("write"),
+                    _ => s.write_all(&push_pull_prefix(1_000_000, false, usize::MAX)).expect("write"),
+                }
+                s.set_nonblocking(true).expect("non-blocking");
+                s
+            })
+            .collect();
+        let ended = await_oldest_ended(&c, &stalled, backend, STALLED_CONNECTIONS - MAX_INBOUND_CONNECTIONS);
+        // Meanwhile: probes, gossip and user messages go on.
+        user_messages_arrive(&c, 50);
+        for (i, view) in before.iter().enumerate() {
+            assert_eq!(&c.view(i), view, "{backend:?} node-{i}'s view moved");
+        }
+        // A join through the node while it holds the bound: the joiner's
+        // connection ends one more stalled one.
+        c.add();
+        c.await_all_alive();
+        user_messages_arrive(&c, 60);
+        await_oldest_ended(&c, &stalled, backend, ended + 1);
+        assert_eq!(c.refused(0, "too_many_push_pulls"), 0, "{backend:?}");
     }
 }

@@ -818,3 +818,70 @@ impl Sink for NodeSink<'_> {
         self.timer = at;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Message;
+    use crate::wire::message::PushPull;
+
+    fn shard_with_node() -> (Shard, NodeId) {
+        let mut shard = Shard::new(Arc::new(ShardCounters::default()));
+        let config = Config::default_local().with_name("node");
+        let id = shard.host(config, SocketAddr::from(([127, 0, 0, 1], 7946)), Time::ZERO).expect("hosted");
+        shard.take_io().for_each(drop);
+        (shard, id)
+    }
+
+    fn peer(k: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 2], 10_000 + u16::try_from(k).expect("few peers")))
+    }
+
+    fn too_many_connections(shard: &Shard, id: NodeId) -> u64 {
+        shard.metrics(id).expect("hosted").get(STREAMS_REFUSED, "too_many_connections")
+    }
+
+    /// Connection `c` delivers a whole push/pull request: the node writes
+    /// its reply (its state, or a refusal past Go's cap).
+    fn deliver_request(shard: &mut Shard, c: ConnId) {
+        let request = Message::PushPull(PushPull::from_encoded(false, 0, &[], &[])).to_vec();
+        shard.read_room(c)[..request.len()].copy_from_slice(&request);
+        shard.read(c, request.len(), Time::ZERO);
+        assert_eq!(shard.want(c), Want::Write);
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_connection_still_reading_is_ended() {
+        let (mut shard, id) = shard_with_node();
+        let conns: Vec<ConnId> =
+            (0..MAX_INBOUND_CONNECTIONS).map(|k| shard.accepted(id, peer(k), Time::ZERO).expect("room")).collect();
+        assert_eq!(too_many_connections(&shard, id), 0);
+        assert_eq!(shard.take_io().count(), 0);
+        // The oldest has its request and writes the reply: it stays.
+        deliver_request(&mut shard, conns[0]);
+        let newest = shard.accepted(id, peer(MAX_INBOUND_CONNECTIONS), Time::ZERO).expect("room made");
+        assert_eq!(shard.take_io().collect::<Vec<_>>(), vec![Io::Abort { conn: conns[1] }]);
+        assert_eq!(shard.want(conns[1]), Want::Close);
+        assert_eq!((shard.want(conns[0]), shard.want(newest)), (Want::Write, Want::Read));
+        assert_eq!(too_many_connections(&shard, id), 1);
+        // A connection that finished makes room without ending another.
+        shard.wrote(conns[0], shard.unwritten(conns[0]).len(), Time::ZERO);
+        assert_eq!(shard.want(conns[0]), Want::Close);
+        shard.conn_closed(conns[0]);
+        shard.accepted(id, peer(MAX_INBOUND_CONNECTIONS + 1), Time::ZERO).expect("room");
+        assert_eq!(shard.take_io().count(), 0);
+        assert_eq!(too_many_connections(&shard, id), 1);
+    }
+
+    #[test]
+    fn past_the_bound_with_every_connection_replying_the_new_one_is_refused() {
+        let (mut shard, id) = shard_with_node();
+        for k in 0..MAX_INBOUND_CONNECTIONS {
+            let c = shard.accepted(id, peer(k), Time::ZERO).expect("room");
+            deliver_request(&mut shard, c);
+        }
+        assert_eq!(shard.accepted(id, peer(MAX_INBOUND_CONNECTIONS), Time::ZERO), None);
+        assert_eq!(shard.take_io().count(), 0, "no connection ended for it");
+        assert_eq!(too_many_connections(&shard, id), 1);
+    }
+}
