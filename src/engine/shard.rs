@@ -72,9 +72,10 @@ use crate::wire::Framing;
 /// well under a millisecond. A peer that opens connections and stalls
 /// (slowloris) only churns the oldest stalled ones: an honest request is
 /// ended only if this many connections arrive while it is being read, so
-/// a retry gets through. Each connection holds at most one read buffer
-/// (the io_uring backend's are 64 KiB), so this also bounds what the
-/// connections of one node hold before their requests are complete.
+/// a retry gets through. This bounds the node's connection buffers too:
+/// each has one read in flight at most (64 KiB on the io_uring backend)
+/// and what its request has sent so far (at most the 20 MiB stream limit,
+/// which a peer has to send).
 /// Go 0.2.2 bounds none: every connection holds a goroutine until its
 /// `TCPTimeout`.
 pub const MAX_INBOUND_CONNECTIONS: usize = 2 * crate::swim::MAX_PUSH_PULL_REQUESTS;
