@@ -182,6 +182,9 @@ pub(crate) struct Shard {
     counters: Arc<ShardCounters>,
     traffic: TrafficExport,
     export_scheduled: bool,
+    /// How late this thread's timers may run ([`super::timer_slack`] of
+    /// the most demanding node it ever hosted).
+    timer_slack: std::time::Duration,
 }
 
 impl Shard {
@@ -199,7 +202,14 @@ impl Shard {
             counters,
             traffic: TrafficExport::default(),
             export_scheduled: false,
+            timer_slack: super::MAX_TIMER_SLACK,
         }
+    }
+
+    /// How long after [`Shard::next_deadline`] the backend may wake the
+    /// thread: everything due by then runs in that one wake-up.
+    pub fn timer_slack(&self) -> std::time::Duration {
+        self.timer_slack
     }
 
     /// Starts a node: its core, advertised at `advertise`; `events` gets its
@@ -208,6 +218,7 @@ impl Shard {
     pub fn host(&mut self, config: Config, advertise: SocketAddr, now: Time) -> Result<NodeId, EngineError> {
         let mut os = rand::rng();
         let core = Core::new(config, advertise, now, StdRng::from_rng(&mut os)).map_err(EngineError::Core)?;
+        self.timer_slack = self.timer_slack.min(super::timer_slack(core.config()));
         let sealer = Sealer::new(core.config(), core.keyring().clone(), StdRng::from_rng(&mut os));
         let hosted = Hosted {
             core,
@@ -832,6 +843,24 @@ mod tests {
         let id = shard.host(config, SocketAddr::from(([127, 0, 0, 1], 7946)), Time::ZERO).expect("hosted");
         shard.take_io().for_each(drop);
         (shard, id)
+    }
+
+    /// Go's local and LAN profiles allow the full slack; a node with
+    /// millisecond timers lowers its thread's, for good.
+    #[test]
+    fn a_node_with_fine_timers_lowers_the_threads_timer_slack() {
+        let (mut shard, _) = shard_with_node();
+        assert_eq!(shard.timer_slack(), super::super::MAX_TIMER_SLACK);
+        assert_eq!(super::super::timer_slack(&Config::default_lan()), super::super::MAX_TIMER_SLACK);
+        let mut fine = Config::default_local().with_name("fine");
+        fine.probe_timeout = std::time::Duration::from_millis(10);
+        fine.gossip_interval = std::time::Duration::ZERO;
+        shard.host(fine, SocketAddr::from(([127, 0, 0, 1], 7947)), Time::ZERO).expect("hosted");
+        assert_eq!(shard.timer_slack(), std::time::Duration::from_millis(1));
+        shard
+            .host(Config::default_local().with_name("other"), SocketAddr::from(([127, 0, 0, 1], 7948)), Time::ZERO)
+            .expect("hosted");
+        assert_eq!(shard.timer_slack(), std::time::Duration::from_millis(1));
     }
 
     fn peer(k: usize) -> SocketAddr {

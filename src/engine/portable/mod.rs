@@ -90,9 +90,10 @@ impl Worker {
     fn run(mut self, commands: &Receiver<Command>) {
         let mut events = Events::with_capacity(1024);
         loop {
-            // Woken up to TIMER_SLACK after the earliest timer, everything
-            // due by then runs in one turn.
-            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + super::TIMER_SLACK);
+            // Woken up to the timer slack after the earliest timer,
+            // everything due by then runs in one turn.
+            let slack = self.shard.timer_slack();
+            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + slack);
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {
