@@ -24,7 +24,7 @@ declare -A RUNS=(
   [1000-uring]="--nodes 1000 --backend uring"
   [1000-portable-plain]="--nodes 1000 --backend portable --no-compression"
   [1000-uring-plain]="--nodes 1000 --backend uring --no-compression"
-  [2000]="--nodes 2000 --no-compression"
+  [2000]="--nodes 2000 --backend portable --no-compression"
   [5000]="--nodes 5000 --no-compression --duration 120"
   [10000]="--nodes 10000 --no-compression --duration 180"
 )

@@ -1004,7 +1004,7 @@ fn a_killed_node_is_declared_dead_both_ways() {
 }
 
 /// Hashicorp/memberlist#229: a node killed, declared dead, then started
-/// again under the same name and address, rejoins; the issue saw "handler
+/// again under the same name and address, rejoins; the report saw "handler
 /// queue full" drops at the node still in the cluster.
 #[test]
 fn a_killed_node_restarted_under_its_name_and_address_rejoins_without_drops() {

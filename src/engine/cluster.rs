@@ -106,8 +106,8 @@ pub struct ClusterReport {
     /// summed by reason (`ringswim.dropped{reason}`; only reasons that
     /// occurred): where news can be lost before it is sent.
     pub dropped_by_reason: Vec<(&'static str, u64)>,
-    /// Joins that returned an error (the node then stays alone until a
-    /// peer's push/pull finds it), and the first error's text.
+    /// Joins that returned an error (the joiner may know nobody while the
+    /// seed took it in: see `Extensions::push_pull_when_alone`).
     pub join_failed: usize,
     /// The first failed join's error, if any.
     pub join_error: Option<String>,

@@ -43,6 +43,7 @@ pub(super) struct RecvBuffers {
 }
 
 impl RecvBuffers {
+    /// The buffers, allocated once for the thread.
     pub fn new() -> RecvBuffers {
         RecvBuffers {
             buffers: vec![0; RECV_BATCH * MAX_DATAGRAM],
