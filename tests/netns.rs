@@ -372,18 +372,25 @@ fn status_of(lab: &Lab, host: usize, other: usize) -> Result<(String, u64), Stri
 /// and dead 3 probe intervals later (`local`: suspicion 3 × 1 s).
 const FALLBACK_PINGS: u64 = 10;
 
-fn udp_cut_tcp_passing_is_survived_only_with_tcp_pings(backend: Backend) {
-    let mut lab = match Lab::new(&format!("{}u", &backend.name()[..1]), 4) {
+/// Four hosts (tagged `tag`) with the UDP filter in place, or `None`
+/// (printed: skipped) where namespaces or nftables are unavailable.
+fn lab_with_filter(tag: &str) -> Option<Lab> {
+    let mut lab = match Lab::new(tag, 4) {
         Ok(lab) => lab,
         Err(e) => {
             eprintln!("network namespaces unavailable here ({e}): skipped");
-            return;
+            return None;
         }
     };
     if let Err(e) = lab.add_filter() {
         eprintln!("nftables unavailable here ({e}): skipped");
-        return;
+        return None;
     }
+    Some(lab)
+}
+
+fn udp_cut_tcp_passing_is_survived_only_with_tcp_pings(backend: Backend) {
+    let Some(lab) = lab_with_filter(&format!("{}u", &backend.name()[..1])) else { return };
     // Two clusters of two: h1 joins h0 (Go's default, TCP pings on), h3
     // joins h2 (--disable-tcp-pings). Two members, so no indirect probe
     // can route around the cut.
@@ -439,17 +446,7 @@ fn has_status(status: &str, seen: (String, u64)) -> Result<(), String> {
 }
 
 fn udp_cut_tcp_passing_against_go_nodes(backend: Backend) {
-    let mut lab = match Lab::new(&format!("{}g", &backend.name()[..1]), 4) {
-        Ok(lab) => lab,
-        Err(e) => {
-            eprintln!("network namespaces unavailable here ({e}): skipped");
-            return;
-        }
-    };
-    if let Err(e) = lab.add_filter() {
-        eprintln!("nftables unavailable here ({e}): skipped");
-        return;
-    }
+    let Some(lab) = lab_with_filter(&format!("{}g", &backend.name()[..1])) else { return };
     // Go memberlist 0.2.2 nodes at h0 (Go's default) and h2
     // (DisableTcpPings), each in a gonodes process in its namespace;
     // agents at h1 (default) and h3 (--disable-tcp-pings) join them.
