@@ -183,7 +183,7 @@ pub(crate) struct Shard {
     traffic: TrafficExport,
     export_scheduled: bool,
     /// How late this thread's timers may run ([`super::timer_slack`] of
-    /// the most demanding node it ever hosted).
+    /// the most demanding node it ever hosted; [`Shard::wait`]).
     timer_slack: std::time::Duration,
 }
 
@@ -206,10 +206,13 @@ impl Shard {
         }
     }
 
-    /// How long after [`Shard::next_deadline`] the backend may wake the
-    /// thread: everything due by then runs in that one wake-up.
-    pub fn timer_slack(&self) -> std::time::Duration {
-        self.timer_slack
+    /// How long the backend may block waiting for input: until the next
+    /// deadline plus the thread's timer slack, so that everything due by
+    /// then runs in one wake-up (`None`: no timer, until input or a
+    /// command).
+    pub fn wait(&mut self, clock: &super::runtime::Clock) -> Option<std::time::Duration> {
+        let slack = self.timer_slack;
+        self.next_deadline().map(|at| clock.until(at) + slack)
     }
 
     /// Starts a node: its core, advertised at `advertise`; `events` gets its
@@ -850,17 +853,17 @@ mod tests {
     #[test]
     fn a_node_with_fine_timers_lowers_the_threads_timer_slack() {
         let (mut shard, _) = shard_with_node();
-        assert_eq!(shard.timer_slack(), super::super::MAX_TIMER_SLACK);
+        assert_eq!(shard.timer_slack, super::super::MAX_TIMER_SLACK);
         assert_eq!(super::super::timer_slack(&Config::default_lan()), super::super::MAX_TIMER_SLACK);
         let mut fine = Config::default_local().with_name("fine");
         fine.probe_timeout = std::time::Duration::from_millis(10);
         fine.gossip_interval = std::time::Duration::ZERO;
         shard.host(fine, SocketAddr::from(([127, 0, 0, 1], 7947)), Time::ZERO).expect("hosted");
-        assert_eq!(shard.timer_slack(), std::time::Duration::from_millis(1));
+        assert_eq!(shard.timer_slack, std::time::Duration::from_millis(1));
         shard
             .host(Config::default_local().with_name("other"), SocketAddr::from(([127, 0, 0, 1], 7948)), Time::ZERO)
             .expect("hosted");
-        assert_eq!(shard.timer_slack(), std::time::Duration::from_millis(1));
+        assert_eq!(shard.timer_slack, std::time::Duration::from_millis(1));
     }
 
     fn peer(k: usize) -> SocketAddr {

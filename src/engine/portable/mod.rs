@@ -92,8 +92,7 @@ impl Worker {
         loop {
             // Woken up to the timer slack after the earliest timer,
             // everything due by then runs in one turn.
-            let slack = self.shard.timer_slack();
-            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + slack);
+            let timeout = self.shard.wait(&self.clock);
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {

@@ -141,8 +141,7 @@ impl Worker {
         // until the turn ends can miss its probe's timeout.
         let mut events: Vec<Event> = Vec::new();
         while !self.stop {
-            let slack = self.shard.timer_slack();
-            let timeout = self.shard.next_deadline().map(|at| self.clock.until(at) + slack);
+            let timeout = self.shard.wait(&self.clock);
             let (shard, clock, counters) = (&mut self.shard, &self.clock, &self.counters);
             let (by_socket, by_listener, by_stream) = (&self.by_socket, &self.by_listener, &self.by_stream);
             let nodes = &self.nodes;
